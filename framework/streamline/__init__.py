@@ -1,0 +1,5 @@
+"""StreamLine: declarative CSV feeds into Snowflake through Airflow."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

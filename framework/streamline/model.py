@@ -1,0 +1,220 @@
+"""The typed, frozen model of a validated feed spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LINEAGE_COLUMNS = ("batch_id", "source_file", "source_row_number", "loaded_at")
+"""Columns StreamLine adds to every raw table (batch_id also to every mart table)."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    database: str
+    schema: str
+    table: str
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.database}.{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    header: bool
+    delimiter: str
+    quote: str
+    compression: str
+    null_markers: tuple[str, ...]
+    timestamp_format: str
+    date_format: str
+    encoding: str
+
+
+@dataclass(frozen=True)
+class Source:
+    prefix: str
+    format: CsvFormat
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    column: str
+    feed: str
+    to: str
+    max_orphan_ratio: float
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    on_error: str
+    size_limit_bytes: int | None
+    truncate_columns: bool
+    error_on_column_count_mismatch: bool
+    trim_space: bool
+
+
+@dataclass(frozen=True)
+class Transform:
+    template: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    type: str
+    columns: tuple[str, ...] = ()
+    column: str | None = None
+    values: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Stable check name, used as the result column of the check query."""
+        if self.type in ("not_null", "unique"):
+            return f"{self.type}__{'__'.join(self.columns)}"
+        if self.column:
+            return f"{self.type}__{self.column}"
+        return self.type
+
+
+@dataclass(frozen=True)
+class Trigger:
+    mode: str
+    poll_interval_seconds: float
+    timeout_seconds: int
+    queue: str
+
+
+@dataclass(frozen=True)
+class DagSettings:
+    dag_id: str
+    owner: str
+    tags: tuple[str, ...]
+    retries: int
+    retry_delay_seconds: int
+    task_timeout_seconds: int
+    run_timeout_seconds: int
+    max_active_runs: int
+    aws_conn_id: str
+    snowflake_conn_id: str
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One validated feed: everything rendering and DAG building need, nothing more."""
+
+    feed: str
+    description: str
+    source: Source
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    ordering: str
+    references: tuple[Reference, ...]
+    raw: TableRef
+    mart: TableRef
+    copy: CopyOptions
+    transform: Transform
+    checks: tuple[Check, ...]
+    trigger: Trigger
+    dag: DagSettings
+    spec_file: str
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def column(self, name: str) -> Column:
+        """The column called name (KeyError when absent)."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+
+def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
+    """Build the model from schema-valid data whose defaults are already applied."""
+    source = data["source"]
+    fmt = source["format"]
+    trigger = data["trigger"]
+    dag = data["dag"]
+    return Feed(
+        feed=data["feed"],
+        description=data["description"],
+        source=Source(
+            prefix=source["prefix"],
+            format=CsvFormat(
+                header=fmt["header"],
+                delimiter=fmt["delimiter"],
+                quote=fmt["quote"],
+                compression=fmt["compression"],
+                null_markers=tuple(fmt["null_markers"]),
+                timestamp_format=fmt["timestamp_format"],
+                date_format=fmt["date_format"],
+                encoding=fmt["encoding"],
+            ),
+        ),
+        columns=tuple(
+            Column(
+                name=c["name"],
+                type=normalize_type(c["type"]),
+                nullable=c["nullable"] and c["name"] not in data["key"],
+                description=c["description"],
+            )
+            for c in data["columns"]
+        ),
+        key=tuple(data["key"]),
+        ordering=data["ordering"],
+        references=tuple(Reference(**r) for r in data["references"]),
+        raw=TableRef(**data["raw"]),
+        mart=TableRef(**data["mart"]),
+        copy=CopyOptions(**data["copy"]),
+        transform=Transform(template=data["transform"]["template"], params=data["transform"]["params"]),
+        checks=tuple(_build_check(c) for c in data["checks"]),
+        trigger=Trigger(
+            mode=trigger["mode"],
+            poll_interval_seconds=trigger["poll_interval_seconds"],
+            timeout_seconds=trigger["timeout_seconds"],
+            queue=trigger.get("queue") or f"streamline-{data['feed'].replace('_', '-')}",
+        ),
+        dag=DagSettings(
+            dag_id=dag.get("dag_id") or data["feed"],
+            owner=dag["owner"],
+            tags=tuple(dag["tags"]),
+            retries=dag["retries"],
+            retry_delay_seconds=dag["retry_delay_seconds"],
+            task_timeout_seconds=dag["task_timeout_seconds"],
+            run_timeout_seconds=dag["run_timeout_seconds"],
+            max_active_runs=dag["max_active_runs"],
+            aws_conn_id=dag["aws_conn_id"],
+            snowflake_conn_id=dag["snowflake_conn_id"],
+        ),
+        spec_file=spec_file,
+    )
+
+
+def _build_check(data: dict[str, Any]) -> Check:
+    return Check(
+        type=data["type"],
+        columns=tuple(data.get("columns", ())),
+        column=data.get("column"),
+        values=tuple(data.get("values", ())),
+        min=data.get("min"),
+        max=data.get("max"),
+    )
+
+
+def normalize_type(type_text: str) -> str:
+    """Canonical spelling of a Snowflake type: no spaces inside the parentheses."""
+    head, paren, rest = type_text.partition("(")
+    return head.strip() + (paren + rest.replace(" ", "") if paren else "")
