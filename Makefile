@@ -1,0 +1,47 @@
+# StreamLine: `make test` and `make demo` install everything they need (uv, then the locked venv).
+SHELL := /bin/bash
+ROOT := $(abspath .)
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
+
+export TMPDIR := $(ROOT)/.scratch/tmp
+export AIRFLOW_HOME := $(ROOT)/.scratch/airflow
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
+export DO_NOT_TRACK := 1
+export UV_PROJECT_ENVIRONMENT := $(ROOT)/.venv
+
+.PHONY: install test lint typecheck unit demo bench clean
+
+$(ROOT)/.tools/bin/uv:
+	python3 -m venv $(ROOT)/.tools
+	$(ROOT)/.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+install: $(if $(findstring .tools,$(UV)),$(ROOT)/.tools/bin/uv)
+	@mkdir -p $(TMPDIR) $(AIRFLOW_HOME)
+	$(UV) sync --locked --quiet
+
+lint: install
+	$(UV) run --locked ruff check framework tests benchmarks
+	$(UV) run --locked ruff format --check framework tests benchmarks
+
+typecheck: install
+	$(UV) run --locked mypy
+
+test: lint typecheck
+	$(UV) run --locked pytest
+
+unit: install
+	$(UV) run --locked pytest tests/unit
+
+# Until the embedded stack lands, the demo is the dry run: validate, render, generate, load in Airflow.
+demo: install
+	$(UV) run --locked streamline validate
+	$(UV) run --locked streamline render orders --batch-id 20260101T000000Z --step load --step transform
+	$(UV) run --locked streamline generate --out $(ROOT)/.scratch/dags --check
+
+bench: install
+	$(UV) run --locked python benchmarks/parse_time.py
+
+clean:
+	rm -rf .scratch build

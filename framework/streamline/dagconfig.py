@@ -1,0 +1,130 @@
+"""Turn a feed into dag-factory's config shape: plain data, `__type__` where Airflow needs objects.
+
+The same dict is written as YAML by `streamline generate` and built into a DAG by the loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamline.batches import BATCH_ID_RE
+from streamline.model import Feed
+
+TASKS = ("detect", "claim", "load", "transform", "check", "finalize")
+"""Task ids, in run order; the SQL tasks read <task>.sql from the feed's SQL folder."""
+
+LAKE_BUCKET = "{{ var.value.get('streamline_lake_bucket', 'streamline-lake') }}"
+"""The lake bucket, resolved when a task runs (Airflow Variable streamline_lake_bucket)."""
+
+START_DATE = "2025-01-01"
+SENSOR = "airflow.providers.amazon.aws.sensors.s3.S3KeySensor"
+PYTHON = "airflow.providers.standard.operators.python.PythonOperator"
+SQL_EXECUTE = "airflow.providers.common.sql.operators.sql.SQLExecuteQueryOperator"
+SQL_CHECK = "airflow.providers.common.sql.operators.sql.SQLCheckOperator"
+
+
+def _seconds(value: float) -> dict[str, Any]:
+    return {"__type__": "datetime.timedelta", "seconds": value}
+
+
+def build_dag_config(feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None) -> dict[str, Any]:
+    """The dag-factory config {dag_id: {...}} of one feed; its SQL lives in sql_dir/<feed>/."""
+    lake = {"bucket": LAKE_BUCKET, "prefix": feed.source.prefix, "aws_conn_id": feed.dag.aws_conn_id}
+    sql = {"conn_id": feed.dag.snowflake_conn_id}
+    tasks: dict[str, dict[str, Any]] = {
+        "detect": {
+            "operator": SENSOR,
+            "bucket_name": LAKE_BUCKET,
+            "bucket_key": f"landing/{feed.source.prefix}/*",
+            "wildcard_match": True,
+            "aws_conn_id": feed.dag.aws_conn_id,
+            "poke_interval": feed.trigger.poll_interval_seconds,
+            "timeout": feed.trigger.timeout_seconds,
+            "mode": "poke",
+            "soft_fail": True,
+            "retries": 0,
+        },
+        "claim": {
+            "operator": PYTHON,
+            "python_callable": "streamline.lake.claim_batch",
+            "op_kwargs": {"feed": feed.feed, **lake},
+            "dependencies": ["detect"],
+        },
+        "load": {
+            "operator": SQL_EXECUTE,
+            **sql,
+            "sql": "load.sql",
+            "split_statements": True,
+            "return_last": True,
+            "dependencies": ["claim"],
+        },
+        "transform": {
+            "operator": SQL_EXECUTE,
+            **sql,
+            "sql": "transform.sql",
+            "split_statements": True,
+            "dependencies": ["load"],
+        },
+        "check": {"operator": SQL_CHECK, **sql, "sql": "check.sql", "dependencies": ["transform"]},
+        "finalize": {
+            "operator": PYTHON,
+            "python_callable": "streamline.lake.finalize_batch",
+            "op_kwargs": {"feed": feed.feed, **lake},
+            "dependencies": ["check"],
+        },
+    }
+    config: dict[str, Any] = {
+        "description": feed.description or f"StreamLine feed {feed.feed}",
+        "default_args": {
+            "owner": feed.dag.owner,
+            "retries": feed.dag.retries,
+            "retry_delay": _seconds(feed.dag.retry_delay_seconds),
+            "execution_timeout": _seconds(feed.dag.task_timeout_seconds),
+        },
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": feed.dag.max_active_runs,
+        "dagrun_timeout": _seconds(feed.dag.run_timeout_seconds),
+        "template_searchpath": str(sql_dir / feed.feed),
+        "tags": ["streamline", f"feed:{feed.feed}", *feed.dag.tags],
+        "params": {
+            "batch_id": {
+                "__type__": "airflow.sdk.Param",
+                "default": None,
+                "type": ["null", "string"],
+                "pattern": BATCH_ID_RE.pattern,
+                "description": "Reprocess this batch (YYYYMMDDTHHMMSSZ) instead of claiming new files.",
+            }
+        },
+        "schedule": _schedule(feed, sqs_url_prefix),
+        "tasks": tasks,
+    }
+    return {feed.dag.dag_id: config}
+
+
+def _schedule(feed: Feed, sqs_url_prefix: str | None) -> Any:
+    if feed.trigger.mode == "poll":
+        # One run after another; each waits at the sensor until files land, so latency is one poke.
+        return "@continuous"
+    queue = f"{(sqs_url_prefix or 'sqs://').rstrip('/')}/{feed.trigger.queue}"
+    return [
+        {
+            "__type__": "airflow.sdk.Asset",
+            "name": f"streamline_{feed.feed}_landing",
+            "watchers": [
+                {
+                    "__type__": "airflow.sdk.AssetWatcher",
+                    "name": f"streamline_{feed.feed}_queue",
+                    "trigger": {
+                        "__type__": (
+                            "airflow.providers.common.messaging.triggers.msg_queue.MessageQueueTrigger"
+                        ),
+                        "scheme": "sqs",
+                        "sqs_queue": queue,
+                        "aws_conn_id": feed.dag.aws_conn_id,
+                    },
+                }
+            ],
+        }
+    ]

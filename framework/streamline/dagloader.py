@@ -1,0 +1,91 @@
+"""Build Airflow DAGs from pipelines/ at parse time, through dag-factory.
+
+Valid feeds become DAGs; invalid specs become one import error that names every file and line,
+without hiding the feeds that are fine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+
+from airflow.sdk import DAG  # noqa: E402
+
+from streamline.dagconfig import build_dag_config  # noqa: E402
+from streamline.errors import SpecError, SpecsInvalid, format_errors  # noqa: E402
+from streamline.generation import write_feed_sql  # noqa: E402
+from streamline.project import find_project  # noqa: E402
+from streamline.rendering import RenderSettings  # noqa: E402
+from streamline.validation import validate_paths  # noqa: E402
+
+log = logging.getLogger(__name__)
+ERROR_DAG_ID = "streamline_invalid_specs"
+
+
+class InvalidSpecsDag(DAG):
+    """A DAG that never bags: its validation raises the spec errors, which Airflow records as an
+    import error of the loader file while the file's other DAGs load normally."""
+
+    streamline_errors: list[SpecError]
+
+    def validate(self) -> None:
+        raise SpecsInvalid(self.streamline_errors)
+
+
+def default_sql_dir() -> Path:
+    """Where parse-time SQL goes when the loader is not given a folder."""
+    if os.environ.get("STREAMLINE_SQL_DIR"):
+        return Path(os.environ["STREAMLINE_SQL_DIR"])
+    home = os.environ.get("AIRFLOW_HOME")
+    return Path(home) / "streamline_sql" if home else Path(tempfile.gettempdir()) / "streamline_sql"
+
+
+def load_dags(
+    globals_dict: dict[str, Any],
+    project_dir: str | Path | None = None,
+    sql_dir: str | Path | None = None,
+) -> list[str]:
+    """Validate every spec, render its SQL and build its DAG into globals_dict; return the dag ids."""
+    import dagfactory
+    from dagfactory import settings as dagfactory_settings
+    from dagfactory.utils import cast_with_type
+
+    dagfactory_settings.enable_telemetry = False
+    project = find_project(Path(project_dir) if project_dir else None)
+    target = Path(sql_dir) if sql_dir else default_sql_dir()
+    result = validate_paths(project)
+    errors = list(result.errors)
+    settings = RenderSettings.from_env()
+    sqs_url_prefix = os.environ.get("STREAMLINE_SQS_URL_PREFIX")
+    built: list[str] = []
+    for feed in result.feeds:
+        try:
+            write_feed_sql(project, feed, result.feeds, target, settings)
+            config = cast_with_type(build_dag_config(feed, target, sqs_url_prefix))
+            dagfactory.load_yaml_dags(globals_dict, config_dict=config)
+        except Exception as exc:  # one feed's failure must not hide the others
+            log.exception("feed %s could not be built", feed.feed)
+            errors.append(SpecError(feed.spec_file, 1, 1, "$", f"DAG could not be built: {exc}"))
+            continue
+        built.append(feed.dag.dag_id)
+    if errors:
+        log.error("StreamLine specs with errors:\n%s", format_errors(errors))
+        error_dag = InvalidSpecsDag(dag_id=ERROR_DAG_ID, schedule=None)
+        error_dag.streamline_errors = sorted(errors)
+        globals_dict[ERROR_DAG_ID] = error_dag
+    return built
+
+
+def check_dags_folder(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Load a dags folder the way Airflow's dag processor does: ({dag_id: task_ids}, import_errors)."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    bag = BundleDagBag(dag_folder=str(folder), bundle_path=folder)
+    dags = {dag_id: [t.task_id for t in dag.tasks] for dag_id, dag in sorted(bag.dags.items())}
+    return dags, dict(bag.import_errors)

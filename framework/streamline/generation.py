@@ -1,0 +1,118 @@
+"""Write what Airflow needs for each valid feed: rendered SQL, dag-factory configs, the loader file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from streamline.dagconfig import build_dag_config
+from streamline.model import Feed
+from streamline.project import Project
+from streamline.rendering import RenderSettings, render_feed
+
+SQL_FOLDER = "streamline_sql"
+CONFIG_FOLDER = "streamline_configs"
+LOADER_FILE = "streamline_dags.py"
+
+LOADER_SOURCE = '''\
+"""StreamLine airflow DAGs: one per feed spec in pipelines/, built at parse time by dag-factory.
+
+Written by `streamline generate`. A broken spec shows as an import error of this file naming the
+spec's file and line; the other feeds still load. Set STREAMLINE_PROJECT_DIR to move the project.
+"""
+
+import os
+from pathlib import Path
+
+from streamline.dagloader import load_dags
+
+_HERE = Path(__file__).resolve().parent
+load_dags(
+    globals(),
+    project_dir=os.environ.get("STREAMLINE_PROJECT_DIR", {project_dir!r}),
+    sql_dir=_HERE / {sql_folder!r},
+)
+'''
+
+
+@dataclass
+class Written:
+    """Files written or left unchanged by a generation."""
+
+    changed: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+
+
+def write_text(path: Path, text: str, written: Written | None = None) -> bool:
+    """Write text atomically, only when it differs from what is there; True when it changed."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            if written is not None:
+                written.unchanged.append(path)
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    if written is not None:
+        written.changed.append(path)
+    return True
+
+
+def write_feed_sql(
+    project: Project,
+    feed: Feed,
+    feeds: Sequence[Feed],
+    sql_dir: Path,
+    settings: RenderSettings | None = None,
+    written: Written | None = None,
+) -> None:
+    """Render the feed's steps into sql_dir/<feed>/<step>.sql."""
+    for step, sql in render_feed(project, feed, feeds, settings=settings).items():
+        write_text(sql_dir / feed.feed / f"{step}.sql", sql, written)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of a plain dict, keys in insertion order."""
+    import io
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    buffer = io.StringIO()
+    yaml.dump(data, buffer)
+    return buffer.getvalue()
+
+
+def generate(
+    project: Project,
+    feeds: Sequence[Feed],
+    out_dir: Path,
+    settings: RenderSettings | None = None,
+    sqs_url_prefix: str | None = None,
+) -> Written:
+    """Write a dags folder: the loader file, SQL per feed and the dag-factory config per feed."""
+    out_dir = out_dir.resolve()
+    written = Written()
+    sql_dir = out_dir / SQL_FOLDER
+    for feed in feeds:
+        write_feed_sql(project, feed, feeds, sql_dir, settings, written)
+        config = build_dag_config(feed, sql_dir, sqs_url_prefix)
+        header = (
+            f"# dag-factory config of feed {feed.feed}, generated from {feed.spec_file}.\n"
+            "# Review only: streamline_dags.py builds the DAG from the spec itself.\n"
+        )
+        write_text(out_dir / CONFIG_FOLDER / f"{feed.feed}.yaml", header + dump_yaml(config), written)
+    loader = LOADER_SOURCE.format(project_dir=str(project.root), sql_folder=SQL_FOLDER)
+    write_text(out_dir / LOADER_FILE, loader, written)
+    return written
