@@ -1,0 +1,30 @@
+-- StreamLine load for feed customers: replace the batch's raw rows in one transaction.
+BEGIN;
+DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}';
+COPY INTO "STREAMLINE"."RAW"."CUSTOMERS" (
+  "CUSTOMER_ID",
+  "EMAIL",
+  "FULL_NAME",
+  "COUNTRY",
+  "TIER",
+  "CREATED_AT",
+  "UPDATED_AT",
+  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "LOADED_AT"
+)
+FROM (
+  SELECT
+    $1,
+    $2,
+    $3,
+    $4,
+    $5,
+    $6,
+    $7,
+    '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, CURRENT_TIMESTAMP()
+  FROM @"STREAMLINE"."RAW"."CUSTOMERS_STAGE"/processing/{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}/customers/
+)
+FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."CUSTOMERS_CSV_FORMAT"')
+ON_ERROR = ABORT_STATEMENT
+TRUNCATECOLUMNS = FALSE
+FORCE = TRUE;
+COMMIT;

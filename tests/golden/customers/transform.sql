@@ -1,0 +1,49 @@
+-- StreamLine transform merge_latest for feed customers: upsert the latest row per key.
+MERGE INTO "STREAMLINE"."MART"."CUSTOMERS" AS t
+USING (
+  SELECT
+    "CUSTOMER_ID",
+    "EMAIL",
+    "FULL_NAME",
+    "COUNTRY",
+    "TIER",
+    "CREATED_AT",
+    "UPDATED_AT",
+    "BATCH_ID"
+  FROM "STREAMLINE"."RAW"."CUSTOMERS"
+  WHERE "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}'
+    AND "CUSTOMER_ID" IS NOT NULL
+  QUALIFY ROW_NUMBER() OVER (
+    PARTITION BY "CUSTOMER_ID"
+    ORDER BY "UPDATED_AT" DESC, "SOURCE_FILE" DESC, "SOURCE_ROW_NUMBER" DESC
+  ) = 1
+) AS s
+ON t."CUSTOMER_ID" = s."CUSTOMER_ID"
+WHEN MATCHED AND s."UPDATED_AT" >= t."UPDATED_AT" THEN UPDATE SET
+  "EMAIL" = s."EMAIL",
+  "FULL_NAME" = s."FULL_NAME",
+  "COUNTRY" = s."COUNTRY",
+  "TIER" = s."TIER",
+  "CREATED_AT" = s."CREATED_AT",
+  "UPDATED_AT" = s."UPDATED_AT",
+  "BATCH_ID" = s."BATCH_ID",
+  "MERGED_AT" = CURRENT_TIMESTAMP()
+WHEN NOT MATCHED THEN INSERT (
+  "CUSTOMER_ID",
+  "EMAIL",
+  "FULL_NAME",
+  "COUNTRY",
+  "TIER",
+  "CREATED_AT",
+  "UPDATED_AT",
+  "BATCH_ID", "MERGED_AT"
+) VALUES (
+  s."CUSTOMER_ID",
+  s."EMAIL",
+  s."FULL_NAME",
+  s."COUNTRY",
+  s."TIER",
+  s."CREATED_AT",
+  s."UPDATED_AT",
+  s."BATCH_ID", CURRENT_TIMESTAMP()
+);

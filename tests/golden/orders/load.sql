@@ -1,0 +1,32 @@
+-- StreamLine load for feed orders: replace the batch's raw rows in one transaction.
+BEGIN;
+DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}';
+COPY INTO "STREAMLINE"."RAW"."ORDERS" (
+  "ORDER_ID",
+  "CUSTOMER_ID",
+  "STATUS",
+  "QUANTITY",
+  "AMOUNT",
+  "CURRENCY",
+  "ORDERED_AT",
+  "UPDATED_AT",
+  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "LOADED_AT"
+)
+FROM (
+  SELECT
+    $1,
+    $2,
+    $3,
+    $4,
+    $5,
+    $6,
+    $7,
+    $8,
+    '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, CURRENT_TIMESTAMP()
+  FROM @"STREAMLINE"."RAW"."ORDERS_STAGE"/processing/{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}/orders/
+)
+FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."ORDERS_CSV_FORMAT"')
+ON_ERROR = ABORT_STATEMENT
+TRUNCATECOLUMNS = FALSE
+FORCE = TRUE;
+COMMIT;

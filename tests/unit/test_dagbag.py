@@ -1,0 +1,109 @@
+"""Generated DAGs load in Airflow 3.3's DagBag: ids, tasks, dependencies, and visible spec errors."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from streamline.cli import main
+from streamline.dagconfig import TASKS
+from streamline.dagloader import ERROR_DAG_ID, check_dags_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SHIPMENTS = textwrap.dedent(
+    """\
+    # yaml-language-server: $schema=../schemas/feed.schema.json
+    feed: shipments
+    source:
+      prefix: shipments
+    columns:
+      - {name: shipment_id, type: VARCHAR(24)}
+      - {name: order_id, type: VARCHAR(20)}
+      - {name: carrier, type: VARCHAR(32)}
+      - {name: shipped_at, type: TIMESTAMP_NTZ(3)}
+    key: [shipment_id]
+    ordering: shipped_at
+    references:
+      - {column: order_id, feed: orders, to: order_id}
+    raw: {database: streamline, schema: raw, table: shipments}
+    mart: {database: streamline, schema: mart, table: shipments}
+    checks:
+      - {type: not_null, columns: [shipment_id, order_id]}
+    """
+)
+
+
+def make_project(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
+    """A project folder with the repo's schema, templates and pipelines, plus extra spec files."""
+    root = tmp_path / "project"
+    for folder in ("schemas", "templates", "pipelines"):
+        shutil.copytree(ROOT / folder, root / folder)
+    for name, text in (extra or {}).items():
+        (root / "pipelines" / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def generate(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("STREAMLINE_PROJECT_DIR", raising=False)
+    out = root / "dags"
+    assert main(["--project", str(root), "generate", "--out", str(out)]) == 0
+    return out
+
+
+def test_generated_dags_load_with_no_import_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dags, errors = check_dags_folder(generate(make_project(tmp_path), monkeypatch))
+    assert errors == {}
+    assert set(dags) == {"customers", "orders"}
+    for tasks in dags.values():
+        assert tasks == list(TASKS)
+
+
+def test_dependencies_and_sql_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    out = generate(make_project(tmp_path), monkeypatch)
+    bag = BundleDagBag(dag_folder=str(out), bundle_path=out)
+    dag = bag.dags["orders"]
+    for before, after in zip(TASKS, TASKS[1:], strict=False):
+        assert dag.get_task(before).downstream_task_ids == {after}
+    # The SQL tasks reference files that exist in the DAG's template search path.
+    searchpath = Path(dag.template_searchpath[0])
+    for step in ("load", "transform", "check"):
+        assert (searchpath / f"{step}.sql").is_file()
+    assert dag.tags and "streamline" in dag.tags
+
+
+def test_a_third_feed_is_only_a_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path, {"shipments.yaml": SHIPMENTS})
+    monkeypatch.chdir(root)
+    assert main(["--project", str(root), "validate"]) == 0
+    assert "3 specs valid" in capsys.readouterr().out
+    assert main(["--project", str(root), "render", "shipments", "--batch-id", "20260102T030405Z",
+                 "--step", "load"]) == 0
+    assert "processing/20260102T030405Z/shipments/" in capsys.readouterr().out
+    dags, errors = check_dags_folder(generate(root, monkeypatch))
+    assert errors == {}
+    assert dags["shipments"] == list(TASKS)
+
+
+def test_a_broken_spec_is_an_import_error_and_the_others_still_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    out = generate(root, monkeypatch)
+    (root / "pipelines" / "broken.yaml").write_text(
+        "feed: broken\nsource:\n  prefix: broken\n  colour: red\n", encoding="utf-8"
+    )
+    dags, errors = check_dags_folder(out)
+    assert set(dags) == {"customers", "orders"}
+    assert ERROR_DAG_ID not in dags
+    assert len(errors) == 1
+    (message,) = errors.values()
+    assert "broken.yaml:4:3: $.source.colour: unknown key 'colour'" in message
+    assert "broken.yaml:1:1: $: missing required key 'columns'" in message

@@ -1,0 +1,162 @@
+"""Rendered SQL: golden files per feed and step, sqlglot parsing, and the quoting helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from streamline.batches import RUNTIME_BATCH_ID
+from streamline.model import Feed, TableRef
+from streamline.project import Project, find_project
+from streamline.rendering import (
+    STEPS,
+    RenderSettings,
+    TemplateProblem,
+    quote_identifier,
+    quote_literal,
+    quote_table,
+    render_feed,
+)
+from streamline.validation import validate_paths
+
+BATCH = "20260101T000000Z"
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return find_project()
+
+
+@pytest.fixture(scope="module")
+def feeds(project: Project) -> list[Feed]:
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    return result.feeds
+
+
+def _feed(feeds: list[Feed], name: str) -> Feed:
+    return next(f for f in feeds if f.feed == name)
+
+
+@pytest.mark.parametrize("name", ["customers", "orders"])
+@pytest.mark.parametrize("step", STEPS)
+def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step: str) -> None:  # type: ignore[no-untyped-def]
+    sql = render_feed(project, _feed(feeds, name), feeds, steps=[step])[step]
+    golden(f"{name}/{step}.sql", sql)
+
+
+EXPECTED_STATEMENTS = {
+    "ddl": ["Create"] * 7,
+    "load": ["Transaction", "Delete", "Copy", "Commit"],
+    "transform": ["Merge"],
+    "check": ["Select"],
+}
+
+
+@pytest.mark.parametrize("name", ["customers", "orders"])
+def test_every_statement_parses_as_snowflake(project: Project, feeds: list[Feed], name: str) -> None:
+    for step, sql in render_feed(project, _feed(feeds, name), feeds, batch_id=BATCH).items():
+        statements = [s for s in sqlglot.parse(sql, read="snowflake") if s is not None]
+        kinds = [type(s).__name__ for s in statements]
+        assert kinds == EXPECTED_STATEMENTS[step], (step, kinds)
+        # A statement sqlglot could not understand would come back as an opaque Command.
+        assert not any(s.find(exp.Command) for s in statements), step
+
+
+def test_batch_id_is_substituted_everywhere(project: Project, feeds: list[Feed]) -> None:
+    rendered = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH)
+    assert "xcom_pull" not in "".join(rendered.values())
+    load = rendered["load"]
+    assert f"DELETE FROM \"STREAMLINE\".\"RAW\".\"ORDERS\" WHERE \"BATCH_ID\" = '{BATCH}'" in load
+    assert f"/processing/{BATCH}/orders/" in load
+    assert "METADATA$FILENAME" in load and "FORCE = TRUE" in load
+    assert f"WHERE \"BATCH_ID\" = '{BATCH}'" in rendered["transform"]
+
+
+def test_runtime_expression_stays_literal(project: Project, feeds: list[Feed]) -> None:
+    load = render_feed(project, _feed(feeds, "orders"), feeds, steps=["load"])["load"]
+    assert f"'{RUNTIME_BATCH_ID}'" in load
+    assert f"/processing/{RUNTIME_BATCH_ID}/orders/" in load
+
+
+def test_load_is_one_transaction_that_replaces_the_batch(project: Project, feeds: list[Feed]) -> None:
+    load = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH, steps=["load"])["load"]
+    statements = [s for s in sqlglot.parse(load, read="snowflake") if s is not None]
+    assert isinstance(statements[0], exp.Transaction)
+    assert isinstance(statements[1], exp.Delete)
+    assert isinstance(statements[-1], exp.Commit)
+
+
+def test_bad_batch_id_is_refused(project: Project, feeds: list[Feed]) -> None:
+    from streamline.errors import BatchError
+
+    with pytest.raises(BatchError):
+        render_feed(project, _feed(feeds, "orders"), feeds, batch_id="2026'; DROP TABLE x; --")
+
+
+def test_storage_integration_and_lake_url(project: Project, feeds: list[Feed]) -> None:
+    settings = RenderSettings(lake_url="s3://acme-lake/streamline", storage_integration="lake_int")
+    ddl = render_feed(project, _feed(feeds, "orders"), feeds, settings=settings, steps=["ddl"])["ddl"]
+    assert "URL = 's3://acme-lake/streamline/'" in ddl
+    assert 'STORAGE_INTEGRATION = "LAKE_INT"' in ddl
+    with pytest.raises(ValueError):
+        render_feed(project, _feed(feeds, "orders"), feeds,
+                    settings=RenderSettings(lake_url="s3://x' or 1=1"), steps=["ddl"])
+
+
+def test_unknown_transform_template_is_a_template_problem(project: Project, feeds: list[Feed]) -> None:
+    feed = _feed(feeds, "orders")
+    broken = dataclasses.replace(feed, transform=dataclasses.replace(feed.transform, template="nope"))
+    with pytest.raises(TemplateProblem) as info:
+        render_feed(project, broken, feeds, steps=["transform"])
+    assert info.value.field == "template"
+    assert "merge_latest" in (info.value.hint or "")
+
+
+def test_append_template_renders_and_parses(project: Project, feeds: list[Feed]) -> None:
+    feed = _feed(feeds, "orders")
+    append = dataclasses.replace(feed, transform=dataclasses.replace(feed.transform, template="append"))
+    sql = render_feed(project, append, feeds, batch_id=BATCH, steps=["transform"])["transform"]
+    kinds = [type(s).__name__ for s in sqlglot.parse(sql, read="snowflake") if s is not None]
+    assert kinds == ["Transaction", "Delete", "Insert", "Commit"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "'plain'"),
+        ("it's", "'it\\'s'"),
+        ("back\\slash", "'back\\\\slash'"),
+        ("tab\there", "'tab\\there'"),
+        (3, "3"),
+        (0.5, "0.5"),
+        (True, "TRUE"),
+        (None, "NULL"),
+    ],
+)
+def test_quote_literal(value: object, expected: str) -> None:
+    assert quote_literal(value) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["'; DROP TABLE t; --", "x' OR '1'='1", "a\\' OR 1=1 --"])
+def test_quoted_literals_stay_one_string(value: str) -> None:
+    tree = sqlglot.parse_one(f"SELECT {quote_literal(value)}", read="snowflake")
+    literals = list(tree.find_all(exp.Literal))
+    assert len(literals) == 1 and literals[0].is_string
+
+
+def test_literal_refuses_template_markers() -> None:
+    with pytest.raises(ValueError):
+        quote_literal("{{ var.value.secret }}")
+
+
+def test_quote_identifier() -> None:
+    assert quote_identifier("orders") == '"ORDERS"'
+    assert quote_identifier("_x9") == '"_X9"'
+    assert quote_table(TableRef("db", "sch", "t")) == '"DB"."SCH"."T"'
+    for bad in ['orders"; drop', "Orders", "9x", "a-b", ""]:
+        with pytest.raises(ValueError):
+            quote_identifier(bad)
