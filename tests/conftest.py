@@ -21,8 +21,11 @@ for folder in (os.environ["AIRFLOW_HOME"], os.environ["TMPDIR"]):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true",
-                     help="rewrite tests/golden/ from the current output instead of comparing")
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the current output instead of comparing",
+    )
 
 
 @pytest.fixture
@@ -38,7 +41,9 @@ def golden(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
             return
         assert path.exists(), f"missing golden file {path}; run pytest --update-golden"
         expected = path.read_text(encoding="utf-8")
-        assert actual == expected, f"{relative} differs from its golden file (pytest --update-golden)"
+        assert actual == expected, (
+            f"{relative} differs from its golden file (pytest --update-golden)"
+        )
 
     return check
 

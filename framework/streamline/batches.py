@@ -18,7 +18,8 @@ def check_batch_id(batch_id: str) -> str:
     """Return batch_id when it has the form 20260101T000000Z; raise BatchError otherwise."""
     if not isinstance(batch_id, str) or not BATCH_ID_RE.match(batch_id):
         raise BatchError(
-            f"batch id {batch_id!r} is not of the form YYYYMMDDTHHMMSSZ (UTC), e.g. 20260101T000000Z"
+            f"batch id {batch_id!r} is not of the form YYYYMMDDTHHMMSSZ (UTC), "
+            "e.g. 20260101T000000Z"
         )
     try:
         dt.datetime.strptime(batch_id, BATCH_ID_FORMAT)

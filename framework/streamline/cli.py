@@ -35,51 +35,81 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=RawDescriptionRichHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"streamline {__version__}")
-    parser.add_argument("--project", type=Path, help="project folder (default: found upwards from here)")
+    parser.add_argument(
+        "--project", type=Path, help="project folder (default: found upwards from here)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, func: object) -> argparse.ArgumentParser:
         doc = (func.__doc__ or "").strip()
-        sub = commands.add_parser(name, help=doc.splitlines()[0], description=doc,
-                                  formatter_class=RawDescriptionRichHelpFormatter)
+        sub = commands.add_parser(
+            name,
+            help=doc.splitlines()[0],
+            description=doc,
+            formatter_class=RawDescriptionRichHelpFormatter,
+        )
         sub.set_defaults(func=func)
         return sub
 
     validate = command("validate", cmd_validate)
-    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                          help="spec files or folders (default: pipelines/)")
+    validate.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="spec files or folders (default: pipelines/)",
+    )
 
     render = command("render", cmd_render)
     render.add_argument("feed", help="feed name")
     render.add_argument("--batch-id", help="substitute this batch id (YYYYMMDDTHHMMSSZ)")
-    render.add_argument("--step", choices=STEPS, action="append",
-                        help="render only this step (repeatable; default: all)")
+    render.add_argument(
+        "--step",
+        choices=STEPS,
+        action="append",
+        help="render only this step (repeatable; default: all)",
+    )
     _settings_args(render)
 
     generate = command("generate", cmd_generate)
-    generate.add_argument("--out", type=Path, default=Path("build/dags"),
-                          help="dags folder to write (default: build/dags)")
+    generate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/dags"),
+        help="dags folder to write (default: build/dags)",
+    )
     generate.add_argument("--sqs-url-prefix", help="queue URL prefix for event-triggered feeds")
-    generate.add_argument("--check", action="store_true",
-                          help="then load the folder in Airflow's DagBag and fail on import errors")
+    generate.add_argument(
+        "--check",
+        action="store_true",
+        help="then load the folder in Airflow's DagBag and fail on import errors",
+    )
     _settings_args(generate)
     return parser
 
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
     defaults = RenderSettings.from_env()
-    parser.add_argument("--lake-url", default=defaults.lake_url,
-                        help="lake bucket URL for the stage (default: $STREAMLINE_LAKE_URL or %(default)s)")
-    parser.add_argument("--storage-integration", default=defaults.storage_integration,
-                        help="Snowflake storage integration of the stage")
+    parser.add_argument(
+        "--lake-url",
+        default=defaults.lake_url,
+        help="lake bucket URL for the stage (default: $STREAMLINE_LAKE_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--storage-integration",
+        default=defaults.storage_integration,
+        help="Snowflake storage integration of the stage",
+    )
 
 
 def _settings(args: argparse.Namespace) -> RenderSettings:
     return RenderSettings(lake_url=args.lake_url, storage_integration=args.storage_integration)
 
 
-def _validated(args: argparse.Namespace, paths: Sequence[Path] | None = None) -> tuple[Project, ValidationResult]:
+def _validated(
+    args: argparse.Namespace, paths: Sequence[Path] | None = None
+) -> tuple[Project, ValidationResult]:
     project = find_project(args.project)
     return project, validate_paths(project, paths)
 
@@ -100,8 +130,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if result.errors:
         return _report_errors(result)
     count = len(result.files)
-    out.print(f"{count} spec{'s' if count != 1 else ''} valid: "
-              + ", ".join(f.feed for f in result.feeds), markup=False)
+    out.print(
+        f"{count} spec{'s' if count != 1 else ''} valid: "
+        + ", ".join(f.feed for f in result.feeds),
+        markup=False,
+    )
     return EXIT_OK
 
 
@@ -120,13 +153,21 @@ def cmd_render(args: argparse.Namespace) -> int:
     from streamline.errors import BatchError
 
     try:
-        rendered = render_feed(project, feeds[args.feed], result.feeds, batch_id=args.batch_id,
-                               settings=_settings(args), steps=steps)
+        rendered = render_feed(
+            project,
+            feeds[args.feed],
+            result.feeds,
+            batch_id=args.batch_id,
+            settings=_settings(args),
+            steps=steps,
+        )
     except (BatchError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     for index, (step, sql) in enumerate(rendered.items()):
         if len(rendered) > 1:
-            out.print(("\n" if index else "") + f"-- ===== {args.feed}/{step}.sql =====", markup=False)
+            out.print(
+                ("\n" if index else "") + f"-- ===== {args.feed}/{step}.sql =====", markup=False
+            )
         out.print(sql, end="", markup=False)
     return EXIT_OK
 
@@ -143,8 +184,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if result.errors:
         return _report_errors(result)
     written = generate(project, result.feeds, args.out, _settings(args), args.sqs_url_prefix)
-    out.print(f"{len(result.feeds)} feeds -> {args.out}: {len(written.changed)} files written, "
-              f"{len(written.unchanged)} unchanged", markup=False)
+    out.print(
+        f"{len(result.feeds)} feeds -> {args.out}: {len(written.changed)} files written, "
+        f"{len(written.unchanged)} unchanged",
+        markup=False,
+    )
     if args.check:
         from streamline.dagloader import check_dags_folder
 
@@ -183,8 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
-                  markup=False)
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+            markup=False,
+        )
         return EXIT_INVALID
 
 

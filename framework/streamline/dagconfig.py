@@ -28,9 +28,15 @@ def _seconds(value: float) -> dict[str, Any]:
     return {"__type__": "datetime.timedelta", "seconds": value}
 
 
-def build_dag_config(feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None) -> dict[str, Any]:
+def build_dag_config(
+    feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None
+) -> dict[str, Any]:
     """The dag-factory config {dag_id: {...}} of one feed; its SQL lives in sql_dir/<feed>/."""
-    lake = {"bucket": LAKE_BUCKET, "prefix": feed.source.prefix, "aws_conn_id": feed.dag.aws_conn_id}
+    lake = {
+        "bucket": LAKE_BUCKET,
+        "prefix": feed.source.prefix,
+        "aws_conn_id": feed.dag.aws_conn_id,
+    }
     sql = {"conn_id": feed.dag.snowflake_conn_id}
     tasks: dict[str, dict[str, Any]] = {
         "detect": {
@@ -94,7 +100,7 @@ def build_dag_config(feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = Non
                 "default": None,
                 "type": ["null", "string"],
                 "pattern": BATCH_ID_RE.pattern,
-                "description": "Reprocess this batch (YYYYMMDDTHHMMSSZ) instead of claiming new files.",
+                "description": "Reprocess this batch (YYYYMMDDTHHMMSSZ) instead of new files",
             }
         },
         "schedule": _schedule(feed, sqs_url_prefix),

@@ -15,14 +15,14 @@ from typing import Any
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
 
-from airflow.sdk import DAG  # noqa: E402
+from airflow.sdk import DAG
 
-from streamline.dagconfig import build_dag_config  # noqa: E402
-from streamline.errors import SpecError, SpecsInvalid, format_errors  # noqa: E402
-from streamline.generation import write_feed_sql  # noqa: E402
-from streamline.project import find_project  # noqa: E402
-from streamline.rendering import RenderSettings  # noqa: E402
-from streamline.validation import validate_paths  # noqa: E402
+from streamline.dagconfig import build_dag_config
+from streamline.errors import SpecError, SpecsInvalid, format_errors
+from streamline.generation import write_feed_sql
+from streamline.project import find_project
+from streamline.rendering import RenderSettings
+from streamline.validation import validate_paths
 
 log = logging.getLogger(__name__)
 ERROR_DAG_ID = "streamline_invalid_specs"
@@ -51,7 +51,7 @@ def load_dags(
     project_dir: str | Path | None = None,
     sql_dir: str | Path | None = None,
 ) -> list[str]:
-    """Validate every spec, render its SQL and build its DAG into globals_dict; return the dag ids."""
+    """Validate every spec, render its SQL, build its DAG into globals_dict; return dag ids."""
     import dagfactory
     from dagfactory import settings as dagfactory_settings
     from dagfactory.utils import cast_with_type
@@ -83,7 +83,7 @@ def load_dags(
 
 
 def check_dags_folder(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Load a dags folder the way Airflow's dag processor does: ({dag_id: task_ids}, import_errors)."""
+    """Load a dags folder as Airflow's dag processor does: ({dag_id: task_ids}, import_errors)."""
     from airflow.dag_processing.dagbag import BundleDagBag
 
     bag = BundleDagBag(dag_folder=str(folder), bundle_path=folder)

@@ -1,4 +1,4 @@
-"""Write what Airflow needs for each valid feed: rendered SQL, dag-factory configs, the loader file."""
+"""Write what Airflow needs for each valid feed: rendered SQL, dag-factory configs, loader file."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def dump_yaml(data: Any) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.width = 4096
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     buffer = io.StringIO()
     yaml.dump(data, buffer)
     return buffer.getvalue()
@@ -112,7 +112,9 @@ def generate(
             f"# dag-factory config of feed {feed.feed}, generated from {feed.spec_file}.\n"
             "# Review only: streamline_dags.py builds the DAG from the spec itself.\n"
         )
-        write_text(out_dir / CONFIG_FOLDER / f"{feed.feed}.yaml", header + dump_yaml(config), written)
+        write_text(
+            out_dir / CONFIG_FOLDER / f"{feed.feed}.yaml", header + dump_yaml(config), written
+        )
     loader = LOADER_SOURCE.format(project_dir=str(project.root), sql_folder=SQL_FOLDER)
     write_text(out_dir / LOADER_FILE, loader, written)
     return written

@@ -1,7 +1,7 @@
-"""Move a feed's files through the lake zones: landing -> processing/<BATCH_ID> -> processed/<BATCH_ID>.
+"""Move a feed's files through the lake zones: landing -> processing/<ID> -> processed/<ID>.
 
-These callables run inside Airflow tasks. Every step is safe to retry: the manifest is written before
-any file moves, and a retry finishes whatever moves a failed attempt left undone.
+These callables run inside Airflow tasks. Every step is safe to retry: the manifest is written
+before any file moves, and a retry finishes whatever moves a failed attempt left undone.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            found.append({"key": item["Key"], "size": item["Size"], "etag": item["ETag"].strip('"')})
+            found.append(
+                {"key": item["Key"], "size": item["Size"], "etag": item["ETag"].strip('"')}
+            )
     return found
 
 
@@ -142,8 +144,14 @@ def claim(s3: S3Client, bucket: str, feed: str, prefix: str, batch_id: str) -> M
         manifest = Manifest.from_json(text)
         # Files may still sit in landing/ (interrupted claim) or processed/ (interrupted reprocess).
         processed = zone_prefix("processed", batch_id, prefix)
-        _move_all(s3, bucket, [((e.landing_key, processed + e.relative_key), target)
-                               for e, target in _targets(manifest)])
+        _move_all(
+            s3,
+            bucket,
+            [
+                ((e.landing_key, processed + e.relative_key), target)
+                for e, target in _targets(manifest)
+            ],
+        )
         log.info("resuming batch %s of %s: %d files", batch_id, feed, len(manifest.files))
         return manifest
     landing = f"landing/{prefix}/"
@@ -155,14 +163,19 @@ def claim(s3: S3Client, bucket: str, feed: str, prefix: str, batch_id: str) -> M
         batch_id=batch_id,
         prefix=prefix,
         files=tuple(
-            ManifestEntry(o["key"], o["key"][len(landing):], o["size"], o["etag"]) for o in objects
+            ManifestEntry(o["key"], o["key"][len(landing) :], o["size"], o["etag"]) for o in objects
         ),
     )
     # The manifest goes first: a crash mid-move leaves a record a retry can finish from.
     s3.put_object(Bucket=bucket, Key=processing_manifest, Body=manifest.to_json().encode())
     _move_all(s3, bucket, [((e.landing_key,), target) for e, target in _targets(manifest)])
-    log.info("claimed batch %s of %s: %d files, %d bytes", batch_id, feed, len(manifest.files),
-             manifest.total_bytes)
+    log.info(
+        "claimed batch %s of %s: %d files, %d bytes",
+        batch_id,
+        feed,
+        len(manifest.files),
+        manifest.total_bytes,
+    )
     return manifest
 
 
@@ -177,7 +190,9 @@ def finalize(s3: S3Client, bucket: str, prefix: str, batch_id: str) -> Manifest:
         return Manifest.from_json(done)
     manifest = Manifest.from_json(text)
     _move_all(s3, bucket, _pairs(manifest, "processing", "processed"))
-    s3.put_object(Bucket=bucket, Key=manifest_key("processed", batch_id, prefix), Body=text.encode())
+    s3.put_object(
+        Bucket=bucket, Key=manifest_key("processed", batch_id, prefix), Body=text.encode()
+    )
     s3.delete_object(Bucket=bucket, Key=manifest_key("processing", batch_id, prefix))
     return manifest
 
@@ -213,7 +228,9 @@ def _run_batch_id(context: dict[str, Any]) -> str:
     return batch_id_for(when, conf)
 
 
-def claim_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any) -> dict[str, Any]:
+def claim_batch(
+    feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any
+) -> dict[str, Any]:
     """Task `claim`: fix the run's batch id and claim its files; skip the run when none landed."""
     try:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -228,7 +245,9 @@ def claim_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **context
     return {"batch_id": batch_id, "files": len(manifest.files), "bytes": manifest.total_bytes}
 
 
-def finalize_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any) -> dict[str, Any]:
+def finalize_batch(
+    feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any
+) -> dict[str, Any]:
     """Task `finalize`: move the batch's files and manifest to processed/."""
     batch_id = context["ti"].xcom_pull(task_ids="claim", key="batch_id")
     manifest = finalize(_s3_client(aws_conn_id), bucket, prefix, check_batch_id(batch_id))

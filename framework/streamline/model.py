@@ -179,7 +179,9 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
         raw=TableRef(**data["raw"]),
         mart=TableRef(**data["mart"]),
         copy=CopyOptions(**data["copy"]),
-        transform=Transform(template=data["transform"]["template"], params=data["transform"]["params"]),
+        transform=Transform(
+            template=data["transform"]["template"], params=data["transform"]["params"]
+        ),
         checks=tuple(_build_check(c) for c in data["checks"]),
         trigger=Trigger(
             mode=trigger["mode"],

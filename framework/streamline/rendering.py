@@ -1,7 +1,8 @@
 """Render a feed's SQL from the Jinja templates: pure functions, model in, SQL text out.
 
-Two template layers are kept apart. Spec values are filled in here; the batch id stays the Airflow
-expression RUNTIME_BATCH_ID unless a batch id is given, so the output is exactly what a run executes.
+Two template layers are kept apart. Spec values are filled in here; the batch id stays the
+Airflow expression RUNTIME_BATCH_ID unless a batch id is given, so the output is exactly what a
+run executes.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def quote_literal(value: str | int | float | bool | None) -> str:
         return repr(value)
     if any(mark in value for mark in ("{{", "{%", "{#")):
         raise ValueError(f"template markers are not allowed in SQL values: {value!r}")
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
+    escaped = (
+        value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
+    )
     return f"'{escaped}'"
 
 
@@ -130,7 +133,9 @@ def render_feed(
 
 
 def _render_step(env: jinja2.Environment, feed: Feed, step: str, context: dict[str, Any]) -> str:
-    name = f"transforms/{feed.transform.template}.sql.j2" if step == "transform" else f"{step}.sql.j2"
+    name = (
+        f"transforms/{feed.transform.template}.sql.j2" if step == "transform" else f"{step}.sql.j2"
+    )
     try:
         template = env.get_template(name)
     except jinja2.TemplateNotFound:
@@ -157,7 +162,9 @@ def _render_step(env: jinja2.Environment, feed: Feed, step: str, context: dict[s
         ) from None
 
 
-def _context(feed: Feed, feeds: Sequence[Feed], batch: str, settings: RenderSettings) -> dict[str, Any]:
+def _context(
+    feed: Feed, feeds: Sequence[Feed], batch: str, settings: RenderSettings
+) -> dict[str, Any]:
     by_name = {f.feed: f for f in feeds}
     references = []
     for ref in feed.references:

@@ -1,7 +1,8 @@
-"""Generated DAGs load in Airflow 3.3's DagBag: ids, tasks, dependencies, and visible spec errors."""
+"""Generated DAGs load in Airflow 3.3's DagBag: ids, tasks, dependencies, visible spec errors."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import textwrap
 from pathlib import Path
@@ -55,7 +56,9 @@ def generate(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return out
 
 
-def test_generated_dags_load_with_no_import_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generated_dags_load_with_no_import_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dags, errors = check_dags_folder(generate(make_project(tmp_path), monkeypatch))
     assert errors == {}
     assert set(dags) == {"customers", "orders"}
@@ -69,7 +72,7 @@ def test_dependencies_and_sql_resolve(tmp_path: Path, monkeypatch: pytest.Monkey
     out = generate(make_project(tmp_path), monkeypatch)
     bag = BundleDagBag(dag_folder=str(out), bundle_path=out)
     dag = bag.dags["orders"]
-    for before, after in zip(TASKS, TASKS[1:], strict=False):
+    for before, after in itertools.pairwise(TASKS):
         assert dag.get_task(before).downstream_task_ids == {after}
     # The SQL tasks reference files that exist in the DAG's template search path.
     searchpath = Path(dag.template_searchpath[0])
@@ -78,14 +81,28 @@ def test_dependencies_and_sql_resolve(tmp_path: Path, monkeypatch: pytest.Monkey
     assert dag.tags and "streamline" in dag.tags
 
 
-def test_a_third_feed_is_only_a_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_third_feed_is_only_a_yaml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_project(tmp_path, {"shipments.yaml": SHIPMENTS})
     monkeypatch.chdir(root)
     assert main(["--project", str(root), "validate"]) == 0
     assert "3 specs valid" in capsys.readouterr().out
-    assert main(["--project", str(root), "render", "shipments", "--batch-id", "20260102T030405Z",
-                 "--step", "load"]) == 0
+    assert (
+        main(
+            [
+                "--project",
+                str(root),
+                "render",
+                "shipments",
+                "--batch-id",
+                "20260102T030405Z",
+                "--step",
+                "load",
+            ]
+        )
+        == 0
+    )
     assert "processing/20260102T030405Z/shipments/" in capsys.readouterr().out
     dags, errors = check_dags_folder(generate(root, monkeypatch))
     assert errors == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_golden_dag_config(feeds: list[Feed], golden, name: str) -> None:  # typ
 def test_tasks_run_in_step_order(feeds: list[Feed]) -> None:
     config = build_dag_config(_feed(feeds, "orders"), SQL_DIR)["orders"]
     assert tuple(config["tasks"]) == TASKS
-    for before, after in zip(TASKS, TASKS[1:], strict=False):
+    for before, after in itertools.pairwise(TASKS):
         assert config["tasks"][after]["dependencies"] == [before]
     assert config["template_searchpath"] == str(SQL_DIR / "orders")
     for step in ("load", "transform", "check"):
@@ -64,13 +65,14 @@ def test_event_mode_schedules_on_an_sqs_asset_watcher(feeds: list[Feed]) -> None
 
 
 def test_event_mode_config_builds_airflow_objects(feeds: list[Feed]) -> None:
-    from dagfactory.utils import cast_with_type
-
     from airflow.sdk import Asset
+    from dagfactory.utils import cast_with_type
 
     feed = _feed(feeds, "orders")
     event = dataclasses.replace(feed, trigger=dataclasses.replace(feed.trigger, mode="event"))
-    config = cast_with_type(build_dag_config(event, SQL_DIR, "https://sqs.eu-west-1.amazonaws.com/1"))
+    config = cast_with_type(
+        build_dag_config(event, SQL_DIR, "https://sqs.eu-west-1.amazonaws.com/1")
+    )
     asset = config["orders"]["schedule"][0]
     assert isinstance(asset, Asset)
     assert asset.watchers[0].name == "streamline_orders_queue"

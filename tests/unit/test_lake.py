@@ -49,7 +49,9 @@ def test_claim_moves_landing_files_and_writes_a_manifest(s3: Any) -> None:
         f"processing/{BATCH}/orders/2026/01/01/00/f1",
         f"processing/{BATCH}/orders/2026/01/01/00/f2",
     ]
-    body = json.loads(s3.get_object(Bucket=BUCKET, Key=f"processing/{BATCH}/orders.manifest.json")["Body"].read())
+    body = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"processing/{BATCH}/orders.manifest.json")["Body"].read()
+    )
     assert body["file_count"] == 2 and body["total_bytes"] == 8 + 10
     assert all(len(f["etag"]) == 32 for f in body["files"])
 
@@ -68,7 +70,9 @@ def test_a_retried_claim_reuses_the_batch_and_ignores_new_arrivals(s3: Any) -> N
     assert keys(s3, "landing/") == ["landing/orders/f2"]
 
 
-def test_an_interrupted_claim_is_finished_by_the_retry(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_claim_is_finished_by_the_retry(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     put(s3, "landing/orders/f1")
     put(s3, "landing/orders/f2")
     real_move = lake._move
@@ -95,7 +99,10 @@ def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)
     lake.finalize(s3, BUCKET, "orders", BATCH)
     assert keys(s3, "processing/") == []
-    assert keys(s3, "processed/") == [f"processed/{BATCH}/orders.manifest.json", f"processed/{BATCH}/orders/f1"]
+    assert keys(s3, "processed/") == [
+        f"processed/{BATCH}/orders.manifest.json",
+        f"processed/{BATCH}/orders/f1",
+    ]
     # Finalizing again (a retried task) changes nothing.
     lake.finalize(s3, BUCKET, "orders", BATCH)
     assert len(keys(s3, "processed/")) == 2
@@ -108,8 +115,10 @@ def test_reprocessing_a_finished_batch_moves_it_back(s3: Any) -> None:
     manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
     assert manifest is not None and [e.relative_key for e in manifest.files] == ["f1"]
     assert keys(s3, "processed/") == []
-    assert keys(s3, f"processing/{BATCH}/") == [f"processing/{BATCH}/orders.manifest.json",
-                                               f"processing/{BATCH}/orders/f1"]
+    assert keys(s3, f"processing/{BATCH}/") == [
+        f"processing/{BATCH}/orders.manifest.json",
+        f"processing/{BATCH}/orders/f1",
+    ]
 
 
 def test_finalize_without_a_batch_fails_clearly(s3: Any) -> None:
@@ -135,8 +144,13 @@ class FakeDagRun:
         self.logical_date = None
 
 
-def test_task_callables_share_the_batch_id_through_xcom(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_LAKE_TEST", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))
+def test_task_callables_share_the_batch_id_through_xcom(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LAKE_TEST",
+        json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
+    )
     put(s3, "landing/orders/f1")
     ti = FakeTaskInstance()
     context = {"ti": ti, "dag_run": FakeDagRun(), "params": {"batch_id": None}}
@@ -145,13 +159,18 @@ def test_task_callables_share_the_batch_id_through_xcom(s3: Any, monkeypatch: py
     assert ti.xcom["batch_id"] == "20260304T050607Z"
     done = lake.finalize_batch("orders", BUCKET, "orders", "lake_test", **context)
     assert done["files"] == 1
-    assert keys(s3, "processed/20260304T050607Z/orders/") == ["processed/20260304T050607Z/orders/f1"]
+    assert keys(s3, "processed/20260304T050607Z/orders/") == [
+        "processed/20260304T050607Z/orders/f1"
+    ]
 
 
 def test_claim_task_skips_when_nothing_landed(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
-    monkeypatch.setenv("AIRFLOW_CONN_LAKE_TEST", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LAKE_TEST",
+        json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
+    )
     context = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
     with pytest.raises(AirflowSkipException):
         lake.claim_batch("orders", BUCKET, "orders", "lake_test", **context)

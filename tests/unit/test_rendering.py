@@ -57,7 +57,9 @@ EXPECTED_STATEMENTS = {
 
 
 @pytest.mark.parametrize("name", ["customers", "orders"])
-def test_every_statement_parses_as_snowflake(project: Project, feeds: list[Feed], name: str) -> None:
+def test_every_statement_parses_as_snowflake(
+    project: Project, feeds: list[Feed], name: str
+) -> None:
     for step, sql in render_feed(project, _feed(feeds, name), feeds, batch_id=BATCH).items():
         statements = [s for s in sqlglot.parse(sql, read="snowflake") if s is not None]
         kinds = [type(s).__name__ for s in statements]
@@ -70,7 +72,7 @@ def test_batch_id_is_substituted_everywhere(project: Project, feeds: list[Feed])
     rendered = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH)
     assert "xcom_pull" not in "".join(rendered.values())
     load = rendered["load"]
-    assert f"DELETE FROM \"STREAMLINE\".\"RAW\".\"ORDERS\" WHERE \"BATCH_ID\" = '{BATCH}'" in load
+    assert f'DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = \'{BATCH}\'' in load
     assert f"/processing/{BATCH}/orders/" in load
     assert "METADATA$FILENAME" in load and "FORCE = TRUE" in load
     assert f"WHERE \"BATCH_ID\" = '{BATCH}'" in rendered["transform"]
@@ -82,8 +84,12 @@ def test_runtime_expression_stays_literal(project: Project, feeds: list[Feed]) -
     assert f"/processing/{RUNTIME_BATCH_ID}/orders/" in load
 
 
-def test_load_is_one_transaction_that_replaces_the_batch(project: Project, feeds: list[Feed]) -> None:
-    load = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH, steps=["load"])["load"]
+def test_load_is_one_transaction_that_replaces_the_batch(
+    project: Project, feeds: list[Feed]
+) -> None:
+    load = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH, steps=["load"])[
+        "load"
+    ]
     statements = [s for s in sqlglot.parse(load, read="snowflake") if s is not None]
     assert isinstance(statements[0], exp.Transaction)
     assert isinstance(statements[1], exp.Delete)
@@ -99,17 +105,28 @@ def test_bad_batch_id_is_refused(project: Project, feeds: list[Feed]) -> None:
 
 def test_storage_integration_and_lake_url(project: Project, feeds: list[Feed]) -> None:
     settings = RenderSettings(lake_url="s3://acme-lake/streamline", storage_integration="lake_int")
-    ddl = render_feed(project, _feed(feeds, "orders"), feeds, settings=settings, steps=["ddl"])["ddl"]
+    ddl = render_feed(project, _feed(feeds, "orders"), feeds, settings=settings, steps=["ddl"])[
+        "ddl"
+    ]
     assert "URL = 's3://acme-lake/streamline/'" in ddl
     assert 'STORAGE_INTEGRATION = "LAKE_INT"' in ddl
     with pytest.raises(ValueError):
-        render_feed(project, _feed(feeds, "orders"), feeds,
-                    settings=RenderSettings(lake_url="s3://x' or 1=1"), steps=["ddl"])
+        render_feed(
+            project,
+            _feed(feeds, "orders"),
+            feeds,
+            settings=RenderSettings(lake_url="s3://x' or 1=1"),
+            steps=["ddl"],
+        )
 
 
-def test_unknown_transform_template_is_a_template_problem(project: Project, feeds: list[Feed]) -> None:
+def test_unknown_transform_template_is_a_template_problem(
+    project: Project, feeds: list[Feed]
+) -> None:
     feed = _feed(feeds, "orders")
-    broken = dataclasses.replace(feed, transform=dataclasses.replace(feed.transform, template="nope"))
+    broken = dataclasses.replace(
+        feed, transform=dataclasses.replace(feed.transform, template="nope")
+    )
     with pytest.raises(TemplateProblem) as info:
         render_feed(project, broken, feeds, steps=["transform"])
     assert info.value.field == "template"
@@ -118,7 +135,9 @@ def test_unknown_transform_template_is_a_template_problem(project: Project, feed
 
 def test_append_template_renders_and_parses(project: Project, feeds: list[Feed]) -> None:
     feed = _feed(feeds, "orders")
-    append = dataclasses.replace(feed, transform=dataclasses.replace(feed.transform, template="append"))
+    append = dataclasses.replace(
+        feed, transform=dataclasses.replace(feed.transform, template="append")
+    )
     sql = render_feed(project, append, feeds, batch_id=BATCH, steps=["transform"])["transform"]
     kinds = [type(s).__name__ for s in sqlglot.parse(sql, read="snowflake") if s is not None]
     assert kinds == ["Transaction", "Delete", "Insert", "Commit"]
