@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, func: object) -> argparse.ArgumentParser:
-        doc = (func.__doc__ or "").strip()
+        doc = inspect.cleandoc(func.__doc__ or "")
         sub = commands.add_parser(
             name,
             help=doc.splitlines()[0],

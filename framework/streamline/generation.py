@@ -33,7 +33,7 @@ from pathlib import Path
 from streamline.dagloader import load_dags
 
 _HERE = Path(__file__).resolve().parent
-load_dags(
+{sqs_line}load_dags(
     globals(),
     project_dir=os.environ.get("STREAMLINE_PROJECT_DIR", {project_dir!r}),
     sql_dir=_HERE / {sql_folder!r},
@@ -115,6 +115,13 @@ def generate(
         write_text(
             out_dir / CONFIG_FOLDER / f"{feed.feed}.yaml", header + dump_yaml(config), written
         )
-    loader = LOADER_SOURCE.format(project_dir=str(project.root), sql_folder=SQL_FOLDER)
+    sqs_line = (
+        f"os.environ.setdefault('STREAMLINE_SQS_URL_PREFIX', {sqs_url_prefix!r})\n"
+        if sqs_url_prefix
+        else ""
+    )
+    loader = LOADER_SOURCE.format(
+        project_dir=str(project.root), sql_folder=SQL_FOLDER, sqs_line=sqs_line
+    )
     write_text(out_dir / LOADER_FILE, loader, written)
     return written
