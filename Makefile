@@ -22,8 +22,8 @@ install: $(if $(findstring .tools,$(UV)),$(ROOT)/.tools/bin/uv)
 	$(UV) sync --locked --quiet
 
 lint: install
-	$(UV) run --locked ruff check framework tests benchmarks
-	$(UV) run --locked ruff format --check framework tests benchmarks
+	$(UV) run --locked ruff check framework generator tests benchmarks
+	$(UV) run --locked ruff format --check framework generator tests benchmarks
 
 typecheck: install
 	$(UV) run --locked mypy
