@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="then load the folder in Airflow's DagBag and fail on import errors",
     )
     _settings_args(generate)
+
+    events = commands.add_parser(
+        "events",
+        help=inspect.cleandoc(cmd_events.__doc__ or "").splitlines()[0],
+        add_help=False,
+        prefix_chars="\0",  # every flag goes to the generator, --help included
+    )
+    events.add_argument("edge_args", nargs=argparse.REMAINDER)
+    events.set_defaults(func=cmd_events)
     return parser
 
 
@@ -201,6 +210,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if import_errors:
             return EXIT_INVALID
     return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Stream synthetic customers and orders CSV events (the edge generator; --help for flags)."""
+    from streamline_edge.cli import main as edge_main
+
+    return edge_main(args.edge_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
