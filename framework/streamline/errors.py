@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import total_ordering
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
-@dataclass(frozen=True, order=True)
+@total_ordering
+@dataclass(frozen=True)
 class SpecError:
     """A problem in a spec file, located at a line and column (1-based)."""
 
@@ -15,6 +21,15 @@ class SpecError:
     json_path: str
     message: str
     hint: str | None = None
+
+    def sort_key(self) -> tuple[str, int, int, str, str, str]:
+        """Order of reports: by file, then line and column (a missing hint sorts first)."""
+        return (self.file, self.line, self.col, self.json_path, self.message, self.hint or "")
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SpecError):
+            return NotImplemented
+        return self.sort_key() < other.sort_key()
 
     def format(self) -> str:
         """Render as `file:line:col: $.path: message` plus an optional hint line."""
@@ -42,6 +57,19 @@ class SpecsInvalid(StreamlineError):
 
 class BatchError(StreamlineError):
     """A batch cannot be claimed or finalized as asked."""
+
+
+def json_path(parts: Sequence[str | int]) -> str:
+    """Format a JSON path like $.columns[2].name (odd keys as $['a.b'])."""
+    text = "$"
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            text += f".{part}"
+        else:
+            text += "['" + part.replace("\\", "\\\\").replace("'", "\\'") + "']"
+    return text
 
 
 def format_errors(errors: list[SpecError]) -> str:

@@ -11,10 +11,13 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from streamline.errors import SpecError
+from streamline.errors import SpecError, json_path
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class LoadedSpec:
     data: dict[str, Any]
 
     def locate(self, json_path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
-        """Return the 1-based (line, col) of the node at json_path, or of its nearest present parent.
+        """The 1-based (line, col) of the node at json_path, or of its nearest present parent.
 
         With key=True and a mapping entry, point at the key rather than the value.
         """
@@ -52,7 +55,9 @@ def find_spec_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
                 sorted(
                     p
                     for p in path.iterdir()
-                    if p.suffix in SPEC_SUFFIXES and p.is_file() and not p.name.startswith((".", "_"))
+                    if p.suffix in SPEC_SUFFIXES
+                    and p.is_file()
+                    and not p.name.startswith((".", "_"))
                 )
             )
         elif path.is_file():
@@ -66,56 +71,137 @@ def load_spec(path: Path) -> LoadedSpec | SpecError:
     """Parse one spec file; a syntax error, duplicate key or empty file becomes a SpecError."""
     file = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return SpecError(file, 1, 1, "$", f"not UTF-8 text: {exc.reason}")
+        raw = path.read_bytes()
     except OSError as exc:
         return SpecError(file, 1, 1, "$", f"cannot read file: {exc.strerror}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _byte_position(raw, exc.start)
+        return SpecError(
+            file, line, col, "$", f"not UTF-8 text: {exc.reason}", hint="save the file as UTF-8"
+        )
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
         document = yaml.load(text)
     except MarkedYAMLError as exc:
-        return _yaml_error(file, exc)
+        return _yaml_error(file, text, exc)
     except YAMLError as exc:
-        return SpecError(file, 1, 1, "$", f"YAML error: {exc}")
+        return SpecError(file, 1, 1, "$", f"YAML error: {' '.join(str(exc).split())}")
     if document is None:
         return SpecError(
-            file, 1, 1, "$", "empty spec", hint="copy pipelines/orders.yaml as a starting point"
+            file,
+            1,
+            1,
+            "$",
+            "empty spec",
+            hint="a spec needs feed, source, columns, key, ordering, raw and mart",
         )
     if not isinstance(document, CommentedMap):
-        line, col = locate(document, [])
+        lc = getattr(document, "lc", None)
+        line, col = (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
         return SpecError(
-            file, line, col, "$", f"a spec must be a mapping, not a {_yaml_kind(document)}"
+            file, line, col, "$", f"a spec must be a mapping, not {_yaml_kind(document)}"
         )
     return LoadedSpec(file=file, path=path, document=document, data=to_plain(document))
 
 
-def _yaml_error(file: str, exc: MarkedYAMLError) -> SpecError:
+def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of a byte offset whose line start decodes."""
+    before = raw[:offset]
+    line_start = before.rfind(b"\n") + 1
+    column = len(before[line_start:].decode("utf-8", errors="replace"))
+    return before.count(b"\n") + 1, column + 1
+
+
+_CONTEXT_HINTS = {
+    "while parsing a flow sequence": "close the [ list opened at line {line} with ]",
+    "while parsing a flow mapping": "close the { mapping opened at line {line} with }",
+    "while scanning a quoted scalar": "close the quote opened at line {line}",
+}
+
+
+def _yaml_error(file: str, text: str, exc: MarkedYAMLError) -> SpecError:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    problem = exc.problem or "invalid YAML"
+    problem = " ".join((exc.problem or "invalid YAML").split())
     if "duplicate key" in problem:
-        key = problem.split('"')[1] if '"' in problem else "?"
-        first = exc.context_mark
-        message = f"duplicate key '{key}'"
-        hint = "each key may appear once in a mapping"
-        if first is not None:
-            hint = f"the mapping starting at line {first.line + 1} already has '{key}'"
-        return SpecError(file, line, col, "$", message, hint=hint)
+        return _duplicate_key_error(file, text, exc, line, col, problem)
+    if "found another document" in problem:
+        return SpecError(
+            file,
+            line,
+            col,
+            "$",
+            "YAML syntax error: a spec is one YAML document, but a second one starts here",
+            hint="put each feed in its own file",
+        )
     message = f"YAML syntax error: {problem}"
-    if exc.context and exc.context_mark is not None:
-        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    context_line = exc.context_mark.line + 1 if exc.context_mark is not None else None
+    if exc.context and context_line is not None:
+        message += f" ({exc.context} at line {context_line})"
     hint = None
     if "'\\t'" in problem:
         hint = "YAML indentation uses spaces, not tabs"
+    elif "mapping values are not allowed here" in problem:
+        hint = "quote a value that contains ': '"
+    elif exc.context in _CONTEXT_HINTS and context_line is not None:
+        hint = _CONTEXT_HINTS[exc.context].format(line=context_line)
     return SpecError(file, line, col, "$", message, hint=hint)
 
 
+def _duplicate_key_error(
+    file: str, text: str, exc: MarkedYAMLError, line: int, col: int, problem: str
+) -> SpecError:
+    key = problem.split('"')[1] if problem.count('"') >= 2 else "?"
+    message = f"duplicate key '{key}'"
+    found = _first_occurrence(text, exc.context_mark, key)
+    if found is None:
+        return SpecError(file, line, col, "$", message, hint="each key may appear once")
+    path, first_line = found
+    hint = f"'{key}' is first set at line {first_line}; keep one of them"
+    return SpecError(file, line, col, json_path([*path, key]), message, hint=hint)
+
+
+def _first_occurrence(text: str, mapping_mark: Any, key: str) -> tuple[list[str | int], int] | None:
+    """JSON path of the mapping starting at mapping_mark and the 1-based line of key's first use."""
+    if mapping_mark is None:
+        return None
+    try:
+        root = YAML(typ="rt").compose(text)
+    except YAMLError:
+        return None
+    stack: list[tuple[Node, list[str | int]]] = [(root, [])] if root is not None else []
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, MappingNode):
+            start = node.start_mark
+            if (start.line, start.column) == (mapping_mark.line, mapping_mark.column):
+                for key_node, _ in node.value:
+                    if isinstance(key_node, ScalarNode) and key_node.value == key:
+                        return path, key_node.start_mark.line + 1
+                return None
+            stack.extend(
+                (value, [*path, str(k.value)])
+                for k, value in node.value
+                if isinstance(k, ScalarNode)
+            )
+        elif isinstance(node, SequenceNode):
+            stack.extend((item, [*path, index]) for index, item in enumerate(node.value))
+    return None
+
+
 def _yaml_kind(node: Any) -> str:
-    if isinstance(node, CommentedSeq | list):
-        return "list"
-    return type(node).__name__
+    if isinstance(node, list):
+        return "a list"
+    if isinstance(node, bool):
+        return "a boolean"
+    if isinstance(node, int | float):
+        return "a number"
+    if isinstance(node, dt.date):
+        return "a date"
+    return "a string"
 
 
 def to_plain(node: Any) -> Any:
@@ -132,32 +218,51 @@ def to_plain(node: Any) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
-    if isinstance(node, dt.date):
-        return node  # left as is so the schema reports it is not a string
-    return node
+    return node  # dates stay dates, so the schema reports they are not strings
 
 
 def locate(document: Any, json_path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
-    """Line and column (1-based) of the deepest node along json_path that exists in document."""
+    """Line and column (1-based) of the deepest node along json_path that exists in document.
+
+    A value that is a non-empty block collection is located at its first entry; an empty value
+    (`key:` with nothing after it) at its key, since YAML gives it no position of its own.
+    """
     node = document
     line, col = _start(node)
     for index, part in enumerate(json_path):
         last = index == len(json_path) - 1
-        if isinstance(node, CommentedMap) and part in node:
-            pos = node.lc.key(part) if (key and last) else node.lc.value(part)
-            child = node[part]
-            if not (key and last) and isinstance(child, CommentedMap | CommentedSeq) and child:
-                # Block collections report their own first item more usefully than the colon.
-                pos = _start(child) if _is_block(child) else pos
-            line, col = pos[0] + 1, pos[1] + 1
+        if isinstance(node, CommentedMap):
+            actual = _find_key(node, part)
+            if actual is _MISSING:
+                break
+            child = node[actual]
+            if (key and last) or child is None:
+                line, col = node.lc.key(actual)
+            elif isinstance(child, CommentedMap | CommentedSeq) and child and _is_block(child):
+                line, col = _start(child)
+            else:
+                line, col = node.lc.value(actual)
             node = child
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            pos = node.lc.item(part)
-            line, col = pos[0] + 1, pos[1] + 1
-            node = node[part]
+            child = node[part]
+            if isinstance(child, CommentedMap | CommentedSeq) and child and _is_block(child):
+                line, col = _start(child)
+            else:
+                line, col = node.lc.item(part)
+            node = child
         else:
             break
-    return line, col
+    return line + 1, col + 1
+
+
+def _find_key(node: CommentedMap, part: str | int) -> Any:
+    """The key of node that part names: to_plain turned keys like 1 or 2024-01-01 into text."""
+    if part in node:
+        return part
+    for candidate in node:
+        if str(candidate) == str(part):
+            return candidate
+    return _MISSING
 
 
 def _is_block(node: CommentedMap | CommentedSeq) -> bool:
@@ -165,14 +270,14 @@ def _is_block(node: CommentedMap | CommentedSeq) -> bool:
 
 
 def _start(node: Any) -> tuple[int, int]:
+    """0-based (line, col) where a collection's first entry starts (0, 0 for anything else)."""
     lc = getattr(node, "lc", None)
     if lc is None or lc.line is None:
-        return 1, 1
+        return 0, 0
     if isinstance(node, CommentedMap) and node:
-        first = next(iter(node))
-        pos = node.lc.key(first)
-        return pos[0] + 1, pos[1] + 1
+        line, col = node.lc.key(next(iter(node)))
+        return line, col
     if isinstance(node, CommentedSeq) and node:
-        pos = node.lc.item(0)
-        return pos[0] + 1, pos[1] + 1
-    return lc.line + 1, lc.col + 1
+        line, col = node.lc.item(0)
+        return line, col
+    return lc.line, lc.col

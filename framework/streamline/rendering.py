@@ -98,10 +98,21 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["ident"] = quote_identifier
-    env.filters["table"] = quote_table
-    env.filters["literal"] = quote_literal
+    env.filters["ident"] = _strict(quote_identifier)
+    env.filters["table"] = _strict(quote_table)
+    env.filters["literal"] = _strict(quote_literal)
     return env
+
+
+def _strict(helper: Any) -> Any:
+    """Make a quoting helper report an undefined value as undefined, not as a bad value."""
+
+    def apply(value: Any) -> Any:
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return helper(value)
+
+    return apply
 
 
 def render_feed(

@@ -6,9 +6,10 @@ Validation never raises for bad input: it returns every error it finds, located 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,22 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from streamline.errors import SpecError
+from streamline.errors import SpecError, UsageError, json_path
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
 from streamline.model import LINEAGE_COLUMNS, Feed, build_feed
 from streamline.project import Project, load_schema
+
+__all__ = [
+    "IDENTIFIER_HINT",
+    "ValidationResult",
+    "apply_defaults",
+    "base_type",
+    "check_schema",
+    "json_path",
+    "snowflake_type_problem",
+    "validate_paths",
+    "validate_specs",
+]
 
 IDENTIFIER_HINT = "use lower-case letters, digits and _, starting with a letter or _"
 
@@ -28,7 +41,9 @@ _SNOWFLAKE_TYPES: dict[str, tuple[int, int]] = {
     **dict.fromkeys(("NUMBER", "DECIMAL", "NUMERIC", "DEC"), (0, 2)),
     **dict.fromkeys(("INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"), (0, 0)),
     **dict.fromkeys(("FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"), (0, 0)),
-    **dict.fromkeys(("VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"), (0, 1)),
+    **dict.fromkeys(
+        ("VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"), (0, 1)
+    ),
     **dict.fromkeys(("BINARY", "VARBINARY"), (0, 1)),
     "BOOLEAN": (0, 0),
     "DATE": (0, 0),
@@ -37,12 +52,18 @@ _SNOWFLAKE_TYPES: dict[str, tuple[int, int]] = {
     ),
     **dict.fromkeys(("VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY"), (0, 0)),
 }
-_NUMERIC = {"NUMBER", "DECIMAL", "NUMERIC", "DEC", "INT", "INTEGER", "BIGINT", "SMALLINT",
-            "TINYINT", "BYTEINT", "FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"}
+_FIXED = {"NUMBER", "DECIMAL", "NUMERIC", "DEC"}
+_NUMERIC = {
+    *_FIXED,
+    *("INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"),
+    *("FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"),
+}
 _TEXT = {"VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"}
-_UNORDERED = {"VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY", "BOOLEAN", "BINARY",
-              "VARBINARY"}
+_UNORDERED = {"VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY", "BOOLEAN", "BINARY"}
+_UNORDERED |= {"VARBINARY"}
 _TYPE_RE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*(?: [A-Z]+)?)(?:\((?P<args>[0-9 ,]+)\))?$")
+_UNDEFINED_RE = re.compile(r"has no attribute '(?P<name>[^']+)'")
+_REQUIRED_RE = re.compile(r"^'(?P<name>.*)' is a required property$")
 
 
 @dataclass
@@ -66,27 +87,34 @@ def validate_paths(project: Project, paths: Sequence[Path] | None = None) -> Val
     """Load and validate the specs at paths (files or folders; default: the project's pipelines/).
 
     Cross-spec rules (unique names, references, prefixes) always see the whole pipelines/ folder
-    as well, so validating one file still catches a clash with its neighbours.
+    as well, so validating one file still catches a clash with its neighbours; only the errors of
+    the files asked for are reported. A path that does not exist is a UsageError.
     """
     targets, missing = find_spec_files(paths or [project.pipelines_dir])
+    if missing and paths:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
     context, _ = find_spec_files([project.pipelines_dir]) if paths else ([], [])
     result = ValidationResult()
-    for name in missing:
+    for name in missing:  # only the default pipelines/ folder can be missing here
         result.errors.append(SpecError(name, 1, 1, "$", "no such file or folder"))
     wanted = {p.resolve() for p in targets}
-    every = list(dict.fromkeys([*targets, *(p for p in context if p.resolve() not in wanted)]))
+    unique: dict[Path, Path] = {}
+    for path in [*context, *targets]:
+        unique.setdefault(path.resolve(), path)
     loaded: list[LoadedSpec] = []
-    for path in every:
+    for resolved, path in unique.items():
         spec = load_spec(path)
         if isinstance(spec, SpecError):
-            if path.resolve() in wanted:
+            if resolved in wanted:
                 result.files.append(spec.file)
                 result.errors.append(spec)
             continue
         loaded.append(spec)
+    # Specs that only give context claim names first, so a clash is reported in a file asked for.
+    loaded.sort(key=lambda s: (s.path.resolve() in wanted, s.file))
     feeds, errors = validate_specs(project, loaded)
-    keep = {display for display in (s.file for s in loaded if s.path.resolve() in wanted)}
-    result.files.extend(sorted(keep))
+    keep = {s.file for s in loaded if s.path.resolve() in wanted}
+    result.files.extend(keep)
     result.files.sort()
     result.errors.extend(e for e in errors if e.file in keep)
     bad = {e.file for e in result.errors}
@@ -95,24 +123,33 @@ def validate_paths(project: Project, paths: Sequence[Path] | None = None) -> Val
     return result
 
 
-def validate_specs(project: Project, specs: Iterable[LoadedSpec]) -> tuple[list[Feed], list[SpecError]]:
-    """Validate loaded specs against the schema and the semantic rules; build their models."""
+def validate_specs(
+    project: Project, specs: Iterable[LoadedSpec]
+) -> tuple[list[Feed], list[SpecError]]:
+    """Validate loaded specs against the schema and the semantic rules; build their models.
+
+    Cross-spec clashes are reported on the later spec, in the order given.
+    """
     schema = load_schema(project.schema_path)
     validator = Draft202012Validator(schema)
     errors: list[SpecError] = []
     shaped: list[tuple[LoadedSpec, dict[str, Any]]] = []
+    unshaped: dict[str, str] = {}
     for spec in specs:
         schema_errors = check_schema(spec, validator)
         if schema_errors:
             errors.extend(schema_errors)
+            if isinstance(spec.data.get("feed"), str):
+                unshaped.setdefault(spec.data["feed"], spec.file)
             continue
         shaped.append((spec, apply_defaults(spec.data, schema)))
     for spec, data in shaped:
         errors.extend(_check_feed(spec, data))
-    errors.extend(_check_across(shaped))
+    errors.extend(_check_across(shaped, {e.file for e in errors}, unshaped))
     bad = {e.file for e in errors}
-    feeds = [build_feed(data, spec.file) for spec, data in shaped if spec.file not in bad]
-    errors.extend(_check_templates(project, feeds, {s.file: s for s, _ in shaped}))
+    every = [build_feed(data, spec.file) for spec, data in shaped]
+    feeds = [f for f in every if f.spec_file not in bad]
+    errors.extend(_check_templates(project, feeds, every, {s.file: s for s, _ in shaped}))
     bad = {e.file for e in errors}
     return [f for f in feeds if f.spec_file not in bad], errors
 
@@ -124,57 +161,191 @@ def check_schema(spec: LoadedSpec, validator: Draft202012Validator) -> list[Spec
     """Schema errors of one spec, each at the line of the offending key or value."""
     found: list[SpecError] = []
     for error in validator.iter_errors(spec.data):
-        found.extend(_schema_error(spec, _leaf(error)))
+        found.extend(_schema_error(spec, error))
     unique = {(e.line, e.col, e.json_path, e.message): e for e in found}
     return sorted(unique.values())
 
 
-def _leaf(error: ValidationError) -> ValidationError:
-    """Collapse anyOf/oneOf noise into the alternative that came closest."""
-    while error.context:
-        deeper = best_match(error.context)
-        if deeper is None:
-            break
-        error = deeper
-    return error
-
-
 def _schema_error(spec: LoadedSpec, error: ValidationError) -> list[SpecError]:
+    """One schema error as SpecErrors: anyOf/oneOf noise collapsed, messages in spec terms."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return _alternatives_error(spec, error)
     path = list(error.absolute_path)
-    pointer = json_path(path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in allowed]
-        out = []
-        for key in extra:
-            line, col = spec.locate([*path, key], key=True)
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-            out.append(SpecError(spec.file, line, col, json_path([*path, key]),
-                                 f"unknown key '{key}'", hint))
-        return out
+        return _unknown_keys(spec, error, path)
+    if "propertyNames" in error.absolute_schema_path:
+        # The error sits on the mapping; the culprit is one of its keys.
+        path = [*path, str(error.instance)]
+        line, col = spec.locate(path, key=True)
+        message = f"key {_show(error.instance)} does not match '{error.validator_value}'"
+        hint = _pattern_hint(error, path)
+        return [SpecError(spec.file, line, col, json_path(path), message, hint)]
     line, col = spec.locate(path)
     message, hint = error.message, None
+    instance: Any = error.instance
+    expected: Any = error.validator_value
     if error.validator == "required":
-        missing = str(error.message).split("'")[1] if "'" in error.message else "?"
-        message = f"missing required key '{missing}'"
+        match = _REQUIRED_RE.match(error.message)
+        name = match["name"] if match else "?"
+        message = f"missing required key '{name}'"
         line, col = spec.locate(path, key=True)
-    elif error.validator == "pattern" and error.schema.get("pattern", "").startswith("^[a-z_]"):
-        hint = IDENTIFIER_HINT
+        hint = _describe(error.schema, name)
+    elif error.validator == "pattern":
+        message = f"{_show(instance)} does not match '{expected}'"  # jsonschema repr()s it
+        hint = _pattern_hint(error, path)
     elif error.validator == "type":
-        message = f"{_show(error.instance)} is not of type {_types(error.validator_value)}"
-        if isinstance(error.instance, str | int | float) or error.instance is None:
-            hint = None
-        if type(error.instance).__name__ in ("date", "datetime"):
-            hint = "quote the value to make it a string"
+        message = f"{_show(instance)} is not of type {_types(expected)}"
+        hint = _type_hint(instance, expected)
     elif error.validator == "enum":
-        message = f"{_show(error.instance)} is not one of {', '.join(map(_show, error.validator_value))}"
-    return [SpecError(spec.file, line, col, pointer, message, hint)]
+        allowed = list(expected)
+        message = f"{_show(instance)} is not one of {', '.join(map(_show, allowed))}"
+        hint = _did_you_mean(instance, allowed)
+    elif error.validator == "uniqueItems" and isinstance(instance, list):
+        for index, item in enumerate(instance):
+            if any(_same(item, other) for other in instance[:index]):
+                path = [*path, index]
+                line, col = spec.locate(path)
+                message = f"{_show(item)} appears more than once"
+                break
+    elif error.validator == "minItems" and isinstance(instance, list):
+        message = f"has {len(instance)} items; needs at least {expected}"
+        if not instance:
+            message = "must not be empty"
+    elif error.validator == "maxItems" and isinstance(instance, list):
+        message = f"has {len(instance)} items; at most {expected} allowed"
+    elif error.validator == "maxLength" and isinstance(instance, str):
+        message = f"is {len(instance)} characters long; at most {expected} allowed"
+    return [SpecError(spec.file, line, col, json_path(path), message, hint)]
+
+
+def _alternatives_error(spec: LoadedSpec, error: ValidationError) -> list[SpecError]:
+    """Collapse an anyOf/oneOf failure to the alternative that came closest."""
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in error.context or []:
+        branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+    path = list(error.absolute_path)
+    if all(sub.validator == "required" for sub in error.context or []):
+        names = [m["name"] for s in error.context or [] if (m := _REQUIRED_RE.match(s.message))]
+        line, col = spec.locate(path, key=True)
+        wanted = " or ".join(f"'{name}'" for name in dict.fromkeys(names))
+        return [SpecError(spec.file, line, col, json_path(path), f"missing required key {wanted}")]
+    # A branch whose type does not fit the value says little; prefer one that got further.
+    fitting = [subs for subs in branches.values() if not any(_wrong_type(s) for s in subs)]
+    if not fitting:
+        kinds: list[str] = []
+        for sub in (sub for subs in branches.values() for sub in subs):
+            value: Any = sub.validator_value
+            kinds.extend(
+                v for v in (value if isinstance(value, list) else [value]) if v not in kinds
+            )
+        line, col = spec.locate(path)
+        message = f"{_show(error.instance)} is not of type {_types(kinds)}"
+        hint = _type_hint(error.instance, kinds)
+        return [SpecError(spec.file, line, col, json_path(path), message, hint)]
+    closest = best_match([sub for subs in fitting for sub in subs])
+    return _schema_error(spec, closest if closest is not None else error)
+
+
+def _describe(schema: Any, name: str) -> str | None:
+    """The first sentence of the schema's description of property name: what it is for."""
+    prop = schema.get("properties", {}).get(name) if isinstance(schema, dict) else None
+    text = prop.get("description") if isinstance(prop, dict) else None
+    return f"add {name}: {text.split('. ')[0].rstrip('.')}" if isinstance(text, str) else None
+
+
+def _wrong_type(error: ValidationError) -> bool:
+    return error.validator == "type" and not error.relative_path
+
+
+def _unknown_keys(
+    spec: LoadedSpec, error: ValidationError, path: list[str | int]
+) -> list[SpecError]:
+    allowed = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+    instance: Any = error.instance
+    out = []
+    for key in instance:
+        if key in allowed:
+            continue
+        line, col = spec.locate([*path, key], key=True)
+        hint = _did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}"
+        out.append(
+            SpecError(spec.file, line, col, json_path([*path, key]), f"unknown key '{key}'", hint)
+        )
+    return out
+
+
+def _did_you_mean(value: Any, choices: Sequence[Any]) -> str | None:
+    close = _closest(value, choices)
+    return f"did you mean '{close}'?" if close else None
+
+
+def _closest(value: Any, choices: Sequence[Any]) -> str | None:
+    """The choice value was most likely meant to be: a near spelling, a prefix or another case."""
+    if not isinstance(value, str) or not value:
+        return None
+    texts = [c for c in choices if isinstance(c, str)]
+    close = difflib.get_close_matches(value, texts, n=1)
+    close += [c for c in texts if c.startswith(value) or value.startswith(c)]
+    close += [c for c in texts if c.lower() == value.lower()]
+    return close[0] if close else None
+
+
+def _pattern_hint(error: ValidationError, path: Sequence[str | int]) -> str | None:
+    """What a value matching the pattern looks like, with a corrected value when one is easy."""
+    pattern = error.schema.get("pattern", "") if isinstance(error.schema, dict) else ""
+    value = error.instance if isinstance(error.instance, str) else ""
+    if path[:1] == ["columns"] and path[-1:] == ["type"]:
+        guide, fix = "write Snowflake types in upper case", value.upper()
+        example = "VARCHAR(64) or NUMBER(12,2)"
+    elif list(path) == ["source", "prefix"]:
+        guide = "use lower-case folder names (letters, digits, _ and -) joined by /"
+        fix, example = "/".join(part for part in value.lower().split("/") if part), "'eu/orders'"
+    elif pattern.startswith(("^[a-z_]", "^[a-z]")):
+        guide = IDENTIFIER_HINT
+        if not pattern.startswith("^[a-z_]"):
+            guide = "use lower-case letters, digits and _, starting with a letter"
+        fix, example = re.sub(r"[^a-z0-9_]", "_", value.lower()), "'orders_v1'"
+    elif pattern.startswith("^[^{}"):
+        return "braces and line breaks are not allowed here"
+    else:
+        return None
+    if fix and fix != value and re.match(pattern, fix):
+        example = f"'{fix}'"
+    return f"{guide}, e.g. {example}"
+
+
+def _type_hint(value: Any, expected: Any) -> str | None:
+    kinds = expected if isinstance(expected, list) else [expected]
+    if isinstance(value, dt.date) and "string" in kinds:
+        return "quote the value to make it a string"
+    if value is None:
+        return "the key has no value; write one after the colon"
+    if isinstance(value, str) and kinds == ["boolean"]:
+        return "write true or false"
+    if isinstance(value, str) and {"number", "integer"} & set(kinds) and _is_number(value):
+        return "remove the quotes to make it a number"
+    if isinstance(value, bool | int | float) and kinds == ["string"]:
+        return "quote the value to make it a string"
+    if "array" in kinds and not isinstance(value, list | dict):
+        return f"write a list, e.g. [{value if isinstance(value, str) else _show(value)}]"
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value)
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -188,16 +359,8 @@ def _show(value: Any) -> str:
 
 def _types(value: Any) -> str:
     names = {"object": "mapping", "array": "list", "null": "null"}
-    items = value if isinstance(value, list) else [value]
-    return " or ".join(f"'{names.get(v, v)}'" for v in items)
-
-
-def json_path(parts: Sequence[str | int]) -> str:
-    """Format a JSON path like $.columns[2].name."""
-    text = "$"
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
+    items = [f"'{names.get(v, v)}'" for v in (value if isinstance(value, list) else [value])]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def apply_defaults(data: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +407,9 @@ def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
     errors: list[SpecError] = []
 
-    def err(path: list[str | int], message: str, hint: str | None = None, key: bool = False) -> None:
+    def err(
+        path: list[str | int], message: str, hint: str | None = None, key: bool = False
+    ) -> None:
         line, col = spec.locate(path, key=key)
         errors.append(SpecError(spec.file, line, col, json_path(path), message, hint))
 
@@ -252,10 +417,19 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
     for index, column in enumerate(data["columns"]):
         name = column["name"]
         if name in columns:
-            err(["columns", index, "name"], f"duplicate column '{name}'")
+            first = data["columns"].index(columns[name])
+            first_line, _ = spec.locate(["columns", first, "name"])
+            err(
+                ["columns", index, "name"],
+                f"duplicate column '{name}'",
+                f"'{name}' is first defined at line {first_line}",
+            )
         elif name in LINEAGE_COLUMNS:
-            err(["columns", index, "name"], f"'{name}' is a column StreamLine adds itself",
-                f"rename it; reserved: {', '.join(LINEAGE_COLUMNS)}")
+            err(
+                ["columns", index, "name"],
+                f"'{name}' is a column StreamLine adds itself",
+                f"rename it; reserved: {', '.join(LINEAGE_COLUMNS)}",
+            )
         columns.setdefault(name, column)
         problem = snowflake_type_problem(column["type"])
         if problem:
@@ -265,8 +439,7 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
     def need(path: list[str | int], name: str) -> dict[str, Any] | None:
         if name in columns:
             return columns[name]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"columns: {', '.join(names)}"
+        hint = _did_you_mean(name, names) or f"columns: {', '.join(names)}"
         err(path, f"'{name}' is not a column of this feed", hint)
         return None
 
@@ -274,32 +447,53 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
         need(["key", index], name)
     ordering = need(["ordering"], data["ordering"])
     if ordering and base_type(ordering["type"]) in _UNORDERED:
-        err(["ordering"], f"ordering column '{data['ordering']}' has type {ordering['type']}, "
-            "which cannot order rows", "use a timestamp, date or number column")
+        err(
+            ["ordering"],
+            f"ordering column '{data['ordering']}' has type {ordering['type']}, "
+            "which cannot order rows",
+            "use a timestamp, date or number column",
+        )
     for index, ref in enumerate(data["references"]):
         need(["references", index, "column"], ref["column"])
     for index, check in enumerate(data["checks"]):
-        for cindex, name in enumerate(check.get("columns", [])):
-            need(["checks", index, "columns", cindex], name)
-        if "column" in check:
-            column = need(["checks", index, "column"], check["column"])
-            kind = base_type(column["type"]) if column else None
-            if check["type"] == "range" and kind and kind not in _NUMERIC | {
-                "DATE", "TIMESTAMP", "TIMESTAMP_NTZ", "TIMESTAMP_LTZ", "TIMESTAMP_TZ", "DATETIME"
-            }:
-                err(["checks", index, "column"],
-                    f"range check needs a numeric column; '{check['column']}' is {column and column['type']}")
-            if check["type"] == "accepted_values" and kind and kind not in _TEXT:
-                err(["checks", index, "column"],
-                    f"accepted_values check needs a text column; '{check['column']}' is "
-                    f"{column and column['type']}")
-        if check["type"] == "row_count" and "max" in check and check["max"] < check["min"]:
-            err(["checks", index, "max"], f"max {check['max']} is below min {check['min']}")
-        if check["type"] == "range" and "min" in check and "max" in check and check["max"] < check["min"]:
-            err(["checks", index, "max"], f"max {check['max']} is below min {check['min']}")
+        _check_check(check, ["checks", index], need, err)
     if _dotted(data["raw"]) == _dotted(data["mart"]):
-        err(["mart"], "the mart table is the raw table", "give the mart its own schema or name")
+        err(
+            ["mart"],
+            "the mart table is the raw table",
+            "give the mart its own schema or name",
+            key=True,
+        )
     return errors
+
+
+def _check_check(
+    check: dict[str, Any],
+    path: list[str | int],
+    need: Callable[[list[str | int], str], dict[str, Any] | None],
+    err: Callable[[list[str | int], str], None],
+) -> None:
+    for index, name in enumerate(check.get("columns", [])):
+        need([*path, "columns", index], name)
+    kind = check["type"]
+    column = need([*path, "column"], check["column"]) if "column" in check else None
+    if column is not None:
+        base = base_type(column["type"])
+        if kind == "range" and base not in _NUMERIC:
+            # min and max are numbers, compared with the column in SQL.
+            err(
+                [*path, "column"],
+                f"a range check needs a numeric column; '{check['column']}' is {column['type']}",
+            )
+        if kind == "accepted_values" and base not in _TEXT:
+            err(
+                [*path, "column"],
+                f"an accepted_values check needs a text column; "
+                f"'{check['column']}' is {column['type']}",
+            )
+    low = check.get("min", 1 if kind == "row_count" else None)
+    if kind in ("row_count", "range") and "max" in check and low is not None and check["max"] < low:
+        err([*path, "max"], f"max {check['max']} is below min {low}")
 
 
 def base_type(type_text: str) -> str:
@@ -313,16 +507,19 @@ def snowflake_type_problem(type_text: str) -> tuple[str, str] | None:
     if not match:
         return f"'{type_text}' is not a Snowflake data type", "e.g. VARCHAR(64), NUMBER(12,2)"
     name = match["name"]
-    args = [a.strip() for a in (match["args"] or "").split(",") if a.strip()] if match["args"] else []
+    args = [a.strip() for a in (match["args"] or "").split(",")] if match["args"] else []
     if name not in _SNOWFLAKE_TYPES:
         close = difflib.get_close_matches(name, list(_SNOWFLAKE_TYPES), n=1)
         hint = f"did you mean {close[0]}?" if close else "see Snowflake's data types reference"
         return f"'{type_text}' is not a Snowflake data type", hint
+    if not all(arg.isdigit() for arg in args):
+        return f"'{type_text}' is not a Snowflake data type", f"e.g. {_example(name)}"
     low, high = _SNOWFLAKE_TYPES[name]
     if not low <= len(args) <= high:
-        return f"{name} takes {_arity(low, high)}, got {len(args)}", f"e.g. {_example(name)}"
+        hint = f"write {name} without parentheses" if high == 0 else f"e.g. {_example(name)}"
+        return f"{name} takes {_arity(low, high)}, got {len(args)}", hint
     numbers = [int(a) for a in args]
-    if name in ("NUMBER", "DECIMAL", "NUMERIC", "DEC") and numbers:
+    if name in _FIXED and numbers:
         precision, scale = numbers[0], numbers[1] if len(numbers) > 1 else 0
         if not 1 <= precision <= 38:
             return f"precision {precision} is outside 1..38", "e.g. NUMBER(38,0)"
@@ -330,6 +527,8 @@ def snowflake_type_problem(type_text: str) -> tuple[str, str] | None:
             return f"scale {scale} is outside 0..{precision}", "e.g. NUMBER(12,2)"
     if name in _TEXT and numbers and not 1 <= numbers[0] <= 16777216:
         return f"length {numbers[0]} is outside 1..16777216", "e.g. VARCHAR(255)"
+    if name in ("BINARY", "VARBINARY") and numbers and not 1 <= numbers[0] <= 8388608:
+        return f"length {numbers[0]} is outside 1..8388608", "e.g. BINARY(16)"
     if name.startswith(("TIME", "DATETIME")) and numbers and not 0 <= numbers[0] <= 9:
         return f"fractional-second precision {numbers[0]} is outside 0..9", f"e.g. {name}(3)"
     return None
@@ -338,11 +537,19 @@ def snowflake_type_problem(type_text: str) -> tuple[str, str] | None:
 def _arity(low: int, high: int) -> str:
     if high == 0:
         return "no parameters"
-    return f"at most {high} parameter{'s' if high > 1 else ''}" if low == 0 else f"{low}..{high}"
+    if low == 0:
+        return f"at most {high} parameter{'s' if high > 1 else ''}"
+    return f"{low} to {high} parameters"
 
 
 def _example(name: str) -> str:
-    return {"NUMBER": "NUMBER(12,2)", "VARCHAR": "VARCHAR(64)"}.get(name, name)
+    if name in _FIXED:
+        return f"{name}(12,2)"
+    if name in _TEXT or name in ("BINARY", "VARBINARY"):
+        return f"{name}(64)"
+    if name.startswith(("TIME", "DATETIME")):
+        return f"{name}(3)"
+    return name
 
 
 def _dotted(table: dict[str, str]) -> str:
@@ -352,82 +559,156 @@ def _dotted(table: dict[str, str]) -> str:
 # --- rules across specs --------------------------------------------------------------------------
 
 
-def _check_across(shaped: list[tuple[LoadedSpec, dict[str, Any]]]) -> list[SpecError]:
+def _check_across(
+    shaped: list[tuple[LoadedSpec, dict[str, Any]]], bad: set[str], unshaped: dict[str, str]
+) -> list[SpecError]:
+    """Names, tables, queues and prefixes are unique; references name feeds and their columns.
+
+    bad: files that already have errors; unshaped: feed names of specs the schema rejected.
+    """
     errors: list[SpecError] = []
-    ordered = sorted(shaped, key=lambda item: item[0].file)
     seen: dict[tuple[str, str], tuple[LoadedSpec, list[str | int]]] = {}
 
-    def claim(kind: str, value: str, spec: LoadedSpec, path: list[str | int], what: str) -> None:
+    def claim(kind: str, value: str, spec: LoadedSpec, path: list[str | int], what: str) -> bool:
         first = seen.get((kind, value))
         if first is None:
             seen[(kind, value)] = (spec, path)
-            return
+            return True
         other, other_path = first
         line, col = spec.locate(path)
         oline, ocol = other.locate(other_path)
-        errors.append(SpecError(spec.file, line, col, json_path(path),
-                                f"{what} '{value}' is already used by {other.file}:{oline}:{ocol}",
-                                f"each feed needs its own {what}"))
+        errors.append(
+            SpecError(
+                spec.file,
+                line,
+                col,
+                json_path(path),
+                f"{what} '{value}' is already used by {other.file}:{oline}:{ocol}",
+                f"each feed needs its own {what}",
+            )
+        )
+        return False
 
-    feeds: dict[str, dict[str, Any]] = {}
-    for spec, data in ordered:
-        claim("feed", data["feed"], spec, ["feed"], "feed name")
-        feeds.setdefault(data["feed"], data)
-        dag_id = data["dag"].get("dag_id") or data["feed"]
-        claim("dag", dag_id, spec, ["dag", "dag_id"] if data["dag"].get("dag_id") else ["feed"], "DAG id")
-        for role in ("raw", "mart"):
-            claim("table", _dotted(data[role]), spec, [role, "table"], "table")
-        queue = data["trigger"].get("queue") or f"streamline-{data['feed'].replace('_', '-')}"
+    feeds: dict[str, tuple[LoadedSpec, dict[str, Any]]] = {}
+    for spec, data in shaped:
+        named = claim("feed", data["feed"], spec, ["feed"], "feed name")
+        feeds.setdefault(data["feed"], (spec, data))
+        dag_id = data["dag"].get("dag_id")
+        if dag_id:
+            claim("dag", dag_id, spec, ["dag", "dag_id"], "DAG id")
+        elif named:  # the DAG id is the feed name: a clash was reported just above
+            claim("dag", data["feed"], spec, ["feed"], "DAG id")
+        claim("table", _dotted(data["raw"]), spec, ["raw", "table"], "table")
+        if _dotted(data["mart"]) != _dotted(data["raw"]):  # else _check_feed reported it
+            claim("table", _dotted(data["mart"]), spec, ["mart", "table"], "table")
         if data["trigger"]["mode"] == "event":
+            queue = data["trigger"].get("queue") or f"streamline-{data['feed'].replace('_', '-')}"
             claim("queue", queue, spec, ["trigger", "queue"], "SQS queue")
     prefixes: list[tuple[str, LoadedSpec]] = []
-    for spec, data in ordered:
+    for spec, data in shaped:
         prefix = data["source"]["prefix"]
         for other_prefix, other in prefixes:
             if _overlaps(prefix, other_prefix):
                 oline, ocol = other.locate(["source", "prefix"])
                 line, col = spec.locate(["source", "prefix"])
-                errors.append(SpecError(
-                    spec.file, line, col, "$.source.prefix",
-                    f"prefix '{prefix}' overlaps '{other_prefix}' of {other.file}:{oline}:{ocol}",
-                    "one feed's files would be claimed by the other; use sibling folders"))
+                errors.append(
+                    SpecError(
+                        spec.file,
+                        line,
+                        col,
+                        "$.source.prefix",
+                        f"prefix '{prefix}' overlaps '{other_prefix}' of "
+                        f"{other.file}:{oline}:{ocol}",
+                        "one feed's files would be claimed by the other; use sibling folders",
+                    )
+                )
+                break
         prefixes.append((prefix, spec))
-    for spec, data in ordered:
+    for spec, data in shaped:
         for index, ref in enumerate(data["references"]):
-            target = feeds.get(ref["feed"])
-            if target is None:
-                line, col = spec.locate(["references", index, "feed"])
-                close = difflib.get_close_matches(ref["feed"], list(feeds), n=1)
-                errors.append(SpecError(spec.file, line, col, json_path(["references", index, "feed"]),
-                                        f"no feed named '{ref['feed']}'",
-                                        f"did you mean '{close[0]}'?" if close else
-                                        "referenced feeds must be specs in the same pipelines/ folder"))
-            elif ref["to"] not in {c["name"] for c in target["columns"]}:
-                line, col = spec.locate(["references", index, "to"])
-                errors.append(SpecError(spec.file, line, col, json_path(["references", index, "to"]),
-                                        f"feed '{ref['feed']}' has no column '{ref['to']}'"))
+            errors.extend(_check_reference(spec, index, ref, feeds, bad, unshaped))
     return errors
+
+
+def _check_reference(
+    spec: LoadedSpec,
+    index: int,
+    ref: dict[str, Any],
+    feeds: dict[str, tuple[LoadedSpec, dict[str, Any]]],
+    bad: set[str],
+    unshaped: dict[str, str],
+) -> list[SpecError]:
+    path: list[str | int] = ["references", index, "feed"]
+    line, col = spec.locate(path)
+    target = feeds.get(ref["feed"])
+    if target is None:
+        if ref["feed"] in unshaped:
+            return [
+                SpecError(
+                    spec.file,
+                    line,
+                    col,
+                    json_path(path),
+                    f"feed '{ref['feed']}' is defined in {unshaped[ref['feed']]}, which has errors",
+                    f"fix {unshaped[ref['feed']]} first",
+                )
+            ]
+        hint = _did_you_mean(ref["feed"], [*feeds, *unshaped]) or (
+            "referenced feeds must be specs in the same pipelines/ folder"
+        )
+        return [
+            SpecError(spec.file, line, col, json_path(path), f"no feed named '{ref['feed']}'", hint)
+        ]
+    other, data = target
+    names = [c["name"] for c in data["columns"]]
+    if ref["to"] not in names:
+        path = ["references", index, "to"]
+        line, col = spec.locate(path)
+        hint = _did_you_mean(ref["to"], names) or f"columns of '{ref['feed']}': {', '.join(names)}"
+        message = f"feed '{ref['feed']}' has no column '{ref['to']}'"
+        return [SpecError(spec.file, line, col, json_path(path), message, hint)]
+    if other.file in bad and other.file != spec.file:
+        message = f"feed '{ref['feed']}' is defined in {other.file}, which has errors"
+        return [
+            SpecError(spec.file, line, col, json_path(path), message, f"fix {other.file} first")
+        ]
+    return []
 
 
 def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-# --- templates -------------------------------------------------------------------------------------
+# --- templates ---------------------------------------------------------------------------------
 
 
-def _check_templates(project: Project, feeds: list[Feed], specs: dict[str, LoadedSpec]) -> list[SpecError]:
-    """Every feed's templates exist and render with undefined variables treated as errors."""
+def _check_templates(
+    project: Project, feeds: list[Feed], every: list[Feed], specs: dict[str, LoadedSpec]
+) -> list[SpecError]:
+    """Every feed's templates exist and render with undefined variables treated as errors.
+
+    feeds are rendered; every (including feeds with errors of their own) is what references see.
+    """
     from streamline.rendering import TemplateProblem, render_feed
 
+    known = {f.feed for f in every}
     errors: list[SpecError] = []
     for feed in feeds:
+        if any(ref.feed not in known for ref in feed.references):
+            continue  # reported as a reference error; the transform cannot be rendered without it
         try:
-            render_feed(project, feed, feeds)
+            render_feed(project, feed, every)
         except TemplateProblem as problem:
             spec = specs[feed.spec_file]
             path: list[str | int] = ["transform", problem.field]
-            line, col = spec.locate(path)
-            errors.append(SpecError(feed.spec_file, line, col, json_path(path), problem.message,
-                                    problem.hint))
+            message, hint = problem.message, problem.hint
+            missing = _UNDEFINED_RE.search(message) if problem.field == "params" else None
+            if missing:  # say it in spec terms rather than Jinja's ('dict object' has no ...)
+                name = missing["name"]
+                message = f"template '{feed.transform.template}' needs params.{name}, not set"
+                close = _closest(name, list(feed.transform.params))
+                hint = f"did you mean '{close}'?" if close else f"set {name} under transform.params"
+                path = [*path, close] if close else path
+            line, col = spec.locate(path, key=len(path) == 3)
+            errors.append(SpecError(feed.spec_file, line, col, json_path(path), message, hint))
     return errors

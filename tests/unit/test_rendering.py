@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 import sqlglot
@@ -179,3 +181,21 @@ def test_quote_identifier() -> None:
     for bad in ['orders"; drop', "Orders", "9x", "a-b", ""]:
         with pytest.raises(ValueError):
             quote_identifier(bad)
+
+
+def test_undefined_param_through_a_filter_is_a_template_problem(
+    project: Project, feeds: list[Feed], tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(project.templates_dir, templates)
+    (templates / "transforms" / "filtered.sql.j2").write_text(
+        "SELECT {{ params.missing_column | ident }} FROM {{ feed.raw | table }};\n"
+    )
+    custom = dataclasses.replace(project, templates_dir=templates)
+    feed = _feed(feeds, "orders")
+    filtered = dataclasses.replace(
+        feed, transform=dataclasses.replace(feed.transform, template="filtered")
+    )
+    with pytest.raises(TemplateProblem) as info:
+        render_feed(custom, filtered, feeds, steps=["transform"])
+    assert info.value.field == "params"
