@@ -59,7 +59,8 @@ def load_dags(
     dagfactory_settings.enable_telemetry = False
     project = find_project(Path(project_dir) if project_dir else None)
     target = Path(sql_dir) if sql_dir else default_sql_dir()
-    result = validate_paths(project)
+    # Spec files are named relative to the project, whatever folder Airflow parses from.
+    result = validate_paths(project, base=project.root)
     errors = list(result.errors)
     settings = RenderSettings.from_env()
     sqs_url_prefix = os.environ.get("STREAMLINE_SQS_URL_PREFIX")

@@ -37,10 +37,10 @@ class LoadedSpec:
         return locate(self.document, json_path, key=key)
 
 
-def display_path(path: Path) -> str:
-    """Path as users typed it: relative to the working directory when below it."""
+def display_path(path: Path, base: Path | None = None) -> str:
+    """Path as users know it: relative to base (default: the working directory) when below it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
     except ValueError:
         return str(path)
 
@@ -67,9 +67,9 @@ def find_spec_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return found, missing
 
 
-def load_spec(path: Path) -> LoadedSpec | SpecError:
+def load_spec(path: Path, base: Path | None = None) -> LoadedSpec | SpecError:
     """Parse one spec file; a syntax error, duplicate key or empty file becomes a SpecError."""
-    file = display_path(path)
+    file = display_path(path, base)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -117,10 +117,11 @@ def test_a_broken_spec_is_an_import_error_and_the_others_still_load(
     (root / "pipelines" / "broken.yaml").write_text(
         "feed: broken\nsource:\n  prefix: broken\n  colour: red\n", encoding="utf-8"
     )
+    monkeypatch.chdir(tmp_path)  # Airflow parses from anywhere: paths stay project-relative
     dags, errors = check_dags_folder(out)
     assert set(dags) == {"customers", "orders"}
     assert ERROR_DAG_ID not in dags
     assert len(errors) == 1
     (message,) = errors.values()
-    assert "broken.yaml:4:3: $.source.colour: unknown key 'colour'" in message
-    assert "broken.yaml:1:1: $: missing required key 'columns'" in message
+    assert "pipelines/broken.yaml:4:3: $.source.colour: unknown key 'colour'" in message
+    assert "pipelines/broken.yaml:1:1: $: missing required key 'columns'" in message
