@@ -193,7 +193,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    written = generate(project, result.feeds, args.out, _settings(args), args.sqs_url_prefix)
+    try:
+        written = generate(project, result.feeds, args.out, _settings(args), args.sqs_url_prefix)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     out.print(
         f"{len(result.feeds)} feeds -> {args.out}: {len(written.changed)} files written, "
         f"{len(written.unchanged)} unchanged",

@@ -113,7 +113,12 @@ def _schedule(feed: Feed, sqs_url_prefix: str | None) -> Any:
     if feed.trigger.mode == "poll":
         # One run after another; each waits at the sensor until files land, so latency is one poke.
         return "@continuous"
-    queue = f"{(sqs_url_prefix or 'sqs://').rstrip('/')}/{feed.trigger.queue}"
+    if not sqs_url_prefix:
+        raise ValueError(
+            f"feed {feed.feed!r} is event-triggered: set STREAMLINE_SQS_URL_PREFIX (or generate "
+            "--sqs-url-prefix) to the queue URL prefix, e.g. https://sqs.eu-west-1.amazonaws.com/1234"
+        )
+    queue = f"{sqs_url_prefix.rstrip('/')}/{feed.trigger.queue}"
     return [
         {
             "__type__": "airflow.sdk.Asset",

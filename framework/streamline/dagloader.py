@@ -69,7 +69,10 @@ def load_dags(
         try:
             write_feed_sql(project, feed, result.feeds, target, settings)
             config = cast_with_type(build_dag_config(feed, target, sqs_url_prefix))
-            dagfactory.load_yaml_dags(globals_dict, config_dict=config)
+            # A folder with no defaults.yml: a stray one in the dags folder must not leak in.
+            dagfactory.load_yaml_dags(
+                globals_dict, config_dict=config, defaults_config_path=str(target / feed.feed)
+            )
         except Exception as exc:  # one feed's failure must not hide the others
             log.exception("feed %s could not be built", feed.feed)
             errors.append(SpecError(feed.spec_file, 1, 1, "$", f"DAG could not be built: {exc}"))

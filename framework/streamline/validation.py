@@ -234,7 +234,8 @@ def _check_check(
         need([*path, "columns", index], name)
     kind = check["type"]
     column = need([*path, "column"], check["column"]) if "column" in check else None
-    if column is not None:
+    # A column whose type is already reported as invalid gets no second, derived error.
+    if column is not None and snowflake_type_problem(column["type"]) is None:
         base = base_type(column["type"])
         if kind == "range" and base not in _NUMERIC:
             # min and max are numbers, compared with the column in SQL.

@@ -125,3 +125,23 @@ def test_a_broken_spec_is_an_import_error_and_the_others_still_load(
     (message,) = errors.values()
     assert "pipelines/broken.yaml:4:3: $.source.colour: unknown key 'colour'" in message
     assert "pipelines/broken.yaml:1:1: $: missing required key 'columns'" in message
+
+
+def test_a_stray_dag_factory_defaults_file_does_not_leak_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    from airflow.configuration import conf
+
+    out = generate(make_project(tmp_path), monkeypatch)
+    # dag-factory looks for defaults.yml in Airflow's configured dags folder by default.
+    stray = Path(conf.get("core", "dags_folder")) / "defaults.yml"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_text("default_args:\n  pool: intruder\n", encoding="utf-8")
+    try:
+        bag = BundleDagBag(dag_folder=str(out), bundle_path=out)
+    finally:
+        stray.unlink()
+    assert bag.import_errors == {}
+    assert bag.dags["orders"].get_task("load").pool != "intruder"

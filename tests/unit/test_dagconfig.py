@@ -76,3 +76,10 @@ def test_event_mode_config_builds_airflow_objects(feeds: list[Feed]) -> None:
     asset = config["orders"]["schedule"][0]
     assert isinstance(asset, Asset)
     assert asset.watchers[0].name == "streamline_orders_queue"
+
+
+def test_event_mode_needs_a_queue_url_prefix(feeds: list[Feed]) -> None:
+    feed = _feed(feeds, "orders")
+    event = dataclasses.replace(feed, trigger=dataclasses.replace(feed.trigger, mode="event"))
+    with pytest.raises(ValueError, match="STREAMLINE_SQS_URL_PREFIX"):
+        build_dag_config(event, SQL_DIR)
