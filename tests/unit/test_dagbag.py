@@ -130,9 +130,8 @@ def test_a_broken_spec_is_an_import_error_and_the_others_still_load(
 def test_a_stray_dag_factory_defaults_file_does_not_leak_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.dag_processing.dagbag import BundleDagBag
-
     from airflow.configuration import conf
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     out = generate(make_project(tmp_path), monkeypatch)
     # dag-factory looks for defaults.yml in Airflow's configured dags folder by default.
