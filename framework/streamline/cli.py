@@ -88,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _settings_args(generate)
 
+    demo = command("demo", cmd_demo)
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of streaming (20)")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
+    demo.add_argument("--seed", type=int, default=42, help="generator seed (42)")
+    demo.add_argument(
+        "--duplicate-rate", type=float, default=0.05, help="share of duplicate events (0.05)"
+    )
+    demo.add_argument(
+        "--workdir", type=Path, default=Path(".scratch/demo"), help="scratch folder (.scratch/demo)"
+    )
+
     events = commands.add_parser(
         "events",
         help=inspect.cleandoc(cmd_events.__doc__ or "").splitlines()[0],
@@ -213,6 +224,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if import_errors:
             return EXIT_INVALID
     return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the whole pipeline on this machine: moto and fakesnow servers, Firehose, real Airflow.
+
+    Streams events for a while, runs every feed's DAG per batch, prints rows, rejected rows and
+    latency per feed and batch, re-runs one batch to show it adds zero rows, and stops everything.
+    """
+    from streamline.local.demo import DemoOptions, run_demo
+
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    options = DemoOptions(
+        duration=args.duration,
+        rate=args.rate,
+        seed=args.seed,
+        duplicate_rate=args.duplicate_rate,
+        workdir=args.workdir,
+    )
+    return run_demo(project, result.feeds, options, out)
 
 
 def cmd_events(args: argparse.Namespace) -> int:

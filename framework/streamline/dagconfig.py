@@ -62,7 +62,8 @@ def build_dag_config(
             **sql,
             "sql": "load.sql",
             "split_statements": True,
-            "return_last": True,
+            # Keep every statement's result: the COPY's rows (loaded, rejected) are in the XCom.
+            "return_last": False,
             "dependencies": ["claim"],
         },
         "transform": {

@@ -1,0 +1,318 @@
+"""Start, provision and stop the embedded stack on 127.0.0.1.
+
+moto's server stands in for S3, Firehose, SQS and Secrets Manager; a fakesnow server (with the
+compat bridge, over TLS) stands in for Snowflake. Both run as child processes on free ports and are
+stopped by PID. The stack then provisions what production's infrastructure would: the lake bucket
+with its three zones, a Firehose delivery stream, an SQS queue with S3 notifications per feed, the
+warehouse connection in Secrets Manager, and the warehouse objects from the rendered DDL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamline.errors import StreamlineError
+from streamline.model import Feed
+from streamline.project import Project
+from streamline.rendering import RenderSettings, render_feed
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+BUCKET = "streamline-lake"
+SECRET_PREFIX = "airflow/connections"
+SNOWFLAKE_CONN_ID = "streamline_snowflake"
+AWS_CONN_ID = "streamline_aws"
+ZONES = ("landing/", "processing/", "processed/")
+START_TIMEOUT = 60.0
+
+
+class StackError(StreamlineError):
+    """A local server did not start, or provisioning failed."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Stack:
+    """A running embedded stack: endpoints, credentials and what was provisioned."""
+
+    workdir: Path
+    moto_port: int
+    warehouse_port: int
+    ca_bundle: Path
+    bucket: str = BUCKET
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    streams: dict[str, str] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def sqs_url_prefix(self) -> str:
+        return f"{self.aws_endpoint}/{ACCOUNT_ID}"
+
+    def boto3_client(self, service: str) -> Any:
+        """A boto3 client for one of moto's services."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def snowflake_params(self) -> dict[str, Any]:
+        """Connection arguments of the real Snowflake connector for the local warehouse."""
+        return {
+            "user": "streamline",
+            "password": "local-only",
+            "account": "fakesnow",
+            "host": "127.0.0.1",
+            "port": self.warehouse_port,
+            "insecure_mode": True,  # no OCSP for a local self-signed certificate
+            "login_timeout": 10,
+            "network_timeout": 30,
+        }
+
+    def snowflake_connection(self) -> dict[str, Any]:
+        """The Airflow connection (as stored in Secrets Manager) for the local warehouse."""
+        params = self.snowflake_params()
+        return {
+            "conn_type": "snowflake",
+            "login": params["user"],
+            "password": params["password"],
+            "extra": {
+                "account": params["account"],
+                "host": params["host"],
+                "port": params["port"],
+                "insecure_mode": True,
+                "database": "streamline",
+                "warehouse": "local",
+            },
+        }
+
+    def connect(self) -> Any:
+        """A Snowflake connector connection to the local warehouse (over TLS)."""
+        import snowflake.connector
+
+        # The connector verifies TLS against REQUESTS_CA_BUNDLE: it must trust the local cert.
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
+        return snowflake.connector.connect(**self.snowflake_params())
+
+    def airflow_env(self, dags_folder: Path, project: Project) -> dict[str, str]:
+        """Environment for Airflow processes: connections, secrets backend, variables, paths."""
+        aws_conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": self.aws_endpoint, "region_name": REGION},
+        }
+        backend_kwargs = {
+            "connections_prefix": SECRET_PREFIX,
+            "variables_prefix": None,
+            "config_prefix": None,
+            "endpoint_url": self.aws_endpoint,
+            "region_name": REGION,
+        }
+        return {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+            "DO_NOT_TRACK": "1",
+            # The lake connection lives in the environment; the warehouse one in Secrets Manager,
+            # read through the amazon provider's secrets backend exactly as on MWAA.
+            f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}": json.dumps(aws_conn),
+            "AIRFLOW__SECRETS__BACKEND": (
+                "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+            ),
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(backend_kwargs),
+            "AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET": self.bucket,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            "STREAMLINE_PROJECT_DIR": str(project.root),
+            "STREAMLINE_SQS_URL_PREFIX": self.sqs_url_prefix,
+            "STREAMLINE_LAKE_URL": f"s3://{self.bucket}",
+        }
+
+    def stop(self) -> None:
+        """Stop every process this stack started (by PID), newest first."""
+        for process in reversed(self.processes):
+            stop_process(process)
+        self.processes.clear()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a child process by PID, then kill it if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"{what} exited with {process.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StackError(f"{what} did not answer at {url} within {START_TIMEOUT:.0f} s; see {log_path}")
+
+
+def start_moto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """moto's server on a free 127.0.0.1 port, as a child process."""
+    port = free_port()
+    log_path = workdir / "moto.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_http(f"http://127.0.0.1:{port}/moto-api/", process, "moto server", log_path)
+    return process, port
+
+
+def start_warehouse(workdir: Path, aws_endpoint: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """The fakesnow server with the compat bridge, over TLS, as a child process."""
+    from streamline.local.tls import make_certificate
+
+    cert, key, bundle = make_certificate(workdir / "tls")
+    log_path = workdir / "warehouse.log"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    with log_path.open("wb") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamline.local.warehouse",
+                "--port", "0",
+                "--certfile", str(cert),
+                "--keyfile", str(key),
+                "--s3-endpoint-url", aws_endpoint,
+                "--region", REGION,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout=10)
+        raise StackError(f"warehouse exited with {process.returncode}; see {log_path}")
+    ready = json.loads(line)
+    return process, int(ready["port"]), bundle
+
+
+@contextmanager
+def embedded_stack(workdir: Path) -> Iterator[Stack]:
+    """Run moto and the warehouse for the duration of the block; always stop both."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        moto, moto_port = start_moto(workdir)
+        processes.append(moto)
+        warehouse, warehouse_port, bundle = start_warehouse(
+            workdir, f"http://127.0.0.1:{moto_port}"
+        )
+        processes.append(warehouse)
+        stack = Stack(workdir, moto_port, warehouse_port, bundle, processes=processes)
+        yield stack
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
+
+
+def provision(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
+    """Create what production's infrastructure would, for these feeds, in the local stack."""
+    s3 = stack.boto3_client("s3")
+    s3.create_bucket(Bucket=stack.bucket)
+    for zone in ZONES:
+        s3.put_object(Bucket=stack.bucket, Key=zone, Body=b"")
+    firehose = stack.boto3_client("firehose")
+    sqs = stack.boto3_client("sqs")
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/streamline-firehose"
+    notifications = []
+    for feed in feeds:
+        name = f"streamline-{feed.feed.replace('_', '-')}"
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": role,
+                "BucketARN": f"arn:aws:s3:::{stack.bucket}",
+                "Prefix": f"landing/{feed.source.prefix}/",
+                "ErrorOutputPrefix": f"errors/{feed.source.prefix}/",
+                "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+                "CompressionFormat": "UNCOMPRESSED",
+            },
+        )
+        stack.streams[feed.feed] = name
+        queue_url = sqs.create_queue(QueueName=feed.trigger.queue)["QueueUrl"]
+        stack.queues[feed.feed] = queue_url
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        notifications.append(
+            {
+                "QueueArn": arn["Attributes"]["QueueArn"],
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {
+                    "Key": {
+                        "FilterRules": [
+                            {"Name": "prefix", "Value": f"landing/{feed.source.prefix}/"}
+                        ]
+                    }
+                },
+            }
+        )
+    s3.put_bucket_notification_configuration(
+        Bucket=stack.bucket, NotificationConfiguration={"QueueConfigurations": notifications}
+    )
+    secrets = stack.boto3_client("secretsmanager")
+    secrets.create_secret(
+        Name=f"{SECRET_PREFIX}/{SNOWFLAKE_CONN_ID}",
+        SecretString=json.dumps(stack.snowflake_connection()),
+    )
+    create_warehouse_objects(stack, project, feeds)
+
+
+def create_warehouse_objects(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
+    """Run every feed's rendered DDL, unchanged, against the local warehouse."""
+    settings = RenderSettings(lake_url=f"s3://{stack.bucket}")
+    with stack.connect() as conn:
+        for feed in feeds:
+            ddl = render_feed(project, feed, feeds, settings=settings, steps=["ddl"])["ddl"]
+            for cursor in conn.execute_string(ddl, remove_comments=True):
+                cursor.close()
