@@ -35,14 +35,23 @@ def _task_times(dag_run: Any) -> dict[str, dict[str, str | None]]:
     return times
 
 
+def _plain(value: Any) -> Any:
+    """Undo Airflow's XCom serialization envelopes ({"__classname__": ..., "__data__": ...})."""
+    if isinstance(value, dict) and "__data__" in value:
+        return _plain(value["__data__"])
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _copy_results(dag_run: Any) -> dict[str, int]:
-    """Rows parsed, loaded and rejected by the load step's COPY (from its XCom result)."""
+    """Files, rows parsed, loaded and rejected by the load step's COPY (from its XCom result)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     totals = {"files": 0, "rows_parsed": 0, "rows_loaded": 0, "errors_seen": 0}
     with create_session() as session:
-        row = (
+        stored = (
             session.query(XComModel.value)
             .filter(
                 XComModel.dag_id == dag_run.dag_id,
@@ -50,13 +59,13 @@ def _copy_results(dag_run: Any) -> dict[str, int]:
                 XComModel.task_id == "load",
                 XComModel.key == "return_value",
             )
-            .first()
+            .scalar()
         )
-    value = XComModel.deserialize_value(row) if row is not None else None
+    value = _plain(json.loads(stored) if isinstance(stored, str | bytes) else stored)
     for statement in value or []:
         for record in statement or []:
             # COPY result: (file, status, rows_parsed, rows_loaded, error_limit, errors_seen, ...)
-            if isinstance(record, list | tuple) and len(record) >= 6 and isinstance(record[2], int):
+            if isinstance(record, list) and len(record) >= 6 and isinstance(record[2], int):
                 totals["files"] += 1
                 totals["rows_parsed"] += int(record[2])
                 totals["rows_loaded"] += int(record[3])
@@ -94,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--stop-file", type=Path, help="stop once this exists and landing is empty")
     parser.add_argument("--reprocess", help="run once for this batch id, then exit")
+    parser.add_argument("--once", action="store_true", help="run once now, files or not, then exit")
     parser.add_argument("--max-seconds", type=float, default=600.0)
     args = parser.parse_args(argv)
 
@@ -113,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             results.write(json.dumps(summary) + "\n")
             results.flush()
 
-        if args.reprocess:
-            summary = run_once(dag, {"batch_id": args.reprocess})
+        if args.reprocess or args.once:
+            summary = run_once(dag, {"batch_id": args.reprocess} if args.reprocess else None)
             record(summary)
             return 0 if summary["state"] == "success" else 1
         deadline = time.monotonic() + args.max_seconds
