@@ -99,6 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path(".scratch/demo"), help="scratch folder (.scratch/demo)"
     )
 
+    up = command("up", cmd_up)
+    up.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
+    up.add_argument("--duration", type=float, help="seconds of streaming (default: until Ctrl-C)")
+    up.add_argument("--seed", type=int, help="generator seed (default: random)")
+    up.add_argument(
+        "--duplicate-rate", type=float, default=0.05, help="share of duplicate events (0.05)"
+    )
+    up.add_argument(
+        "--trigger",
+        choices=("poll", "event"),
+        help="run every feed in this trigger mode (a copy of the specs; pipelines/ is untouched)",
+    )
+    up.add_argument("--port", type=int, help="API server and UI port (default: a free one)")
+    up.add_argument(
+        "--workdir", type=Path, default=Path(".scratch/up"), help="scratch folder (.scratch/up)"
+    )
+
     events = commands.add_parser(
         "events",
         help=inspect.cleandoc(cmd_events.__doc__ or "").splitlines()[0],
@@ -245,6 +262,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workdir=args.workdir,
     )
     return run_demo(project, result.feeds, options, out)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the pipeline locally until Ctrl-C: the embedded stack and Airflow's own components.
+
+    Starts moto and the warehouse, then Airflow's api-server, scheduler, dag-processor and
+    triggerer on 127.0.0.1, streams events through Firehose and prints every finished batch with
+    its end-to-end latency. Ctrl-C (or SIGTERM) stops everything; logs stay in --workdir.
+    """
+    from streamline.local.up import UpOptions, run_up
+
+    if args.rate <= 0:
+        raise UsageError("--rate must be positive")
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    options = UpOptions(
+        rate=args.rate,
+        duration=args.duration,
+        seed=args.seed,
+        duplicate_rate=args.duplicate_rate,
+        trigger=args.trigger,
+        workdir=args.workdir,
+        port=args.port,
+    )
+    return run_up(project, result.feeds, options, out)
 
 
 def cmd_events(args: argparse.Namespace) -> int:

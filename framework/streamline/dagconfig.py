@@ -42,7 +42,12 @@ def build_dag_config(
         "detect": {
             "operator": SENSOR,
             "bucket_name": LAKE_BUCKET,
-            "bucket_key": f"landing/{feed.source.prefix}/*",
+            # A run asked to reprocess a batch waits for that batch's manifest (in processing/ or
+            # processed/) instead of new files in landing/.
+            "bucket_key": (
+                "{{ ('process*/' ~ params.batch_id ~ '/" + feed.source.prefix + ".manifest.json') "
+                "if params.batch_id else 'landing/" + feed.source.prefix + "/*' }}"
+            ),
             "wildcard_match": True,
             "aws_conn_id": feed.dag.aws_conn_id,
             "poke_interval": feed.trigger.poll_interval_seconds,

@@ -211,6 +211,7 @@ def test_re_running_a_batch_adds_zero_rows(lake: Local) -> None:
     before = (lake.count("customers", "raw"), lake.count("customers", "mart"))
     again = lake.run("customers", reprocess=first["batch_id"])
     assert again["state"] == "success", again
+    assert again["claimed"] and again["copy"]["rows_loaded"] == 2, again
     assert (lake.count("customers", "raw"), lake.count("customers", "mart")) == before == (2, 2)
     assert lake.keys("processing/") == []
     assert f"processed/{first['batch_id']}/customers.manifest.json" in lake.keys("processed/")
@@ -228,6 +229,7 @@ def test_a_run_with_no_new_files_ends_cleanly_without_a_batch(lake: Local) -> No
 def test_a_failed_transform_leaves_the_batch_in_processing_and_a_rerun_converges(
     lake: Local,
 ) -> None:
+    lake.seed_customers(1)
     lake.land("orders", [order(11, "placed", "10:00:00.000"), order(12, "paid", "10:00:00.000")])
     lake.query(f"DROP TABLE {quote_table(lake.feeds['orders'].mart)}")  # the transform will fail
     try:
@@ -242,6 +244,7 @@ def test_a_failed_transform_leaves_the_batch_in_processing_and_a_rerun_converges
     assert len(lake.keys(f"processing/{batch}/orders/")) == 1
     fixed = lake.run("orders", reprocess=batch)
     assert fixed["state"] == "success", fixed
+    assert fixed["claimed"] and fixed["copy"]["rows_loaded"] == 2, fixed
     assert lake.count("orders", "raw") == 2 and lake.count("orders", "mart") == 2
     assert lake.keys("processing/") == []
     assert len(lake.keys(f"processed/{batch}/orders/")) == 1

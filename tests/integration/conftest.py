@@ -1,0 +1,142 @@
+"""Local servers for integration tests: moto standing in for AWS, the warehouse for Snowflake.
+
+Both are session-scoped, bind 127.0.0.1 on free ports and are stopped at the end of the session.
+The warehouse runs as a subprocess (`python -m streamline.local.warehouse`), exactly as the
+embedded stack runs it, and is reached over HTTPS with the real Snowflake connector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+REGION = "us-east-1"
+READY_TIMEOUT_SECONDS = 60
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """A running local warehouse: where it listens and how to connect to it."""
+
+    port: int
+    pid: int
+    ca_bundle: Path
+    log: Path
+
+    def connect_options(self) -> dict[str, Any]:
+        from streamline.local.warehouse import connect_options
+
+        return connect_options(self.port)
+
+    def connect(self, **overrides: Any) -> Any:
+        """A snowflake.connector connection (REQUESTS_CA_BUNDLE is set for the session)."""
+        import snowflake.connector
+
+        return snowflake.connector.connect(**{**self.connect_options(), **overrides})
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's server on 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(moto_server: str) -> Any:
+    """A boto3 S3 client for moto."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="session")
+def warehouse(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+    """The local warehouse as a subprocess over TLS, reading stages from moto."""
+    from streamline.local.tls import make_certificate
+
+    folder = tmp_path_factory.mktemp("warehouse")
+    tls = make_certificate(folder / "tls")
+    log = folder / "warehouse.log"
+    command = [
+        sys.executable,
+        "-m",
+        "streamline.local.warehouse",
+        "--port",
+        "0",
+        "--certfile",
+        str(tls.certfile),
+        "--keyfile",
+        str(tls.keyfile),
+        "--s3-endpoint-url",
+        moto_server,
+        "--region",
+        REGION,
+    ]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        ready = _read_ready_line(process, log)
+        previous = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = str(tls.ca_bundle)
+        try:
+            yield Warehouse(int(ready["port"]), int(ready["pid"]), tls.ca_bundle, log)
+        finally:
+            if previous is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = previous
+        process.terminate()
+        assert process.wait(timeout=30) == 0, f"warehouse did not exit 0; see {log}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _read_ready_line(process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.1):
+                line = process.stdout.readline()
+                if line:
+                    ready: dict[str, Any] = json.loads(line)
+                    return ready
+            if process.poll() is not None:
+                break
+    process.kill()
+    tail = log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"the warehouse did not report ready (exit {process.poll()}):\n{tail}")

@@ -1,0 +1,377 @@
+"""The local warehouse runs production's SQL unchanged: the rendered DDL, load, transform and check
+of both feeds go through the real Snowflake connector over HTTPS, with the lake in moto.
+
+Every test renders the feeds into a database of its own, so tests share the servers, not data.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from io import StringIO
+from typing import Any
+
+import pytest
+from snowflake.connector.errors import IntegrityError, ProgrammingError
+from snowflake.connector.util_text import split_statements
+
+from streamline.model import Feed
+from streamline.project import find_project
+from streamline.rendering import RenderSettings, render_feed
+from streamline.validation import validate_paths
+from streamline_edge import FakeClock, iter_events
+
+pytestmark = pytest.mark.integration
+
+BATCH = "20260101T000000Z"
+LATER = "20260101T000500Z"
+TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@pytest.fixture(scope="module")
+def spec_feeds() -> tuple[Any, list[Feed]]:
+    project = find_project()
+    result = validate_paths(project)
+    return project, list(result.feeds)
+
+
+class Pipeline:
+    """Both feeds, rendered into a database and a lake bucket of their own, and a connection."""
+
+    def __init__(self, spec: tuple[Any, list[Feed]], s3: Any, conn: Any) -> None:
+        self.project, feeds = spec
+        self.database = f"it_{uuid.uuid4().hex[:10]}"
+        self.bucket = self.database.replace("_", "-")
+        self.feeds = [self._isolated(feed) for feed in feeds]
+        self.s3, self.conn = s3, conn
+        s3.create_bucket(Bucket=self.bucket)
+
+    def _isolated(self, feed: Feed) -> Feed:
+        raw = dataclasses.replace(feed.raw, database=self.database)
+        mart = dataclasses.replace(feed.mart, database=self.database)
+        return dataclasses.replace(feed, raw=raw, mart=mart)
+
+    def feed(self, name: str, **copy: Any) -> Feed:
+        feed = next(f for f in self.feeds if f.feed == name)
+        return dataclasses.replace(feed, copy=dataclasses.replace(feed.copy, **copy))
+
+    def sql(self, name: str, batch: str = BATCH, **copy: Any) -> dict[str, str]:
+        settings = RenderSettings(lake_url=f"s3://{self.bucket}")
+        feed = self.feed(name, **copy)
+        return render_feed(self.project, feed, self.feeds, batch_id=batch, settings=settings)
+
+    def run(self, sql: str, conn: Any = None) -> list[list[tuple[Any, ...]]]:
+        """Run each statement as Airflow's SnowflakeHook does: split, one execute each."""
+        results = []
+        for statement, _ in split_statements(StringIO(sql)):
+            if statement:
+                cursor = (conn or self.conn).cursor()
+                cursor.execute(statement)
+                results.append(cursor.fetchall())
+        return results
+
+    def put(self, name: str, file: str, lines: Sequence[str], batch: str = BATCH) -> str:
+        key = f"processing/{batch}/{name}/2026/01/01/00/{file}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body="".join(lines).encode())
+        return key
+
+    def rows(self, query: str) -> list[dict[str, Any]]:
+        cursor = self.conn.cursor()
+        cursor.execute(query.replace("{db}", f'"{self.database.upper()}"'))
+        names = [d.name for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def count(self, table: str) -> int:
+        return int(self.rows(f"SELECT COUNT(*) AS N FROM {{db}}.{table}")[0]["N"])
+
+    def check(self, name: str, batch: str = BATCH) -> dict[str, Any]:
+        cursor = self.conn.cursor()
+        cursor.execute(self.sql(name, batch)["check"])
+        row = cursor.fetchone()
+        return dict(zip([d.name for d in cursor.description], row, strict=True))
+
+
+@pytest.fixture
+def pipeline(spec_feeds: tuple[Any, list[Feed]], s3: Any, warehouse: Any) -> Iterator[Pipeline]:
+    conn = warehouse.connect()
+    try:
+        pipeline = Pipeline(spec_feeds, s3, conn)
+        for name in ("customers", "orders"):
+            pipeline.run(pipeline.sql(name)["ddl"])
+        yield pipeline
+    finally:
+        conn.close()
+
+
+def events(count: int, duplicate_rate: float = 0.0) -> dict[str, list[str]]:
+    lines: dict[str, list[str]] = {"customers": [], "orders": []}
+    stream = iter_events(seed=7, clock=FakeClock(), duplicate_rate=duplicate_rate)
+    for event in itertools.islice(stream, count):
+        lines[event.feed].append(event.line)
+    return lines
+
+
+def order(order_id: str, status: str, updated_at: str, amount: str = "10.50") -> str:
+    return f"{order_id},cus_000001,{status},2,{amount},EUR,2026-01-01 00:00:00.000,{updated_at}\n"
+
+
+CUSTOMER = "cus_000001,ada@example.com,Ada Lovelace,GB,pro,2026-01-01 00:00:00.000,2026-01-01 00:00:00.000\n"  # noqa: E501
+
+
+def parse_order(line: str) -> dict[str, Any]:
+    fields = next(csv.reader([line]))
+    return {
+        "ORDER_ID": fields[0],
+        "CUSTOMER_ID": fields[1],
+        "STATUS": fields[2],
+        "QUANTITY": Decimal(fields[3]),
+        "AMOUNT": Decimal(fields[4]),
+        "CURRENCY": fields[5],
+        "ORDERED_AT": datetime.strptime(fields[6], TS),
+        "UPDATED_AT": datetime.strptime(fields[7], TS),
+    }
+
+
+def test_both_feeds_load_transform_and_check_like_production(pipeline: Pipeline) -> None:
+    lines = events(500, duplicate_rate=0.1)
+    orders = lines["orders"]
+    assert len(orders) > 300 and len(set(orders)) < len(orders)  # duplicates are in the batch
+    pipeline.put("customers", "c-1", lines["customers"])
+    files = {
+        pipeline.put("orders", "o-1", orders[:100]): orders[:100],
+        pipeline.put("orders", "o-2", orders[100:250]): orders[100:250],
+        pipeline.put("orders", "o-3.csv", orders[250:]): orders[250:],
+    }
+    for name in ("customers", "orders"):
+        sql = pipeline.sql(name)
+        copy = pipeline.run(sql["load"])[2]
+        assert {row[1] for row in copy} == {"LOADED"}  # status per file
+        pipeline.run(sql["transform"])
+        assert set(pipeline.check(name).values()) == {True}
+    assert sum(row[3] for row in copy) == len(orders)  # rows_loaded
+
+    raw = pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"')
+    assert len(raw) == len(orders)
+    assert {r["BATCH_ID"] for r in raw} == {BATCH}
+    assert {r["SOURCE_FILE"] for r in raw} == set(files)  # paths relative to the stage URL
+    now = datetime.now(UTC)
+    for key, file_lines in files.items():
+        loaded = sorted(
+            (r for r in raw if r["SOURCE_FILE"] == key), key=lambda r: r["SOURCE_ROW_NUMBER"]
+        )
+        assert [r["SOURCE_ROW_NUMBER"] for r in loaded] == list(range(1, len(file_lines) + 1))
+        for row, line in zip(loaded, file_lines, strict=True):
+            assert {k: row[k] for k in parse_order(line)} == parse_order(line)
+            assert now - timedelta(minutes=5) < row["LOADED_AT"] <= now + timedelta(seconds=5)
+
+    latest: dict[str, dict[str, Any]] = {}
+    for values in map(parse_order, orders):
+        current = latest.get(values["ORDER_ID"])
+        if current is None or values["UPDATED_AT"] > current["UPDATED_AT"]:
+            latest[values["ORDER_ID"]] = values
+    mart = pipeline.rows('SELECT * FROM {db}."MART"."ORDERS"')
+    assert len(mart) == len(latest) < len(orders)
+    assert {r["ORDER_ID"]: {k: r[k] for k in parse_order(orders[0])} for r in mart} == latest
+    assert {r["BATCH_ID"] for r in mart} == {BATCH}
+
+    for _ in range(2):  # re-running the batch adds zero rows to raw and mart
+        sql = pipeline.sql("orders")
+        pipeline.run(sql["load"])
+        pipeline.run(sql["transform"])
+        assert pipeline.count('"RAW"."ORDERS"') == len(orders)
+        assert pipeline.count('"MART"."ORDERS"') == len(latest)
+    assert set(pipeline.check("orders").values()) == {True}
+
+
+def test_a_later_batch_replaces_a_mart_row_only_with_a_newer_one(pipeline: Pipeline) -> None:
+    pipeline.put("customers", "c", [CUSTOMER])
+    pipeline.run(pipeline.sql("customers")["load"])
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    pipeline.put("orders", "b", [order("ord_2", "placed", "2026-01-01 00:00:01.000")])
+    for step in ("load", "transform"):
+        pipeline.run(pipeline.sql("orders")[step])
+    late = [
+        order("ord_1", "cancelled", "2025-12-31 23:59:59.999"),  # older than the mart's row
+        order("ord_2", "paid", "2026-01-01 00:00:02.000"),
+        order("ord_2", "shipped", "2026-01-01 00:00:03.000"),
+        order("ord_3", "placed", "2026-01-01 00:00:01.000"),
+    ]
+    pipeline.put("orders", "c", late, batch=LATER)
+    for step in ("load", "transform"):
+        pipeline.run(pipeline.sql("orders", LATER)[step])
+    mart = {r["ORDER_ID"]: r for r in pipeline.rows('SELECT * FROM {db}."MART"."ORDERS"')}
+    assert {k: (r["STATUS"], r["BATCH_ID"]) for k, r in mart.items()} == {
+        "ord_1": ("placed", BATCH),
+        "ord_2": ("shipped", LATER),
+        "ord_3": ("placed", LATER),
+    }
+
+
+BAD_FILE = [
+    order("ord_4", "placed", "2026-01-01 00:00:01.000"),
+    order("ord_5", "placed", "2026-01-01 00:00:01.000", amount="N/A"),
+    order("ord_6", "placed", "2026-01-01 00:00:01.000").replace(",EUR,", ",EURO,"),
+]
+
+
+def test_a_bad_row_under_abort_statement_fails_the_load_and_changes_nothing(
+    pipeline: Pipeline, warehouse: Any
+) -> None:
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    pipeline.run(pipeline.sql("orders")["load"])
+    before = pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"')
+    pipeline.put("orders", "b", BAD_FILE)
+    for _ in range(2):  # the retry must not meet the failed attempt's open transaction
+        conn = warehouse.connect()
+        with pytest.raises(ProgrammingError) as failure:
+            pipeline.run(pipeline.sql("orders")["load"], conn)  # stops at COPY, as Airflow does
+        conn.close()  # the session's open transaction (its DELETE) is rolled back
+        assert failure.value.errno == 100038
+        assert "Numeric value 'N/A' is not recognized" in failure.value.msg
+        assert f"File 'processing/{BATCH}/orders/2026/01/01/00/b', line 2" in failure.value.msg
+        assert 'column "ORDERS"["AMOUNT":5]' in failure.value.msg
+        assert pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"') == before
+
+
+def test_a_failed_copy_inside_a_transaction_leaves_no_rows_after_rollback(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    pipeline.put("orders", "b", BAD_FILE)
+    begin, delete, copy, _ = pipeline.sql("orders")["load"].split(";\n", 3)
+    pipeline.run(begin + ";")
+    pipeline.run(delete + ";")
+    with pytest.raises(ProgrammingError):
+        pipeline.run(copy + ";")
+    pipeline.run("ROLLBACK")
+    assert pipeline.count('"RAW"."ORDERS"') == 0
+
+
+def test_on_error_continue_skips_bad_rows_and_skip_file_skips_their_file(
+    pipeline: Pipeline,
+) -> None:
+    good = pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    bad = pipeline.put("orders", "b", BAD_FILE)
+    urls = {f"s3://{pipeline.bucket}/{good}": "good", f"s3://{pipeline.bucket}/{bad}": "bad"}
+
+    copy = pipeline.run(pipeline.sql("orders", on_error="continue")["load"])[2]
+    results = {urls[row[0]]: row[1:] for row in copy}
+    assert results["good"] == ("LOADED", 1, 1, 1, 0, None, None, None, None)
+    assert results["bad"] == (
+        "PARTIALLY_LOADED", 3, 1, 3, 2,
+        "Numeric value 'N/A' is not recognized", 2, 27, '"ORDERS"["AMOUNT":5]',
+    )  # fmt: skip
+    ids = {r["ORDER_ID"] for r in pipeline.rows('SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS"')}
+    assert ids == {"ord_1", "ord_4"}
+
+    copy = pipeline.run(pipeline.sql("orders", on_error="skip_file")["load"])[2]
+    results = {urls[row[0]]: row[1:6] for row in copy}
+    assert results == {"good": ("LOADED", 1, 1, 1, 0), "bad": ("LOAD_FAILED", 3, 0, 1, 2)}
+    ids = {r["ORDER_ID"] for r in pipeline.rows('SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS"')}
+    assert ids == {"ord_1"}
+
+
+def test_a_string_longer_than_its_column_is_an_error_unless_truncated(pipeline: Pipeline) -> None:
+    pipeline.put("orders", "a", [BAD_FILE[2]])  # currency EURO for CHAR(3)
+    with pytest.raises(ProgrammingError, match=r"User character length limit \(3\) exceeded"):
+        pipeline.run(pipeline.sql("orders")["load"])
+    pipeline.run("ROLLBACK")
+    pipeline.run(pipeline.sql("orders", truncate_columns=True)["load"])
+    assert pipeline.rows('SELECT "CURRENCY" FROM {db}."RAW"."ORDERS"') == [{"CURRENCY": "EUR"}]
+
+
+def test_size_limit_stops_after_the_file_that_reaches_it(pipeline: Pipeline) -> None:
+    for name in ("a", "b", "c"):
+        pipeline.put("orders", name, [order(f"ord_{name}", "placed", "2026-01-01 00:00:01.000")])
+    copy = pipeline.run(pipeline.sql("orders", size_limit_bytes=1)["load"])[2]
+    assert [row[0].rsplit("/", 1)[1] for row in copy] == ["a"]  # at least one file loads
+
+
+def test_gzipped_files_load_and_force_false_skips_loaded_files(pipeline: Pipeline) -> None:
+    line = order("ord_1", "placed", "2026-01-01 00:00:01.000")
+    key = f"processing/{BATCH}/orders/2026/01/01/00/a.gz"
+    pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=gzip.compress(line.encode()))
+    copy = pipeline.run(pipeline.sql("orders")["load"])[2]
+    assert copy[0][1:4] == ("LOADED", 1, 1)
+    unforced = pipeline.sql("orders")["load"].replace("FORCE = TRUE", "FORCE = FALSE")
+    assert pipeline.run(unforced)[2] == [("Copy executed with 0 files processed.",)]
+    assert pipeline.count('"RAW"."ORDERS"') == 0  # the load's DELETE ran; the COPY skipped
+
+
+def test_the_check_query_is_false_exactly_where_a_check_fails(pipeline: Pipeline) -> None:
+    pipeline.put("customers", "c", [CUSTOMER])
+    pipeline.put("orders", "a", [order("ord_1", "lost", "2026-01-01 00:00:01.000", "-1.00")])
+    for name in ("customers", "orders"):
+        for step in ("load", "transform"):
+            pipeline.run(pipeline.sql(name)[step])
+    failed = {name for name, ok in pipeline.check("orders").items() if not ok}
+    assert failed == {"ACCEPTED_VALUES__STATUS", "RANGE__AMOUNT"}
+    assert set(pipeline.check("customers").values()) == {True}
+
+
+def test_a_row_missing_a_field_loads_with_null_and_the_merge_fails_fast(
+    pipeline: Pipeline,
+) -> None:
+    # A COPY with a transformation ignores ERROR_ON_COLUMN_COUNT_MISMATCH, as Snowflake does.
+    short = order("ord_1", "placed", "2026-01-01 00:00:01.000").rsplit(",", 1)[0] + "\n"
+    pipeline.put("orders", "a", [short])
+    copy = pipeline.run(pipeline.sql("orders")["load"])[2]
+    assert copy[0][1:4] == ("LOADED", 1, 1)
+    assert pipeline.rows('SELECT "UPDATED_AT" FROM {db}."RAW"."ORDERS"') == [{"UPDATED_AT": None}]
+    started = time.monotonic()
+    with pytest.raises(IntegrityError) as failure:  # an error, not an HTTP 500 retried
+        pipeline.run(pipeline.sql("orders")["transform"])
+    assert failure.value.errno == 100072
+    assert time.monotonic() - started < 10
+
+
+def test_a_merge_into_a_missing_table_fails_as_in_snowflake(pipeline: Pipeline) -> None:
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    pipeline.run(pipeline.sql("orders")["load"])
+    pipeline.run(f'DROP TABLE "{pipeline.database.upper()}"."MART"."ORDERS"')
+    with pytest.raises(ProgrammingError) as failure:
+        pipeline.run(pipeline.sql("orders")["transform"])
+    assert failure.value.errno == 2003  # does not exist
+
+
+def test_airflow_snowflake_hook_runs_the_steps(
+    pipeline: Pipeline, warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    from streamline.local.warehouse import airflow_connection
+
+    connection = airflow_connection(warehouse.port)
+    monkeypatch.setenv("AIRFLOW_CONN_STREAMLINE_WAREHOUSE", json.dumps(connection))
+    hook = SnowflakeHook(snowflake_conn_id="streamline_warehouse")
+    pipeline.put("customers", "c", [CUSTOMER])
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    for name in ("customers", "orders"):
+        sql = pipeline.sql(name)
+        hook.run(sql["load"])
+        hook.run(sql["transform"])
+        assert set(hook.get_first(sql["check"])) == {True}
+    assert pipeline.count('"MART"."ORDERS"') == 1
+
+    pipeline.put("orders", "b", BAD_FILE)
+    started = time.monotonic()
+    with pytest.raises(ProgrammingError, match="is not recognized"):
+        hook.run(pipeline.sql("orders")["load"])
+    assert time.monotonic() - started < 10
+    assert pipeline.count('"RAW"."ORDERS"') == 1  # the hook's closed session rolled back
+
+
+def test_install_refuses_another_fakesnow_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamline.local import compat
+
+    monkeypatch.setattr(compat.importlib.metadata, "version", lambda name: "0.13.0")
+    with pytest.raises(compat.CompatError, match=r"bridges fakesnow 0\.12\.1, but fakesnow 0\.13"):
+        compat.install(s3_endpoint_url="http://127.0.0.1:9")
