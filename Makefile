@@ -34,11 +34,10 @@ test: lint typecheck
 unit: install
 	$(UV) run --locked pytest tests/unit
 
-# Until the embedded stack lands, the demo is the dry run: validate, render, generate, load in Airflow.
+# The main job on the embedded default: moto + fakesnow servers, Firehose, real Airflow, a report.
 demo: install
 	$(UV) run --locked streamline validate
-	$(UV) run --locked streamline render orders --batch-id 20260101T000000Z --step load --step transform
-	$(UV) run --locked streamline generate --out $(ROOT)/.scratch/dags --check
+	$(UV) run --locked streamline demo
 
 bench: install
 	$(UV) run --locked python benchmarks/parse_time.py

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from streamline.generation import generate
+from streamline.local.demo import prepare_airflow
 from streamline.local.stack import Stack, create_warehouse_objects, embedded_stack, provision
 from streamline.model import Feed
 from streamline.project import Project, find_project
@@ -131,8 +132,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
                  stack.sqs_url_prefix)  # fmt: skip
         env = {**os.environ, **stack.airflow_env(dags, project)}
         env.update(AIRFLOW_HOME=str(workdir / "airflow"), AWS_ENDPOINT_URL=stack.aws_endpoint)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        prepare_airflow(env, workdir / "airflow-setup.log")
         yield Local(stack, project, {f.feed: f for f in result.feeds}, dags, env, workdir)
 
 
