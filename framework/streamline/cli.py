@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,13 +81,104 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("build/dags"),
         help="dags folder to write (default: build/dags)",
     )
-    generate.add_argument("--sqs-url-prefix", help="queue URL prefix for event-triggered feeds")
+    generate.add_argument(
+        "--sqs-url-prefix",
+        default=os.environ.get("STREAMLINE_SQS_URL_PREFIX"),
+        help="queue URL prefix for event-triggered feeds (default: $STREAMLINE_SQS_URL_PREFIX)",
+    )
     generate.add_argument(
         "--check",
         action="store_true",
         help="then load the folder in Airflow's DagBag and fail on import errors",
     )
     _settings_args(generate)
+
+    deploy = command("deploy", cmd_deploy)
+    deploy.add_argument(
+        "--bucket", help="the MWAA environment's S3 bucket ($STREAMLINE_DAG_BUCKET)"
+    )
+    deploy.add_argument(
+        "--prefix", help="key prefix of the bundle in the bucket ($STREAMLINE_DAG_PREFIX; none)"
+    )
+    deploy.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/mwaa"),
+        help="bundle folder to build (default: build/mwaa)",
+    )
+    deploy.add_argument(
+        "--airflow-version",
+        default="3.0.6",
+        help="Airflow version of the MWAA environment; chooses the constraint file (3.0.6)",
+    )
+    deploy.add_argument(
+        "--python-version", help="Python version of the MWAA environment (default: 3.12)"
+    )
+    deploy.add_argument(
+        "--sqs-url-prefix",
+        help="queue URL prefix for event-triggered feeds ($STREAMLINE_SQS_URL_PREFIX)",
+    )
+    deploy.add_argument("--endpoint-url", help="S3 endpoint URL (for S3-compatible test servers)")
+    deploy.add_argument(
+        "--dry-run", action="store_true", help="list what would change; upload nothing"
+    )
+    deploy.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete files under dags/ that the bundle no longer has",
+    )
+    deploy.add_argument(
+        "--build-only", action="store_true", help="build the bundle; compare and upload nothing"
+    )
+    deploy.add_argument(
+        "--check",
+        action="store_true",
+        help="load the bundle's dags/ in Airflow's DagBag first and stop on import errors",
+    )
+
+    infra_vars = command("infra-vars", cmd_infra_vars)
+    infra_vars.add_argument(
+        "--out",
+        type=Path,
+        help="file to write (default: infra/feeds.auto.tfvars.json in the project)",
+    )
+    infra_vars.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the file differs from what pipelines/ gives",
+    )
+
+    infra_sql = command("infra-sql", cmd_infra_sql)
+    infra_sql.add_argument("--lake-bucket", required=True, help="lake bucket (terraform output)")
+    infra_sql.add_argument(
+        "--storage-role-arn",
+        required=True,
+        help="IAM role of the storage integration (terraform output snowflake_storage_role_arn)",
+    )
+    infra_sql.add_argument(
+        "--storage-integration", default="streamline_lake", help="(default: %(default)s)"
+    )
+    infra_sql.add_argument(
+        "--admin-role", default="streamline_admin", help="(default: %(default)s)"
+    )
+    infra_sql.add_argument(
+        "--loader-role", default="streamline_loader", help="(default: %(default)s)"
+    )
+    infra_sql.add_argument("--warehouse", default="streamline_wh", help="(default: %(default)s)")
+    infra_sql.add_argument("--warehouse-size", default="XSMALL", help="(default: %(default)s)")
+    infra_sql.add_argument(
+        "--service-user", default="streamline_svc", help="(default: %(default)s)"
+    )
+    infra_sql.add_argument(
+        "--rsa-public-key-file",
+        type=Path,
+        help="PEM public key of the service user (default: set it later with ALTER USER)",
+    )
+    infra_sql.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="leave out the feeds' DDL (file formats, stages, raw and mart tables)",
+    )
 
     demo = command("demo", cmd_demo)
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of streaming (20)")
@@ -243,6 +335,105 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Build the Amazon MWAA bundle and upload what changed to the environment's S3 bucket.
+
+    Every spec is validated first: an invalid one stops the deploy. The bundle (--out) holds
+    dags/ (the loader, pipelines/, templates/, schemas/, .airflowignore), requirements.txt (the
+    Airflow constraint line and pins for --airflow-version), plugins.zip (the framework wheel)
+    and startup.sh. Only files whose content changed are uploaded; files under dags/ that are only
+    on S3 are listed, and removed with --delete. --dry-run lists what would be added, changed,
+    deleted or left alone. After an upload, the S3 object versions of requirements.txt and
+    plugins.zip are printed: the MWAA environment pins those.
+    """
+    from streamline.deploy import DeployOptions, run_deploy
+
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    options = DeployOptions(
+        bucket=args.bucket,
+        prefix=args.prefix,
+        out=args.out,
+        airflow_version=args.airflow_version,
+        python_version=args.python_version,
+        sqs_url_prefix=args.sqs_url_prefix,
+        endpoint_url=args.endpoint_url,
+        dry_run=args.dry_run,
+        delete=args.delete,
+        build_only=args.build_only,
+        check=args.check,
+    )
+    return run_deploy(project, result.feeds, options, out)
+
+
+def cmd_infra_vars(args: argparse.Namespace) -> int:
+    """Write infra/feeds.auto.tfvars.json, the Terraform feed variables, from pipelines/.
+
+    Terraform creates each feed's Firehose stream, queues and permissions with for_each over this
+    file, so a new spec needs no Terraform edit: run this, review the diff, commit, apply.
+    """
+    from streamline.infra import render_tfvars, tfvars_path
+    from streamline.loading import display_path
+
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    path: Path = args.out or tfvars_path(project)
+    shown = display_path(path)
+    text = render_tfvars(result.feeds, project.root)
+    current = path.read_text(encoding="utf-8") if path.is_file() else None
+    if args.check:
+        if current != text:
+            err.print(
+                f"{shown} is stale for {len(result.feeds)} feeds: run `streamline infra-vars`",
+                markup=False,
+            )
+            return EXIT_INVALID
+        out.print(f"{shown}: up to date ({len(result.feeds)} feeds)", markup=False)
+        return EXIT_OK
+    if current != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    state = "written" if current != text else "unchanged"
+    out.print(f"{len(result.feeds)} feeds -> {shown}: {state}", markup=False)
+    return EXIT_OK
+
+
+def cmd_infra_sql(args: argparse.Namespace) -> int:
+    """Print the Snowflake setup SQL: roles, warehouse, databases, schemas, storage integration,
+    grants and service user for the feeds in pipelines/, then every feed's DDL.
+
+    Run it as a user who may use ACCOUNTADMIN, SECURITYADMIN and SYSADMIN; every statement is
+    idempotent. Nothing is executed here.
+    """
+    from streamline.infra import SnowflakeSetup, public_key_body, render_snowflake_setup
+
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    key = None
+    if args.rsa_public_key_file:
+        try:
+            key = public_key_body(args.rsa_public_key_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.rsa_public_key_file}: {exc}") from exc
+    setup = SnowflakeSetup(
+        lake_bucket=args.lake_bucket,
+        storage_role_arn=args.storage_role_arn,
+        storage_integration=args.storage_integration,
+        admin_role=args.admin_role,
+        loader_role=args.loader_role,
+        warehouse=args.warehouse,
+        warehouse_size=args.warehouse_size.upper(),
+        service_user=args.service_user,
+        rsa_public_key=key,
+    )
+    sql = render_snowflake_setup(project, result.feeds, setup, with_ddl=not args.setup_only)
+    out.print(sql, end="", markup=False)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole pipeline on this machine: moto and fakesnow servers, Firehose, real Airflow.
 
@@ -271,10 +462,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     triggerer on 127.0.0.1, streams events through Firehose and prints every finished batch with
     its end-to-end latency. Ctrl-C (or SIGTERM) stops everything; logs stay in --workdir.
     """
-    from streamline.local.up import UpOptions, run_up
+    from streamline.local.up import UpError, UpOptions, check_workdir, run_up
 
     if args.rate <= 0:
         raise UsageError("--rate must be positive")
+    try:
+        check_workdir(args.workdir.resolve())
+    except UpError as exc:
+        raise UsageError(str(exc)) from exc
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)

@@ -41,6 +41,32 @@ _HERE = Path(__file__).resolve().parent
 '''
 
 
+BUNDLE_PROJECT_FOLDER = "streamline_project"
+"""Where a self-contained dags folder (the MWAA bundle) keeps pipelines/, templates/, schemas/."""
+
+BUNDLE_LOADER_SOURCE = '''\
+"""StreamLine airflow DAGs: one per feed spec in {project_folder}/pipelines/, built at parse time.
+
+Written by `streamline deploy` for a self-contained dags folder (Amazon MWAA): the specs, templates
+and schema travel beside this file, so no path of the build machine is baked in. A broken spec
+shows as an import error of this file naming the spec's file and line; the other feeds still load.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from streamline.dagloader import load_dags
+
+_HERE = Path(__file__).resolve().parent
+# Rendered SQL goes outside the dags folder, which MWAA keeps as a copy of S3.
+_SQL_DIR = os.environ.get("STREAMLINE_SQL_DIR") or os.path.join(
+    tempfile.gettempdir(), "streamline_sql"
+)
+{sqs_line}load_dags(globals(), project_dir=_HERE / {project_folder!r}, sql_dir=_SQL_DIR)
+'''
+
+
 @dataclass
 class Written:
     """Files written or left unchanged by a generation."""
@@ -125,3 +151,21 @@ def generate(
     )
     write_text(out_dir / LOADER_FILE, loader, written)
     return written
+
+
+def write_bundle_loader(
+    out_dir: Path, sqs_url_prefix: str | None = None, written: Written | None = None
+) -> Path:
+    """Write the relocatable loader file that finds the project in out_dir/streamline_project/."""
+    sqs_line = (
+        f"os.environ.setdefault('STREAMLINE_SQS_URL_PREFIX', {sqs_url_prefix!r})\n"
+        if sqs_url_prefix
+        else ""
+    )
+    path = out_dir / LOADER_FILE
+    write_text(
+        path,
+        BUNDLE_LOADER_SOURCE.format(project_folder=BUNDLE_PROJECT_FOLDER, sqs_line=sqs_line),
+        written,
+    )
+    return path

@@ -44,11 +44,16 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 TRIGGER_MODES = ("poll", "event")
 READY_TIMEOUT = 120.0
 STOP_GRACE = 10.0
+SIGNAL_AGAIN_AFTER = 2.0
+STOP_ORDER = (("scheduler", "triggerer", "dag-processor"), ("api-server",))
+"""The API server goes last: tasks that are still finishing report their state through it."""
 POLL_SECONDS = 1.0
 STATUS_SECONDS = 30.0
+MAX_TMPDIR_BYTES = 72
 
 PRELOAD = (
     "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.dagbag",
     "airflow.providers.amazon.aws.hooks.s3",
     "airflow.providers.amazon.aws.sensors.s3",
     "airflow.providers.amazon.aws.secrets.secrets_manager",
@@ -66,21 +71,24 @@ AIRFLOW_TUNING: dict[str, str] = {
     # One scheduler loop after another: sleep this little when a loop found nothing to do, so a
     # finished task's successor is queued within a fraction of a second (default 1 s).
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-    # Look at every queued task each loop (default 16); this is a small installation.
-    "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "0",
-    # The specs are re-read at parse time; 30 s is quick enough to pick up an edit, and parsing
-    # competes with tasks for the two cores.
-    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+    # Parsing is not on the latency path once the DAGs exist (runs use the serialized DAG); one
+    # parsing process instead of two leaves the second core to the tasks.
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-    "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
-    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
     # Every task is a fork of a LocalExecutor worker. Started from a forkserver that has already
     # imported the operators, hooks, the Snowflake connector and the DAG loader, a task skips
     # about 2-3 s of imports (the connector alone is about 1.8 s and 100 MB).
     "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
     "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(PRELOAD),
+    # A task's supervisor notices its task process exited only at its next wake-up when the
+    # process closes its sockets before it can be reaped; it then sleeps up to this interval
+    # (default 5 s) with its LocalExecutor worker held. Seen on about a third of the tasks.
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+    # The Snowflake connector probes cloud metadata endpoints (AWS STS, instance metadata) at
+    # every login for its telemetry: about 0.35 s per SQL task here, and pointless locally.
+    "SNOWFLAKE_DISABLE_PLATFORM_DETECTION": "true",
 }
-"""Airflow settings that lower latency here; docs/local-runtime.md explains each figure."""
+"""Airflow settings that lower latency here (the environment overrides each one);
+docs/local-runtime.md has the measurements behind them."""
 
 
 class UpError(StreamlineError):
@@ -134,6 +142,7 @@ class Children:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.pid_file = pid_file
         self.extra: dict[str, int] = {}
+        self.killed: list[str] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         with log.open("ab") as out:
@@ -155,26 +164,49 @@ class Children:
         """Names of children that exited."""
         return [n for n, p in self.processes.items() if p.poll() is not None]
 
-    def stop_all(self) -> None:
-        """SIGTERM every child at once; SIGKILL what is left of its group after the grace time."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for process in self.processes.values():
-            with suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in self.processes.values():
-            # Task processes and workers may outlive their parent: the group goes with it.
-            _kill_group(process.pid)
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+    def stop_all(self) -> list[str]:
+        """Stop the children in STOP_ORDER; return the names of those that had to be killed."""
+        killed: list[str] = []
+        for names in (*STOP_ORDER, tuple(n for n in self.processes if not _in_order(n))):
+            killed += _stop_together([(n, self.processes[n]) for n in names if n in self.processes])
+        return killed
+
+
+def _in_order(name: str) -> bool:
+    return any(name in names for names in STOP_ORDER)
+
+
+def _stop_together(children: list[tuple[str, subprocess.Popen[bytes]]]) -> list[str]:
+    """SIGTERM each child, then its whole process group, then SIGKILL what is left of it."""
+    for _, process in children:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    now = time.monotonic()
+    deadline, again = now + STOP_GRACE, now + SIGNAL_AGAIN_AFTER
+    while any(p.poll() is None for _, p in children) and time.monotonic() < deadline:
+        if again and time.monotonic() >= again:
+            again = 0.0
+            # The scheduler waits for its running tasks (a sensor may poke for minutes), even when
+            # signalled again: its workers and tasks get the signal too, so they end now.
+            for _, process in children:
+                if process.poll() is None:
+                    _signal_group(process.pid, signal.SIGTERM)
+        time.sleep(0.1)
+    killed = [name for name, process in children if process.poll() is None]
+    for _, process in children:
+        # Workers and task processes may outlive their component: its group goes with it.
+        _kill_group(process.pid)
+        process.wait(timeout=10)
+    return killed
 
 
 def _kill_group(pgid: int) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
     with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, signum)
 
 
 @contextmanager
@@ -214,6 +246,16 @@ def _run_step(
 # ------------------------------------------------------------------------------------- airflow
 
 
+def check_workdir(workdir: Path) -> None:
+    """Raise UpError when workdir/tmp is too long a path for the forkserver's unix socket."""
+    # The socket is TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX and AF_UNIX paths end at 107 bytes.
+    if len(os.fsencode(workdir / "tmp")) > MAX_TMPDIR_BYTES:
+        raise UpError(
+            f"--workdir {workdir} is too long a path for Airflow's unix sockets: keep "
+            f"{workdir / 'tmp'} under {MAX_TMPDIR_BYTES} bytes"
+        )
+
+
 def airflow_env(
     stack: Stack, project: Project, workdir: Path, dags: Path, port: int, parallelism: int
 ) -> dict[str, str]:
@@ -248,9 +290,10 @@ def airflow_env(
                 workdir / "logs" / "dag-processor"
             ),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            **AIRFLOW_TUNING,
         }
     )
+    for name, value in AIRFLOW_TUNING.items():
+        env.setdefault(name, value)  # the caller's environment wins: tuning is a default
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
     return env
 
@@ -559,6 +602,11 @@ def run_up(project: Project, feeds: Sequence[Feed], options: UpOptions, console:
     """Run until SIGINT or SIGTERM; 0 after a clean stop, 1 when a component failed."""
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     workdir = options.workdir.resolve()
+    try:
+        check_workdir(workdir)
+    except UpError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "logs").mkdir(parents=True)
     started = time.monotonic()
@@ -570,9 +618,10 @@ def run_up(project: Project, feeds: Sequence[Feed], options: UpOptions, console:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             return 1
         finally:
-            children.stop_all()
+            killed = children.killed + children.stop_all()
             children.write_pids()
-            console.print(f"stopped every process; logs are in {workdir / 'logs'}")
+            note = f" ({', '.join(killed)} killed after {STOP_GRACE:.0f} s)" if killed else ""
+            console.print(f"stopped every process{note}; logs are in {workdir / 'logs'}")
 
 
 def _run(
@@ -611,16 +660,16 @@ def _run(
             f"stack provisioned and metadata db migrated ({time.monotonic() - started:.0f} s); "
             "starting Airflow..."
         )
-        for name in COMPONENTS:
-            children.start(name, component_argv(name, port), env, logs / f"{name}.log")
-        modes = {f.feed: f.trigger.mode for f in feeds}
-        _print_endpoints(console, stack, workdir, base_url, modes)
-        if not wait_healthy(base_url, children, stopping):
-            return 0
         db_path = workdir / "airflow" / "airflow.db"
         monitor = Monitor(db_path, stack, feeds, workdir / "batches.jsonl")
         try:
-            if not _wait_dags(monitor, children, stopping):
+            for name in COMPONENTS:
+                children.start(name, component_argv(name, port), env, logs / f"{name}.log")
+            modes = {f.feed: f.trigger.mode for f in feeds}
+            _print_endpoints(console, stack, workdir, base_url, modes)
+            if not wait_healthy(base_url, children, stopping) or not _wait_dags(
+                monitor, children, stopping
+            ):
                 return 0
             console.print(
                 f"Airflow is up ({time.monotonic() - started:.0f} s): UI {base_url}  "
@@ -629,6 +678,8 @@ def _run(
             return _stream_and_watch(console, stack, feeds, options, children, stopping, monitor)
         finally:
             monitor.close()
+            # Airflow first, while the lake and the warehouse are still there for its tasks.
+            children.killed = children.stop_all()
 
 
 def _wait_dags(monitor: Monitor, children: Children, stopping: threading.Event) -> bool:
@@ -696,18 +747,19 @@ def _stream_and_watch(
 def _print_endpoints(
     console: Console, stack: Stack, workdir: Path, base_url: str, modes: dict[str, str]
 ) -> None:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("Airflow UI", f"{base_url}  (no login: local admin)")
-    table.add_row("REST API", f"{base_url}/api/v2  (docs {base_url}/docs)")
-    table.add_row("AWS (moto)", f"{stack.aws_endpoint}  S3, Firehose, SQS, Secrets Manager")
-    table.add_row("warehouse", f"https://127.0.0.1:{stack.warehouse_port}  (fakesnow, TLS)")
-    table.add_row("feeds", ", ".join(f"{feed} ({mode})" for feed, mode in modes.items()))
-    table.add_row("metadata db", str(workdir / "airflow" / "airflow.db"))
-    table.add_row("logs", f"{workdir / 'logs'}  (tasks under logs/tasks)")
-    table.add_row("batches", f"{workdir / 'batches.jsonl'}  pids {workdir / 'pids.json'}")
-    console.print(table)
+    rows = {
+        "Airflow UI": f"{base_url}  (no login: everyone on 127.0.0.1 is admin)",
+        "REST API": f"{base_url}/api/v2  (docs {base_url}/docs)",
+        "AWS (moto)": f"{stack.aws_endpoint}  S3, Firehose, SQS, Secrets Manager",
+        "warehouse": f"https://127.0.0.1:{stack.warehouse_port}  (fakesnow over TLS)",
+        "feeds": ", ".join(f"{feed} ({mode})" for feed, mode in modes.items()),
+        "metadata db": str(workdir / "airflow" / "airflow.db"),
+        "logs": f"{workdir / 'logs'}  (one per component; task logs in logs/tasks)",
+        "batches": str(workdir / "batches.jsonl"),
+        "pids": str(workdir / "pids.json"),
+    }
+    for name, value in rows.items():
+        console.print(f"  [bold]{name:<12}[/] {value}", highlight=False)
 
 
 def _print_batch(console: Console, batch: Batch) -> None:

@@ -1,0 +1,108 @@
+"""`streamline up` end to end: real Airflow components, a batch per feed, a clean Ctrl-C.
+
+Starts `streamline up` as a subprocess, waits (bounded) until the metadata database shows one
+successful DAG run per feed that claimed files, then sends SIGINT: the command must exit 0 and
+leave none of the processes it started (nor their process groups) alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+FEEDS = {"customers", "orders"}
+BATCH_TIMEOUT = 180.0
+EXIT_TIMEOUT = 60.0
+
+FINISHED_BATCHES = """
+SELECT DISTINCT r.dag_id FROM dag_run AS r
+JOIN task_instance AS t ON t.dag_id = r.dag_id AND t.run_id = r.run_id
+WHERE r.state = 'success' AND t.task_id = 'claim' AND t.state = 'success'
+"""
+
+
+def _dags_with_a_batch(db: Path) -> set[str]:
+    if not db.exists():
+        return set()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return {row[0] for row in conn.execute(FINISHED_BATCHES)}
+    except sqlite3.Error:  # not migrated yet, or busy
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(none)"
+
+
+def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    # Short on purpose: the forkserver's unix socket lives under <workdir>/tmp.
+    workdir = ROOT / ".scratch" / f"up-test-{os.getpid()}"
+    output = tmp_path / "up.out"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "DO_NOT_TRACK": "1"}
+    command = [
+        sys.executable, "-m", "streamline.cli", "--project", str(ROOT),
+        "up", "--duration", "20", "--rate", "100", "--seed", "3", "--workdir", str(workdir),
+    ]  # fmt: skip
+    with output.open("wb") as out:
+        up = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    pids: dict[str, object] = {}
+    try:
+        db = workdir / "airflow" / "airflow.db"
+        deadline = time.monotonic() + BATCH_TIMEOUT
+        done: set[str] = set()
+        while done != FEEDS and time.monotonic() < deadline and up.poll() is None:
+            time.sleep(1)
+            done = _dags_with_a_batch(db) & FEEDS
+        assert up.poll() is None, f"streamline up exited early:\n{_tail(output)}"
+        assert done == FEEDS, (
+            f"batches finished only for {sorted(done)} within {BATCH_TIMEOUT:.0f} s:\n"
+            f"{_tail(output)}\nscheduler log:\n{_tail(workdir / 'logs' / 'scheduler.log')}"
+        )
+        pids = json.loads((workdir / "pids.json").read_text())
+
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=EXIT_TIMEOUT)
+        assert code == 0, f"exit {code}:\n{_tail(output)}"
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    children = pids["children"]
+    assert isinstance(children, dict)
+    assert {"api-server", "scheduler", "dag-processor", "triggerer", "moto", "warehouse"} <= set(
+        children
+    )
+    still = {name: pid for name, pid in children.items() if _alive(pid)}
+    groups = [pgid for pgid in pids["groups"] if _group_alive(pgid)]  # type: ignore[attr-defined]
+    assert not still and not groups, f"left running: {still}, process groups {groups}"
+    text = output.read_text(errors="replace")
+    assert "Airflow UI" in text and "stopped every process" in text
+    shutil.rmtree(workdir, ignore_errors=True)  # kept when the test fails, for its logs

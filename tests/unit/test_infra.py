@@ -1,0 +1,700 @@
+"""Static checks of infra/: formatting, parsing, generated feed variables, least privilege, checkov.
+
+Terraform's providers cannot be downloaded here, so nothing runs `terraform init/validate/plan`.
+What can be checked without them is: `terraform fmt` (the binary alone), every .tf file parsing
+(python-hcl2), the generated feeds.auto.tfvars.json matching pipelines/, the shape of every IAM
+policy, and checkov's static security scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import sqlglot
+from hcl2 import SerializationOptions
+from sqlglot import exp
+
+from streamline.cli import main
+from streamline.infra import (
+    SnowflakeSetup,
+    feed_variables,
+    public_key_body,
+    render_snowflake_setup,
+    render_tfvars,
+    stream_name,
+    tfvars_path,
+)
+from streamline.model import Feed
+from streamline.project import Project, find_project
+from streamline.validation import validate_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+TF_FILES = sorted(INFRA.glob("*.tf"))
+
+# checkov is not in the locked dev group: its releases pin packaging<24 and Airflow 3.3 needs
+# packaging>=25. It runs from uv's tool cache instead (`uv tool run`, i.e. uvx), pinned here.
+CHECKOV_VERSION = "3.3.30"
+
+# Every checkov skip in infra/, with the reason next to it as a `#checkov:skip=` comment. A new
+# skip must be added here too, so it is reviewed rather than slipped in.
+EXPECTED_SKIPS = {
+    ("CKV_AWS_109", "aws_iam_policy_document.kms"),
+    ("CKV_AWS_111", "aws_iam_policy_document.kms"),
+    ("CKV_AWS_356", "aws_iam_policy_document.kms"),
+    ("CKV_AWS_144", "aws_s3_bucket.lake"),
+    ("CKV_AWS_144", "aws_s3_bucket.dags"),
+    ("CKV_AWS_144", "aws_s3_bucket.access_logs"),
+    ("CKV_AWS_145", "aws_s3_bucket.access_logs"),
+    ("CKV2_AWS_62", "aws_s3_bucket.access_logs"),
+    ("CKV2_AWS_62", "aws_s3_bucket.dags"),
+    ("CKV2_AWS_57", "aws_secretsmanager_secret.connection"),
+    ("CKV2_AWS_57", "aws_secretsmanager_secret.variable"),
+}
+
+# Allow statements whose Resource is "*", by (policy document, sid), and why.
+STAR_RESOURCE_ALLOWED = {
+    # In a key policy "*" is the key itself.
+    ("kms", "AccountAdministersKeyAndDelegatesToIam"),
+    ("kms", "CloudWatchLogsForStreamLineLogGroups"),
+    ("kms", "LakeNotificationsToEncryptedQueues"),
+    # Actions without resource-level permissions.
+    ("mwaa", "CheckAccountPublicAccessBlock"),
+    ("mwaa", "DescribeLogGroups"),
+    ("mwaa", "PutMwaaMetrics"),
+}
+# Allow statements with a service-wide action ("svc:*"): only AWS's default key-policy statement.
+SERVICE_WILDCARD_ALLOWED = {("kms", "AccountAdministersKeyAndDelegatesToIam")}
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _load_tf(path: Path) -> dict[str, Any]:
+    options = SerializationOptions(
+        with_comments=False, explicit_blocks=False, strip_string_quotes=True
+    )
+    with path.open(encoding="utf-8") as handle:
+        parsed: dict[str, Any] = hcl2.load(handle, serialization_options=options)
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def hcl() -> dict[str, Any]:
+    """Every block of infra/*.tf: {"resource": {type: {name: body}}, "data": ..., "locals": ...}."""
+    merged: dict[str, Any] = {"resource": {}, "data": {}, "locals": {}, "variable": {}}
+    for path in TF_FILES:
+        parsed = _load_tf(path)
+        for kind in ("resource", "data"):
+            for block in parsed.get(kind, []):
+                for type_, named in block.items():
+                    merged[kind].setdefault(type_, {}).update(named)
+        for block in parsed.get("locals", []):
+            merged["locals"].update(block)
+        for block in parsed.get("variable", []):
+            merged["variable"].update(block)
+    return merged
+
+
+def _policy(hcl: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = hcl["data"]["aws_iam_policy_document"][name]["statement"]
+    return statements
+
+
+def _statement(hcl: dict[str, Any], policy: str, sid: str) -> dict[str, Any]:
+    for statement in _policy(hcl, policy):
+        if statement.get("sid") == sid:
+            return statement
+    raise AssertionError(f"policy {policy} has no statement {sid}")
+
+
+def _all_statements(hcl: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, document in hcl["data"]["aws_iam_policy_document"].items():
+        for statement in document["statement"]:
+            yield name, statement
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return find_project(ROOT)
+
+
+@pytest.fixture(scope="module")
+def feeds(project: Project) -> list[Feed]:
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    return result.feeds
+
+
+# ------------------------------------------------------------------------------------------------
+# Formatting and parsing
+# ------------------------------------------------------------------------------------------------
+
+
+def test_terraform_fmt() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip(
+            "terraform is not on PATH, so `terraform fmt -check -recursive infra` did NOT run; "
+            "install Terraform >= 1.9 to check the formatting of infra/"
+        )
+    # No CLI config file is needed for fmt; pointing at an empty one silences the warning.
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"}
+    done = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", "infra"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (
+        "terraform fmt found unformatted files; run `terraform fmt -recursive infra`\n"
+        + done.stdout
+        + done.stderr
+    )
+
+
+def test_infra_has_the_expected_files() -> None:
+    names = {p.name for p in TF_FILES}
+    assert {
+        "versions.tf",
+        "variables.tf",
+        "lake.tf",
+        "firehose.tf",
+        "queues.tf",
+        "mwaa.tf",
+    } <= names
+    assert (INFRA / "feeds.auto.tfvars.json").is_file()
+    assert (INFRA / "snowflake" / "setup.sql.j2").is_file()
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: p.name)
+def test_tf_file_parses(path: Path) -> None:
+    parsed = _load_tf(path)
+    assert parsed, f"{path.name} parsed to nothing"
+
+
+def test_provider_is_pinned(hcl: dict[str, Any]) -> None:
+    versions = _load_tf(INFRA / "versions.tf")
+    aws = versions["terraform"][0]["required_providers"][0]["aws"]
+    assert aws["source"] == "hashicorp/aws"
+    assert re.fullmatch(r"~> 5\.\d+", aws["version"]), aws["version"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Generated feed variables
+# ------------------------------------------------------------------------------------------------
+
+
+def test_tfvars_matches_pipelines(project: Project, feeds: list[Feed]) -> None:
+    committed = tfvars_path(project).read_text(encoding="utf-8")
+    assert committed == render_tfvars(feeds, project.root), (
+        "infra/feeds.auto.tfvars.json is stale for the specs in pipelines/: "
+        "run `uv run streamline infra-vars` and commit the result"
+    )
+
+
+def test_feed_variables_follow_the_specs(project: Project, feeds: list[Feed]) -> None:
+    variables = feed_variables(feeds, project.root)["feeds"]
+    assert sorted(variables) == sorted(f.feed for f in feeds)
+    for feed in feeds:
+        entry = variables[feed.feed]
+        assert entry["prefix"] == feed.source.prefix
+        assert entry["queue_name"] == feed.trigger.queue
+        assert entry["dlq_name"] == f"{feed.trigger.queue}-dlq"
+        # The name the local stack gives the stream (framework/streamline/local/stack.py).
+        assert entry["stream_name"] == f"streamline-{feed.feed.replace('_', '-')}"
+        assert entry["raw_table"] == feed.raw.dotted
+        assert entry["mart_table"] == feed.mart.dotted
+
+
+def test_feeds_variable_type_matches_the_generated_keys(
+    hcl: dict[str, Any], project: Project, feeds: list[Feed]
+) -> None:
+    declared = hcl["variable"]["feeds"]["type"]
+    generated = next(iter(feed_variables(feeds, project.root)["feeds"].values()))
+    for key in generated:
+        assert re.search(rf"\b{key}\s*=", declared), f"variable feeds does not declare {key}"
+    assert len(re.findall(r"\b\w+\s*=\s*string", declared)) == len(generated)
+
+
+def _third_spec(project_dir: Path) -> None:
+    orders = (project_dir / "pipelines" / "orders.yaml").read_text(encoding="utf-8")
+    shipments = (
+        orders.replace("feed: orders", "feed: shipments")
+        .replace("prefix: orders", "prefix: shipments")
+        .replace("table: orders", "table: shipments")
+        .replace("tags: [orders]", "tags: [shipments]")
+        .replace("compression: auto", "compression: gzip")
+        .replace("mode: poll", "mode: event")
+    )
+    assert shipments.count("shipments") >= 5
+    (project_dir / "pipelines" / "shipments.yaml").write_text(shipments, encoding="utf-8")
+
+
+@pytest.fixture
+def three_feed_project(tmp_path: Path) -> Path:
+    for folder in ("pipelines", "templates", "schemas", "infra"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    _third_spec(tmp_path)
+    return tmp_path
+
+
+def test_a_third_spec_changes_the_feed_variables(
+    three_feed_project: Path, feeds: list[Feed], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = find_project(three_feed_project)
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    variables = feed_variables(result.feeds, project.root)["feeds"]
+    assert sorted(variables) == sorted([*(f.feed for f in feeds), "shipments"])
+    assert variables["shipments"] == {
+        "prefix": "shipments",
+        "stream_name": "streamline-shipments",
+        "queue_name": "streamline-shipments",
+        "dlq_name": "streamline-shipments-dlq",
+        "trigger_mode": "event",
+        "compression": "GZIP",
+        "dag_id": "shipments",
+        "aws_conn_id": "streamline_aws",
+        "snowflake_conn_id": "streamline_snowflake",
+        "raw_table": "streamline.raw.shipments",
+        "mart_table": "streamline.mart.shipments",
+        "spec_file": "pipelines/shipments.yaml",
+    }
+
+    # Through the CLI: the copied (two-feed) file is stale, the command rewrites it, then it is not.
+    args = ["--project", str(three_feed_project)]
+    assert main([*args, "infra-vars", "--check"]) == 1
+    assert "run `streamline infra-vars`" in capsys.readouterr().err
+    assert main([*args, "infra-vars"]) == 0
+    assert main([*args, "infra-vars", "--check"]) == 0
+    written = json.loads((three_feed_project / "infra" / "feeds.auto.tfvars.json").read_text())
+    assert written == feed_variables(result.feeds, project.root)
+
+
+def test_infra_vars_stops_on_an_invalid_spec(
+    three_feed_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = three_feed_project / "pipelines" / "shipments.yaml"
+    spec.write_text(spec.read_text().replace("prefix: shipments", "prefix: Shipments!"))
+    before = (three_feed_project / "infra" / "feeds.auto.tfvars.json").read_text()
+    assert main(["--project", str(three_feed_project), "infra-vars"]) == 1
+    assert "shipments.yaml" in capsys.readouterr().err
+    assert (three_feed_project / "infra" / "feeds.auto.tfvars.json").read_text() == before
+
+
+# ------------------------------------------------------------------------------------------------
+# Least privilege, read from the parsed HCL
+# ------------------------------------------------------------------------------------------------
+
+
+def test_per_feed_resources_iterate_over_the_feeds_variable(hcl: dict[str, Any]) -> None:
+    resources = hcl["resource"]
+    for type_, name in [
+        ("aws_kinesis_firehose_delivery_stream", "feed"),
+        ("aws_iam_role", "firehose"),
+        ("aws_iam_role_policy", "firehose"),
+        ("aws_sqs_queue", "feed"),
+        ("aws_sqs_queue", "dlq"),
+        ("aws_sqs_queue_policy", "feed"),
+        ("aws_cloudwatch_log_group", "firehose"),
+    ]:
+        assert resources[type_][name]["for_each"] == "${var.feeds}", (type_, name)
+
+
+def test_firehose_writes_only_its_landing_prefix(hcl: dict[str, Any]) -> None:
+    stream = hcl["resource"]["aws_kinesis_firehose_delivery_stream"]["feed"]
+    s3 = stream["extended_s3_configuration"][0]
+    assert stream["name"] == "${each.value.stream_name}"
+    assert s3["prefix"] == "landing/${each.value.prefix}/"
+    assert s3["error_output_prefix"] == "errors/${each.value.prefix}/"
+    assert s3["buffering_size"] == "${local.buffering[each.key].size_mb}"
+    assert s3["buffering_interval"] == "${local.buffering[each.key].interval_seconds}"
+    assert stream["server_side_encryption"][0]["key_type"] == "CUSTOMER_MANAGED_CMK"
+
+    write = _statement(hcl, "firehose", "WriteOwnLandingAndErrorPrefixes")
+    assert write["resources"] == [
+        "${local.lake_bucket_arn}/landing/${each.value.prefix}/*",
+        "${local.lake_bucket_arn}/errors/${each.value.prefix}/*",
+    ]
+    listing = _statement(hcl, "firehose", "ListOwnPrefixesOnly")
+    assert listing["condition"][0]["values"] == [
+        "landing/${each.value.prefix}/*",
+        "errors/${each.value.prefix}/*",
+    ]
+    # No other statement of the Firehose role reaches lake objects.
+    for statement in _policy(hcl, "firehose"):
+        for resource in _as_list(statement["resources"]):
+            if resource.startswith("${local.lake_bucket_arn}/"):
+                assert statement["sid"] == "WriteOwnLandingAndErrorPrefixes"
+    kms = _statement(hcl, "firehose", "EncryptLakeObjects")
+    assert kms["resources"] == ["${aws_kms_key.streamline.arn}"]
+    assert {c["variable"] for c in kms["condition"]} == {
+        "kms:ViaService",
+        "kms:EncryptionContext:aws:s3:arn",
+    }
+
+
+def test_storage_integration_role_trusts_only_snowflake_with_external_id(
+    hcl: dict[str, Any],
+) -> None:
+    (trust,) = _policy(hcl, "snowflake_assume")
+    assert trust["actions"] == ["sts:AssumeRole"]
+    assert trust["principals"] == [
+        {"type": "AWS", "identifiers": ["${var.snowflake_iam_user_arn}"]}
+    ]
+    assert trust["condition"] == [
+        {
+            "test": "StringEquals",
+            "variable": "sts:ExternalId",
+            "values": ["${var.snowflake_external_id}"],
+        }
+    ]
+    role = hcl["resource"]["aws_iam_role"]["snowflake"]
+    assert role["count"] == "${local.create_snowflake_role ? 1 : 0}"
+    assert "var.snowflake_iam_user_arn != null" in hcl["locals"]["create_snowflake_role"]
+    assert "var.snowflake_external_id != null" in hcl["locals"]["create_snowflake_role"]
+
+    read = _statement(hcl, "snowflake", "ReadLoadableZones")
+    assert read["actions"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert "local.snowflake_zones" in read["resources"]
+    assert hcl["locals"]["snowflake_zones"] == ["processing", "processed"]
+    listing = _statement(hcl, "snowflake", "ListLoadableZones")
+    assert listing["condition"][0]["variable"] == "s3:prefix"
+    assert "local.snowflake_zones" in listing["condition"][0]["values"]
+    for statement in _policy(hcl, "snowflake"):
+        assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in statement["actions"])
+
+
+def test_mwaa_role_is_scoped_to_its_buckets_zones_queues_and_secrets(
+    hcl: dict[str, Any],
+) -> None:
+    zones = _statement(hcl, "mwaa", "ReadWriteDeleteLakeZones")
+    assert "local.lake_zones" in zones["resources"]
+    assert "${local.lake_bucket_arn}/${zone}/*" in zones["resources"]
+    assert hcl["locals"]["lake_zones"] == ["landing", "processing", "processed"]
+
+    dags = _statement(hcl, "mwaa", "ReadDagBucket")
+    assert dags["actions"] == ["s3:GetObject", "s3:GetObjectVersion"]  # read only
+    assert dags["resources"] == ["${local.dag_bucket_arn}/*"]
+
+    queues = _statement(hcl, "mwaa", "ConsumeFeedQueues")
+    assert queues["resources"] == "${[for q in aws_sqs_queue.feed : q.arn]}"
+    assert "sqs:SendMessage" not in queues["actions"]
+
+    variables = _statement(hcl, "mwaa", "ReadOwnVariableSecrets")
+    assert variables["resources"] == "${[for s in aws_secretsmanager_secret.variable : s.arn]}"
+    secrets = _statement(hcl, "mwaa", "ReadOwnConnectionSecrets")
+    assert secrets["actions"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    assert "${local.secret_prefix}/${id}-??????" in secrets["resources"]
+    assert "local.conn_ids" in secrets["resources"]
+    assert hcl["locals"]["secret_prefix"] == "airflow/connections"
+
+    logs = _statement(hcl, "mwaa", "WriteOwnLogs")
+    assert logs["resources"] == ["${local.mwaa_log_groups}"]
+    assert hcl["locals"]["mwaa_log_groups"].endswith("log-group:airflow-${var.name}-*")
+
+    kms = _statement(hcl, "mwaa", "UseKeyViaServices")
+    assert kms["condition"][0]["variable"] == "kms:ViaService"
+
+    # Every lake statement of the role is one of the two above.
+    for statement in _policy(hcl, "mwaa"):
+        resources = " ".join(_as_list(statement["resources"]))
+        if "lake_bucket_arn" in resources:
+            assert statement["sid"] in {"ReadWriteDeleteLakeZones", "ListLake"}
+
+
+def test_edge_role_is_optional_and_may_only_put_records(hcl: dict[str, Any]) -> None:
+    role = hcl["resource"]["aws_iam_role"]["edge"]
+    assert role["count"] == "${var.create_edge_role ? 1 : 0}"
+    (statement,) = _policy(hcl, "edge")
+    assert statement["actions"] == ["firehose:PutRecord", "firehose:PutRecordBatch"]
+    assert (
+        statement["resources"] == "${[for s in aws_kinesis_firehose_delivery_stream.feed : s.arn]}"
+    )
+
+
+def test_queues_accept_only_the_lake_bucket(hcl: dict[str, Any]) -> None:
+    allow = _statement(hcl, "feed_queue", "LakeBucketNotifications")
+    assert allow["principals"] == [{"type": "Service", "identifiers": ["s3.amazonaws.com"]}]
+    assert allow["actions"] == ["sqs:SendMessage"]
+    assert {
+        "test": "ArnEquals",
+        "variable": "aws:SourceArn",
+        "values": ["${local.lake_bucket_arn}"],
+    } in allow["condition"]
+    deny = _statement(hcl, "feed_queue", "DenyEveryOtherSender")
+    assert deny["effect"] == "Deny"
+    assert deny["condition"][0]["test"] == "ArnNotEquals"
+    for name in ("feed", "dlq"):
+        queue = hcl["resource"]["aws_sqs_queue"][name]
+        assert queue["kms_master_key_id"] == "${aws_kms_key.streamline.arn}"
+    notification = hcl["resource"]["aws_s3_bucket_notification"]["lake"]
+    (queue_block,) = notification["dynamic"][0]["queue"]["content"]
+    assert queue_block["filter_prefix"] == "landing/${queue.value.prefix}/"
+    assert queue_block["events"] == ["s3:ObjectCreated:*"]
+
+
+def test_buckets_are_private_versioned_encrypted_and_tls_only(hcl: dict[str, Any]) -> None:
+    resources = hcl["resource"]
+    for bucket in ("lake", "dags", "access_logs"):
+        block = resources["aws_s3_bucket_public_access_block"][bucket]
+        for flag in (
+            "block_public_acls",
+            "block_public_policy",
+            "ignore_public_acls",
+            "restrict_public_buckets",
+        ):
+            assert block[flag] is True, (bucket, flag)
+        versioning = resources["aws_s3_bucket_versioning"][bucket]
+        assert versioning["versioning_configuration"][0]["status"] == "Enabled"
+        policy = {"lake": "lake_bucket", "dags": "dag_bucket", "access_logs": "access_logs"}[bucket]
+        tls = _statement(hcl, policy, "DenyInsecureTransport")
+        assert tls["effect"] == "Deny"
+        assert tls["condition"][0]["variable"] == "aws:SecureTransport"
+    for bucket in ("lake", "dags"):
+        sse = resources["aws_s3_bucket_server_side_encryption_configuration"][bucket]
+        default = sse["rule"][0]["apply_server_side_encryption_by_default"][0]
+        assert default["sse_algorithm"] == "aws:kms"
+    assert "lake" in resources["aws_s3_bucket_logging"]
+    rules = {r["id"]: r for r in resources["aws_s3_bucket_lifecycle_configuration"]["lake"]["rule"]}
+    processed = rules["processed-transition-and-expiry"]
+    assert processed["filter"][0]["prefix"] == "processed/"
+    assert processed["transition"][0]["days"] == "${var.processed_transition_days}"
+    assert processed["expiration"][0]["days"] == "${var.processed_expiration_days}"
+
+
+def test_mwaa_environment_uses_secrets_manager_and_pinned_objects(hcl: dict[str, Any]) -> None:
+    env = hcl["resource"]["aws_mwaa_environment"]["streamline"]
+    options = env["airflow_configuration_options"]
+    assert (
+        '"secrets.backend" = "airflow.providers.amazon.aws.secrets.secrets_manager.'
+        'SecretsManagerBackend"'
+    ) in options
+    assert "connections_prefix = local.secret_prefix" in options
+    assert "connections_lookup_pattern" in options and "variables_lookup_pattern" in options
+    assert hcl["locals"]["variable_prefix"] == "airflow/variables"
+    # The three root files of the deploy bundle, each pinned by the version deploy printed.
+    for key, variable in [
+        ("requirements", "mwaa_requirements_s3_object_version"),
+        ("plugins", "mwaa_plugins_s3_object_version"),
+        ("startup_script", "mwaa_startup_script_s3_object_version"),
+    ]:
+        assert env[f"{key}_s3_object_version"] == f"${{var.{variable}}}"
+        assert f"var.{variable} == null ? null" in env[f"{key}_s3_path"]
+    assert env["dag_s3_path"] == "${var.mwaa_bundle_prefix}dags/"
+    assert env["airflow_version"] == "${var.airflow_version}"
+    assert env["network_configuration"][0]["subnet_ids"] == "${var.mwaa_subnet_ids}"
+    assert env["network_configuration"][0]["security_group_ids"] == (
+        "${var.mwaa_security_group_ids}"
+    )
+    assert env["execution_role_arn"] == "${aws_iam_role.mwaa.arn}"
+    assert hcl["locals"]["dag_bucket"].startswith("airflow-")  # MWAA requires the prefix
+
+
+def test_mwaa_defaults_match_streamline_deploy() -> None:
+    from streamline import deploy
+
+    versions = _load_tf(INFRA / "variables.tf")["variable"]
+    airflow = next(v["airflow_version"] for v in versions if "airflow_version" in v)
+    assert airflow["default"] == deploy.DEFAULT_AIRFLOW_VERSION
+    assert deploy.ROOT_FILES == ("requirements.txt", "plugins.zip", "startup.sh")
+
+
+def test_no_wildcard_actions_or_resources_except_where_justified(hcl: dict[str, Any]) -> None:
+    for policy, statement in _all_statements(hcl):
+        where = (policy, statement.get("sid"))
+        actions = _as_list(statement.get("actions", []))
+        assert "*" not in actions, f"{where}: Action '*'"
+        allow = statement.get("effect", "Allow") == "Allow"
+        if not allow:
+            continue
+        if any(a.endswith(":*") for a in actions):
+            assert where in SERVICE_WILDCARD_ALLOWED, f"{where}: service-wide action {actions}"
+        if "*" in _as_list(statement.get("resources", [])):
+            assert where in STAR_RESOURCE_ALLOWED, f"{where}: Resource '*'"
+        for principal in statement.get("principals", []):
+            assert "*" not in principal["identifiers"], f"{where}: Allow to any principal"
+
+
+# ------------------------------------------------------------------------------------------------
+# Snowflake setup SQL
+# ------------------------------------------------------------------------------------------------
+
+SETUP = SnowflakeSetup(
+    lake_bucket="streamline-lake-123456789012",
+    storage_role_arn="arn:aws:iam::123456789012:role/streamline-snowflake-storage",
+)
+
+# Statement forms sqlglot 30 does not model and returns as an opaque Command; each must match
+# its grammar here exactly instead.
+_Q = r'"[A-Z_][A-Z0-9_]*"'
+_COMMAND_FORMS = [
+    rf"CREATE ROLE IF NOT EXISTS {_Q} COMMENT = '[^']*'",
+    rf"GRANT ROLE {_Q} TO (ROLE SYSADMIN|USER {_Q})",
+    rf"GRANT (SELECT|INSERT|UPDATE|DELETE)(, (SELECT|INSERT|UPDATE|DELETE))* ON (ALL|FUTURE) "
+    rf"TABLES IN SCHEMA {_Q}\.{_Q} TO ROLE {_Q}",
+    rf"GRANT USAGE ON (ALL|FUTURE) (STAGES|FILE FORMATS) IN SCHEMA {_Q}\.{_Q} TO ROLE {_Q}",
+    rf"CREATE USER IF NOT EXISTS {_Q}\s+TYPE = SERVICE\s+DEFAULT_ROLE = {_Q}\s+"
+    rf"DEFAULT_WAREHOUSE = {_Q}\s+COMMENT = '[^']*'",
+    rf"ALTER USER {_Q} SET RSA_PUBLIC_KEY = '[A-Za-z0-9+/=]+'",
+]
+
+
+def _statements(sql: str) -> list[exp.Expression]:
+    return [s for s in sqlglot.parse(sql, read="snowflake") if s is not None]
+
+
+@pytest.mark.parametrize("with_ddl", [True, False], ids=["with-ddl", "setup-only"])
+def test_snowflake_setup_parses(project: Project, feeds: list[Feed], with_ddl: bool) -> None:
+    key = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "x" * 40
+    setup = dataclasses.replace(SETUP, rsa_public_key=key)
+    sql = render_snowflake_setup(project, feeds, setup, with_ddl=with_ddl)
+    statements = _statements(sql)
+    assert len(statements) >= 30
+    for statement in statements:
+        if isinstance(statement, exp.Command):
+            text = statement.sql(dialect="snowflake", comments=False)
+            assert any(re.fullmatch(form, text, re.S) for form in _COMMAND_FORMS), text
+    kinds = [type(s).__name__ for s in statements]
+    assert kinds.count("Copy") == 0 and kinds.count("Merge") == 0
+    create_tables = [s for s in statements if isinstance(s, exp.Create) and s.kind == "TABLE"]
+    assert len(create_tables) == (2 * len(feeds) if with_ddl else 0)
+
+
+def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Feed]) -> None:
+    sql = render_snowflake_setup(project, feeds, SETUP)
+    assert (
+        "STORAGE_AWS_ROLE_ARN = 'arn:aws:iam::123456789012:role/streamline-snowflake-storage'"
+        in sql
+    )
+    assert "STORAGE_ALLOWED_LOCATIONS = ('s3://streamline-lake-123456789012/')" in sql
+    assert "'s3://streamline-lake-123456789012/landing/'" in sql  # blocked
+    # The stages the feed DDL creates use the same integration and a URL it allows.
+    assert sql.count('STORAGE_INTEGRATION = "STREAMLINE_LAKE"') == len(feeds)
+    loader = [line for line in sql.splitlines() if line.endswith('TO ROLE "STREAMLINE_LOADER";')]
+    assert loader
+    assert not any(
+        re.search(r"\b(CREATE|OWNERSHIP|ALL PRIVILEGES|TRUNCATE)\b", line) for line in loader
+    ), "the loader role may create, own or truncate nothing"
+    assert 'GRANT SELECT, INSERT, DELETE ON FUTURE TABLES IN SCHEMA "STREAMLINE"."RAW"' in sql
+    assert (
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON FUTURE TABLES IN SCHEMA "STREAMLINE"."MART"' in sql
+    )
+    assert "TYPE = SERVICE" in sql and "PASSWORD" not in sql
+    assert sql.rstrip().endswith('DESC INTEGRATION "STREAMLINE_LAKE";')
+
+
+def test_a_third_spec_changes_the_snowflake_sql(three_feed_project: Path) -> None:
+    project = find_project(three_feed_project)
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    sql = render_snowflake_setup(project, result.feeds, SETUP)
+    assert 'CREATE TABLE IF NOT EXISTS "STREAMLINE"."RAW"."SHIPMENTS"' in sql
+    assert 'CREATE STAGE IF NOT EXISTS "STREAMLINE"."RAW"."SHIPMENTS_STAGE"' in sql
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lake_bucket": "Not_A_Bucket"}, "not an S3 bucket name"),
+        ({"storage_role_arn": "arn:aws:iam::123:role/x"}, "not an IAM role ARN"),
+        ({"loader_role": "loader; DROP"}, "loader role"),
+        ({"warehouse_size": "HUGE"}, "warehouse size"),
+        ({"rsa_public_key": "-----BEGIN PUBLIC KEY-----"}, "base64 body"),
+    ],
+)
+def test_snowflake_setup_rejects_unsafe_values(
+    project: Project, feeds: list[Feed], change: dict[str, str], message: str
+) -> None:
+    from streamline.errors import UsageError
+
+    setup = dataclasses.replace(SETUP, **change)
+    with pytest.raises(UsageError, match=message):
+        render_snowflake_setup(project, feeds, setup)
+
+
+def test_public_key_body_strips_the_pem_armour() -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\nAAAA\nBBBB\n-----END PUBLIC KEY-----\n"
+    assert public_key_body(pem) == "AAAABBBB"
+
+
+def test_infra_sql_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "--project",
+            str(ROOT),
+            "infra-sql",
+            "--lake-bucket",
+            SETUP.lake_bucket,
+            "--storage-role-arn",
+            SETUP.storage_role_arn,
+            "--setup-only",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "CREATE STORAGE INTEGRATION IF NOT EXISTS" in captured.out
+    assert "CREATE TABLE" not in captured.out
+
+
+def test_stream_name_matches_the_local_stack(feeds: list[Feed]) -> None:
+    source = (ROOT / "framework" / "streamline" / "local" / "stack.py").read_text()
+    assert "f\"streamline-{feed.feed.replace('_', '-')}\"" in source
+    assert all(stream_name(f) == f"streamline-{f.feed.replace('_', '-')}" for f in feeds)
+
+
+# ------------------------------------------------------------------------------------------------
+# checkov
+# ------------------------------------------------------------------------------------------------
+
+
+def test_checkov_passes_with_only_justified_skips() -> None:
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv is not on PATH: checkov runs through `uv tool run` (make install sets uv up)"
+    command = [
+        uv, "tool", "run", "--from", f"checkov=={CHECKOV_VERSION}", "checkov",
+        "--directory", str(INFRA),
+        "--framework", "terraform",
+        "--skip-download",  # no Prisma Cloud guideline download: runs offline once installed
+        "--output", "json",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540)
+    if not done.stdout.strip().startswith("{"):
+        pytest.fail(
+            f"checkov {CHECKOV_VERSION} did not run (exit {done.returncode}); it installs from "
+            f"PyPI into uv's tool cache on first use:\n{done.stderr[-3000:]}"
+        )
+    report = json.loads(done.stdout)
+    summary = report["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range'][0]}): "
+        f"{c['check_name']}"
+        for c in report["results"]["failed_checks"]
+    ]
+    assert summary["parsing_errors"] == 0, summary
+    assert not failed, "checkov failed checks:\n" + "\n".join(failed)
+    skipped = report["results"]["skipped_checks"]
+    for check in skipped:
+        reason = (check["check_result"].get("suppress_comment") or "").strip()
+        assert len(reason) > 20, f"{check['check_id']} on {check['resource']} has no reason"
+    assert {(c["check_id"], c["resource"]) for c in skipped} == EXPECTED_SKIPS
+    assert summary["passed"] > 200, summary  # the per-feed resources were expanded and checked
