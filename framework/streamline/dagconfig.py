@@ -140,6 +140,8 @@ def _schedule(feed: Feed, sqs_url_prefix: str | None) -> Any:
                         "scheme": "sqs",
                         "sqs_queue": queue,
                         "aws_conn_id": feed.dag.aws_conn_id,
+                        # The trigger sleeps this long after an empty poll (default 60 s).
+                        "waiter_delay": max(1, round(feed.trigger.poll_interval_seconds)),
                     },
                 }
             ],

@@ -69,6 +69,7 @@ def test_event_mode_schedules_on_an_sqs_asset_watcher(feeds: list[Feed]) -> None
     assert schedule[0]["__type__"] == "airflow.sdk.Asset"
     assert watcher["trigger"]["scheme"] == "sqs"
     assert watcher["trigger"]["sqs_queue"] == f"{prefix}/streamline-orders"
+    assert watcher["trigger"]["waiter_delay"] == 2
 
 
 def test_event_mode_config_builds_airflow_objects(feeds: list[Feed]) -> None:

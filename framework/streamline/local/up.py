@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -41,7 +41,6 @@ from streamline.project import Project
 from streamline.rendering import RenderSettings, quote_identifier, quote_literal, quote_table
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-TRIGGER_MODES = ("poll", "event")
 READY_TIMEOUT = 120.0
 STOP_GRACE = 10.0
 SIGNAL_AGAIN_AFTER = 2.0
@@ -50,6 +49,7 @@ STOP_ORDER = (("scheduler", "triggerer", "dag-processor"), ("api-server",))
 POLL_SECONDS = 1.0
 STATUS_SECONDS = 30.0
 MAX_TMPDIR_BYTES = 72
+WORKDIR_MARKER = ".streamline-up"
 
 PRELOAD = (
     "airflow.sdk.execution_time.task_runner",
@@ -247,7 +247,15 @@ def _run_step(
 
 
 def check_workdir(workdir: Path) -> None:
-    """Raise UpError when workdir/tmp is too long a path for the forkserver's unix socket."""
+    """Raise UpError unless workdir is new, empty or an earlier `up` workdir (it gets wiped),
+    or when workdir/tmp is too long a path for the forkserver's unix socket."""
+    if workdir.is_dir() and any(workdir.iterdir()) and not (workdir / WORKDIR_MARKER).exists():
+        raise UpError(
+            f"--workdir {workdir} is not empty and was not made by `streamline up`; it is wiped "
+            "at every start, so give a new or empty folder"
+        )
+    if workdir.exists() and not workdir.is_dir():
+        raise UpError(f"--workdir {workdir} is not a folder")
     # The socket is TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX and AF_UNIX paths end at 107 bytes.
     if len(os.fsencode(workdir / "tmp")) > MAX_TMPDIR_BYTES:
         raise UpError(
@@ -404,7 +412,7 @@ class Monitor:
             return []
         marks = ",".join("?" * len(self.feeds))
         try:
-            with self._db() as db:
+            with closing(self._db()) as db:
                 rows = db.execute(
                     f"SELECT dag_id FROM dag WHERE dag_id IN ({marks}) AND NOT is_paused",
                     list(self.feeds),
@@ -418,7 +426,7 @@ class Monitor:
         marks = ",".join("?" * len(self.feeds))
         found: list[Batch] = []
         try:
-            with self._db() as db:
+            with closing(self._db()) as db:
                 runs = db.execute(
                     "SELECT id, dag_id, run_id, state, queued_at, start_date, end_date FROM dag_run"
                     f" WHERE dag_id IN ({marks}) AND state IN ('success', 'failed') ORDER BY id",
@@ -455,8 +463,8 @@ class Monitor:
                 (run["dag_id"], run["run_id"]),
             )
         }
-        if tasks.get("claim", {}).get("state") != "success":
-            self.empty_runs[feed.feed] += 1
+        if run["state"] == "success" and tasks.get("claim", {}).get("state") != "success":
+            self.empty_runs[feed.feed] += 1  # the sensor timed out: no files, no batch
             return None
         value = db.execute(
             "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = 'claim'"
@@ -540,6 +548,7 @@ class _StoppableClock:
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
+        self.interrupted = False
 
     def time(self) -> float:
         return time.time()
@@ -548,7 +557,10 @@ class _StoppableClock:
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        if self.stop.wait(max(0.0, seconds)):
+        if self.interrupted:  # flushing after the stop: retries keep their real back-off
+            time.sleep(max(0.0, seconds))
+        elif self.stop.wait(max(0.0, seconds)):
+            self.interrupted = True
             raise KeyboardInterrupt  # the runner flushes its buffers and returns its stats
 
 
@@ -609,11 +621,14 @@ def run_up(project: Project, feeds: Sequence[Feed], options: UpOptions, console:
         return 2
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "logs").mkdir(parents=True)
+    (workdir / WORKDIR_MARKER).write_text("made by streamline up; wiped at its next start\n")
     started = time.monotonic()
     children = Children(workdir / "pids.json")
     with stop_signals() as stopping:
         try:
             return _run(project, feeds, options, console, workdir, children, stopping, started)
+        except KeyboardInterrupt:  # Ctrl-C during a warehouse query (the connector's handler)
+            return 0
         except UpError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             return 1
@@ -716,7 +731,12 @@ def _stream_and_watch(
     code = 0
     try:
         while not stopping.wait(POLL_SECONDS):
-            for batch in monitor.poll():
+            try:
+                finished = monitor.poll()
+            except KeyboardInterrupt:
+                # The Snowflake connector swaps in its own SIGINT handler while a query runs.
+                break
+            for batch in finished:
                 _print_batch(console, batch)
             dead = children.dead()
             if dead:
@@ -770,7 +790,8 @@ def _print_batch(console: Console, batch: Batch) -> None:
     start, end = _ts(batch.run_start), _ts(batch.run_end)
     run = f"run {(end - start).total_seconds():4.1f} s" if start and end else ""
     console.print(
-        f"  {batch.feed:<10} batch {batch.batch_id}  {batch.rows:6d} rows  {latency}  {run}"
+        f"  {batch.feed:<10} batch {batch.batch_id or batch.run_id}  {batch.rows:6d} rows  "
+        f"{latency}  {run}"
         f"  {batch.state}",
         highlight=False,
     )
