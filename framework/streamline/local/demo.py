@@ -26,7 +26,7 @@ from rich.table import Table
 
 from streamline.errors import StreamlineError
 from streamline.generation import generate
-from streamline.local.stack import Stack, embedded_stack, provision, stop_process
+from streamline.local.stack import Stack, embedded_stack, firehose_config, provision, stop_process
 from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import RenderSettings, quote_identifier, quote_literal, quote_table
@@ -193,7 +193,6 @@ def run_demo(
     project: Project, feeds: Sequence[Feed], options: DemoOptions, console: Console
 ) -> int:
     """Run the demo end to end; 0 when every check held."""
-    from streamline_edge import GeneratorConfig
     from streamline_edge import run as run_generator
 
     # Local-only credentials for moto; the generator uses the default boto3 chain like on the edge.
@@ -236,16 +235,13 @@ def run_demo(
                 )
             _wait_ready(workers, [results[f.feed].with_suffix(".ready") for f in feeds])
             console.print(f"DAG workers warmed up ({time.monotonic() - started:.1f} s)")
-            config = GeneratorConfig(
-                target="firehose",
-                feeds=",".join(f.feed for f in feeds if f.feed in ("customers", "orders")),
-                seed=options.seed,
+            config = firehose_config(
+                stack,
+                feeds,
                 rate=options.rate,
                 duration=options.duration,
+                seed=options.seed,
                 duplicate_rate=options.duplicate_rate,
-                endpoint_url=stack.aws_endpoint,
-                region="us-east-1",
-                flush_seconds=1.0,
             )
             outcome: dict[str, Any] = {}
 

@@ -316,3 +316,30 @@ def create_warehouse_objects(stack: Stack, project: Project, feeds: Sequence[Fee
             ddl = render_feed(project, feed, feeds, settings=settings, steps=["ddl"])["ddl"]
             for cursor in conn.execute_string(ddl, remove_comments=True):
                 cursor.close()
+
+
+def firehose_config(
+    stack: Stack,
+    feeds: Sequence[Feed],
+    *,
+    rate: float,
+    duration: float | None,
+    seed: int | None,
+    duplicate_rate: float,
+    progress_seconds: float = 0.0,
+) -> Any:
+    """Edge generator settings: the reference feeds through the stack's Firehose streams."""
+    from streamline_edge import GeneratorConfig
+
+    return GeneratorConfig(
+        target="firehose",
+        feeds=",".join(f.feed for f in feeds if f.feed in ("customers", "orders")),
+        seed=seed,
+        rate=rate,
+        duration=duration,
+        duplicate_rate=duplicate_rate,
+        endpoint_url=stack.aws_endpoint,
+        region=REGION,
+        flush_seconds=1.0,
+        progress_seconds=progress_seconds,
+    )

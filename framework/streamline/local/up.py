@@ -35,7 +35,7 @@ from rich.table import Table
 
 from streamline.errors import StreamlineError
 from streamline.generation import generate
-from streamline.local.stack import Stack, embedded_stack, free_port, provision
+from streamline.local.stack import Stack, embedded_stack, firehose_config, free_port, provision
 from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import RenderSettings, quote_identifier, quote_literal, quote_table
@@ -573,19 +573,15 @@ class Streaming:
 
 def start_generator(stack: Stack, feeds: Sequence[Feed], options: UpOptions) -> Streaming:
     """Stream events through Firehose in a thread until the duration ends or stop is set."""
-    from streamline_edge import GeneratorConfig
     from streamline_edge import run as run_generator
 
-    config = GeneratorConfig(
-        target="firehose",
-        feeds=",".join(f.feed for f in feeds if f.feed in ("customers", "orders")),
-        seed=options.seed,
+    config = firehose_config(
+        stack,
+        feeds,
         rate=options.rate,
         duration=options.duration,
+        seed=options.seed,
         duplicate_rate=options.duplicate_rate,
-        endpoint_url=stack.aws_endpoint,
-        region="us-east-1",
-        flush_seconds=1.0,
         progress_seconds=1.0,
     )
     stop = threading.Event()
