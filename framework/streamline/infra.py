@@ -20,7 +20,7 @@ import jinja2
 
 from streamline.errors import UsageError
 from streamline.loading import display_path
-from streamline.model import Feed
+from streamline.model import Feed, aws_name
 from streamline.project import Project
 from streamline.rendering import (
     RenderSettings,
@@ -47,7 +47,7 @@ _WAREHOUSE_SIZES = ("XSMALL", "SMALL", "MEDIUM", "LARGE", "XLARGE", "XXLARGE")
 
 def stream_name(feed: Feed) -> str:
     """The feed's Firehose delivery stream, as the local stack names it: streamline-<feed>."""
-    return f"streamline-{feed.feed.replace('_', '-')}"
+    return aws_name(feed.feed)
 
 
 def feed_variables(feeds: Sequence[Feed], root: Path) -> dict[str, Any]:

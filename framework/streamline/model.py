@@ -142,6 +142,11 @@ class Feed:
         raise KeyError(name)
 
 
+def aws_name(feed: str) -> str:
+    """Name of a feed's AWS resources (Firehose stream, default SQS queue): streamline-<feed>."""
+    return f"streamline-{feed.replace('_', '-')}"
+
+
 def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
     """Build the model from schema-valid data whose defaults are already applied."""
     source = data["source"]
@@ -187,7 +192,7 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
             mode=trigger["mode"],
             poll_interval_seconds=trigger["poll_interval_seconds"],
             timeout_seconds=trigger["timeout_seconds"],
-            queue=trigger.get("queue") or f"streamline-{data['feed'].replace('_', '-')}",
+            queue=trigger.get("queue") or aws_name(data["feed"]),
         ),
         dag=DagSettings(
             dag_id=dag.get("dag_id") or data["feed"],

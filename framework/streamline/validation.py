@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from streamline.errors import SpecError, UsageError, json_path
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
-from streamline.model import LINEAGE_COLUMNS, Feed, build_feed
+from streamline.model import LINEAGE_COLUMNS, Feed, aws_name, build_feed
 from streamline.project import Project, load_schema
 from streamline.schema import (
     IDENTIFIER_HINT,
@@ -360,7 +360,7 @@ def _check_across(
         if _dotted(data["mart"]) != _dotted(data["raw"]):  # else _check_feed reported it
             claim("table", _dotted(data["mart"]), spec, ["mart", "table"], "table")
         if data["trigger"]["mode"] == "event":
-            queue = data["trigger"].get("queue") or f"streamline-{data['feed'].replace('_', '-')}"
+            queue = data["trigger"].get("queue") or aws_name(data["feed"])
             claim("queue", queue, spec, ["trigger", "queue"], "SQS queue")
     prefixes: list[tuple[str, LoadedSpec]] = []
     for spec, data in shaped:

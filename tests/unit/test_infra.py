@@ -658,7 +658,7 @@ def test_infra_sql_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_stream_name_matches_the_local_stack(feeds: list[Feed]) -> None:
     source = (ROOT / "framework" / "streamline" / "local" / "stack.py").read_text()
-    assert "f\"streamline-{feed.feed.replace('_', '-')}\"" in source
+    assert "name = aws_name(feed.feed)" in source  # the stack names streams as infra does
     assert all(stream_name(f) == f"streamline-{f.feed.replace('_', '-')}" for f in feeds)
 
 

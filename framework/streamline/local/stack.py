@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from streamline.errors import StreamlineError
-from streamline.model import Feed
+from streamline.model import Feed, aws_name
 from streamline.project import Project
 from streamline.rendering import RenderSettings, render_feed
 
@@ -267,7 +267,7 @@ def provision(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
     role = f"arn:aws:iam::{ACCOUNT_ID}:role/streamline-firehose"
     notifications = []
     for feed in feeds:
-        name = f"streamline-{feed.feed.replace('_', '-')}"
+        name = aws_name(feed.feed)
         firehose.create_delivery_stream(
             DeliveryStreamName=name,
             DeliveryStreamType="DirectPut",

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamline.batches import batch_id_for
+
 IDLE_POLL_SECONDS = 0.25
 
 
@@ -98,7 +100,7 @@ def run_once(dag: Any, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         "dag_id": dag.dag_id,
         "run_id": dag_run.run_id,
         "state": str(dag_run.state),
-        "batch_id": (conf or {}).get("batch_id") or started.strftime("%Y%m%dT%H%M%SZ"),
+        "batch_id": batch_id_for(started, conf),
         "claimed": claim.get("state") == "success",
         "started": started.isoformat(),
         "ended": ended.isoformat(),
