@@ -27,6 +27,7 @@ from rich.table import Table
 from streamline.errors import StreamlineError
 from streamline.generation import generate
 from streamline.local.stack import Stack, embedded_stack, firehose_config, provision, stop_process
+from streamline.local.up import percentile
 from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import RenderSettings, quote_identifier, quote_literal, quote_table
@@ -181,14 +182,6 @@ def measure_feed(stack: Stack, feed: Feed, batches: list[dict[str, Any]]) -> Fee
     return report
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def run_demo(
     project: Project, feeds: Sequence[Feed], options: DemoOptions, console: Console
 ) -> int:
@@ -331,8 +324,8 @@ def _print_summary(console: Console, reports: Sequence[FeedReport]) -> None:
             str(r.raw_rows),
             str(r.mart_rows),
             str(r.rejected_rows),
-            f"{_percentile(r.latencies, 0.5):.1f}",
-            f"{_percentile(r.latencies, 0.95):.1f}",
+            f"{percentile(r.latencies, 0.5):.1f}",
+            f"{percentile(r.latencies, 0.95):.1f}",
             f"{max(r.latencies, default=float('nan')):.1f}",
         )
     console.print(table)
