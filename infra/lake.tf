@@ -102,6 +102,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     }
   }
 
+  # Every claim and finalize rewrites a feed's claims register: keep its old versions a day.
+  rule {
+    id     = "claims-registers-history"
+    status = "Enabled"
+    filter {
+      prefix = "claims/"
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
   # Every move between zones (copy, then delete) leaves a noncurrent version and a delete marker.
   rule {
     id     = "whole-bucket-housekeeping"

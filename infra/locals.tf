@@ -14,11 +14,12 @@ locals {
   mwaa_env_arn    = "arn:${local.partition}:airflow:${var.region}:${local.account_id}:environment/${var.name}"
   mwaa_log_groups = "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:airflow-${var.name}-*"
 
-  # The zones Airflow moves files between (landing -> processing -> processed).
-  lake_zones = ["landing", "processing", "processed"]
-  # The zones Snowflake may read. COPY reads processing/<batch>/ (a reprocessed batch is moved
-  # back there first); processed/ stays readable for ad-hoc queries of loaded files.
-  snowflake_zones = ["processing", "processed"]
+  # The lake folders Airflow writes (landing -> processing -> processed, quarantine, and the
+  # claims registers), and those Snowflake may read: COPY reads processing/<batch>/ (a reprocessed
+  # batch is moved back there first); processed/ stays readable for ad-hoc queries of loaded
+  # files. Both lists are generated from streamline.layout into feeds.auto.tfvars.json.
+  lake_zones      = var.lake_zones
+  snowflake_zones = var.snowflake_zones
 
   buffering = {
     for feed, _ in var.feeds : feed => {

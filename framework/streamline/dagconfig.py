@@ -8,17 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamline.batches import BATCH_ID_RE
+from streamline.batches import BATCH_ID_EXAMPLE, BATCH_ID_RE
+from streamline.layout import CLAIM_TASK
 from streamline.model import Feed
 
-TASKS = ("detect", "claim", "load", "transform", "check", "finalize")
+TASKS = ("detect", CLAIM_TASK, "load", "transform", "check", "finalize")
 """Task ids, in run order; the SQL tasks read <task>.sql from the feed's SQL folder."""
 
 LAKE_BUCKET = "{{ var.value.get('streamline_lake_bucket', 'streamline-lake') }}"
 """The lake bucket, resolved when a task runs (Airflow Variable streamline_lake_bucket)."""
 
 START_DATE = "2025-01-01"
-SENSOR = "airflow.providers.amazon.aws.sensors.s3.S3KeySensor"
+# detect decides what counts as new data (not a folder marker, not owned by an open batch), which
+# S3KeySensor's key pattern cannot express: the standard provider's PythonSensor pokes our callable.
+SENSOR = "airflow.providers.standard.sensors.python.PythonSensor"
 PYTHON = "airflow.providers.standard.operators.python.PythonOperator"
 SQL_EXECUTE = "airflow.providers.common.sql.operators.sql.SQLExecuteQueryOperator"
 SQL_CHECK = "airflow.providers.common.sql.operators.sql.SQLCheckOperator"
@@ -32,34 +35,43 @@ def build_dag_config(
     feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None
 ) -> dict[str, Any]:
     """The dag-factory config {dag_id: {...}} of one feed; its SQL lives in sql_dir/<feed>/."""
+    layout = feed.layout
     lake = {
+        "feed": feed.feed,
         "bucket": LAKE_BUCKET,
-        "prefix": feed.source.prefix,
+        "prefix": layout.lake.prefix,
         "aws_conn_id": feed.dag.aws_conn_id,
+    }
+    ledger = {
+        "snowflake_conn_id": feed.dag.snowflake_conn_id,
+        "ledger": {
+            "database": layout.ledger.database,
+            "schema": layout.ledger.schema,
+            "table": layout.ledger.table,
+        },
     }
     sql = {"conn_id": feed.dag.snowflake_conn_id}
     tasks: dict[str, dict[str, Any]] = {
         "detect": {
             "operator": SENSOR,
-            "bucket_name": LAKE_BUCKET,
-            # A run asked to reprocess a batch waits for that batch's manifest (in processing/ or
-            # processed/) instead of new files in landing/.
-            "bucket_key": (
-                "{{ ('process*/' ~ params.batch_id ~ '/" + feed.source.prefix + ".manifest.json') "
-                "if params.batch_id else 'landing/" + feed.source.prefix + "/*' }}"
-            ),
-            "wildcard_match": True,
-            "aws_conn_id": feed.dag.aws_conn_id,
+            # New files in landing/, or, for a run that reprocesses a batch, that batch.
+            "python_callable": "streamline.tasks.detect_batch",
+            "op_kwargs": lake,
             "poke_interval": feed.trigger.poll_interval_seconds,
             "timeout": feed.trigger.timeout_seconds,
             "mode": "poke",
             "soft_fail": True,
             "retries": 0,
         },
-        "claim": {
+        CLAIM_TASK: {
             "operator": PYTHON,
-            "python_callable": "streamline.lake.claim_batch",
-            "op_kwargs": {"feed": feed.feed, **lake},
+            "python_callable": "streamline.tasks.claim_batch",
+            "op_kwargs": {
+                **lake,
+                **ledger,
+                "max_files": feed.batch.max_files,
+                "max_bytes": feed.batch.max_bytes,
+            },
             "dependencies": ["detect"],
         },
         "load": {
@@ -69,7 +81,7 @@ def build_dag_config(
             "split_statements": True,
             # Keep every statement's result: the COPY's rows (loaded, rejected) are in the XCom.
             "return_last": False,
-            "dependencies": ["claim"],
+            "dependencies": [CLAIM_TASK],
         },
         "transform": {
             "operator": SQL_EXECUTE,
@@ -81,11 +93,12 @@ def build_dag_config(
         "check": {"operator": SQL_CHECK, **sql, "sql": "check.sql", "dependencies": ["transform"]},
         "finalize": {
             "operator": PYTHON,
-            "python_callable": "streamline.lake.finalize_batch",
-            "op_kwargs": {"feed": feed.feed, **lake},
+            "python_callable": "streamline.tasks.finalize_batch",
+            "op_kwargs": {**lake, **ledger, "checks": [c.name for c in feed.checks]},
             "dependencies": ["check"],
         },
     }
+    callback = {"feed": feed.feed, **ledger}
     config: dict[str, Any] = {
         "description": feed.description or f"StreamLine feed {feed.feed}",
         "default_args": {
@@ -93,6 +106,10 @@ def build_dag_config(
             "retries": feed.dag.retries,
             "retry_delay": _seconds(feed.dag.retry_delay_seconds),
             "execution_timeout": _seconds(feed.dag.task_timeout_seconds),
+            # A failed attempt is recorded in the batch ledger (status failed once retries are
+            # spent); dag-factory turns {callback: path, **kwargs} into a partial.
+            "on_failure_callback": {"callback": "streamline.tasks.record_failure", **callback},
+            "on_retry_callback": {"callback": "streamline.tasks.record_retry", **callback},
         },
         "start_date": START_DATE,
         "catchup": False,
@@ -106,7 +123,7 @@ def build_dag_config(
                 "default": None,
                 "type": ["null", "string"],
                 "pattern": BATCH_ID_RE.pattern,
-                "description": "Reprocess this batch (YYYYMMDDTHHMMSSZ) instead of new files",
+                "description": f"Reprocess this batch (e.g. {BATCH_ID_EXAMPLE}), not new files",
             }
         },
         "schedule": _schedule(feed, sqs_url_prefix),
@@ -124,15 +141,16 @@ def _schedule(feed: Feed, sqs_url_prefix: str | None) -> Any:
             f"feed {feed.feed!r} is event-triggered: set STREAMLINE_SQS_URL_PREFIX (or generate "
             "--sqs-url-prefix) to the queue URL prefix, e.g. https://sqs.eu-west-1.amazonaws.com/1234"
         )
-    queue = f"{sqs_url_prefix.rstrip('/')}/{feed.trigger.queue}"
+    layout = feed.layout
+    queue = f"{sqs_url_prefix.rstrip('/')}/{layout.queue}"
     return [
         {
             "__type__": "airflow.sdk.Asset",
-            "name": f"streamline_{feed.feed}_landing",
+            "name": layout.landing_asset,
             "watchers": [
                 {
                     "__type__": "airflow.sdk.AssetWatcher",
-                    "name": f"streamline_{feed.feed}_queue",
+                    "name": layout.queue_watcher,
                     "trigger": {
                         "__type__": (
                             "airflow.providers.common.messaging.triggers.msg_queue.MessageQueueTrigger"

@@ -115,6 +115,7 @@ def dump_yaml(data: Any) -> str:
     yaml.default_flow_style = False
     yaml.width = 4096
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    yaml.representer.ignore_aliases = lambda *args: True  # repeat shared values, no &id001
     buffer = io.StringIO()
     yaml.dump(data, buffer)
     return buffer.getvalue()

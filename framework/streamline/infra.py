@@ -19,8 +19,9 @@ from typing import Any
 import jinja2
 
 from streamline.errors import UsageError
+from streamline.layout import CLAIMS, STAGE_ZONES, ZONES
 from streamline.loading import display_path
-from streamline.model import Feed, aws_name
+from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import (
     RenderSettings,
@@ -45,23 +46,22 @@ _RSA_KEY_RE = re.compile(r"^[A-Za-z0-9+/=]{64,}$")
 _WAREHOUSE_SIZES = ("XSMALL", "SMALL", "MEDIUM", "LARGE", "XLARGE", "XXLARGE")
 
 
-def stream_name(feed: Feed) -> str:
-    """The feed's Firehose delivery stream, as the local stack names it: streamline-<feed>."""
-    return aws_name(feed.feed)
-
-
 def feed_variables(feeds: Sequence[Feed], root: Path) -> dict[str, Any]:
     """Terraform's `feeds` variable: feed name -> what its resources need, in feed order.
 
     Spec files are named relative to the project root, wherever the command runs from.
     """
     return {
+        # The lake's folders the DAGs write (the zones and the claims registers), and those
+        # Snowflake reads: streamline.layout owns these names.
+        "lake_zones": [*ZONES, CLAIMS],
+        "snowflake_zones": list(STAGE_ZONES),
         "feeds": {
             feed.feed: {
-                "prefix": feed.source.prefix,
-                "stream_name": stream_name(feed),
-                "queue_name": feed.trigger.queue,
-                "dlq_name": f"{feed.trigger.queue}-dlq",
+                "prefix": feed.layout.lake.prefix,
+                "stream_name": feed.layout.firehose_stream,
+                "queue_name": feed.layout.queue,
+                "dlq_name": feed.layout.dead_letter_queue,
                 "trigger_mode": feed.trigger.mode,
                 "compression": _FIREHOSE_COMPRESSION.get(
                     feed.source.format.compression, "UNCOMPRESSED"
@@ -74,7 +74,7 @@ def feed_variables(feeds: Sequence[Feed], root: Path) -> dict[str, Any]:
                 "spec_file": display_path(Path(feed.spec_file), root),
             }
             for feed in sorted(feeds, key=lambda f: f.feed)
-        }
+        },
     }
 
 
@@ -155,8 +155,9 @@ def schema_grants(feeds: Sequence[Feed]) -> list[dict[str, Any]]:
 
     for feed in feeds:
         raw = entry(feed.raw.database, feed.raw.schema)
-        # load: DELETE the batch's rows, COPY (INSERT); check: SELECT.
-        raw["privileges"] |= {"SELECT", "INSERT", "DELETE"}
+        # load: DELETE the batch's rows, COPY (INSERT); check: SELECT; the batch ledger, which
+        # lives in the raw schema: MERGE and UPDATE its rows.
+        raw["privileges"] |= {"SELECT", "INSERT", "UPDATE", "DELETE"}
         raw["stages"] = True
         mart = entry(feed.mart.database, feed.mart.schema)
         # transform: MERGE (INSERT, UPDATE) or append (DELETE, INSERT); check: SELECT.

@@ -1,255 +1,777 @@
-"""Move a feed's files through the lake zones: landing -> processing/<ID> -> processed/<ID>.
+"""Move a feed's files through the lake: landing -> processing/<ID> -> processed/<ID> or quarantine.
 
-These callables run inside Airflow tasks. Every step is safe to retry: the manifest is written
-before any file moves, and a retry finishes whatever moves a failed attempt left undone.
+Which landed file belongs to which batch is decided in one place, the feed's **claims register**
+(`claims/<prefix>.json`, see `streamline.layout`): a small JSON object listing the open batches and
+the files each one owns. A claim commits its batch to the register with an S3 conditional write
+(`If-Match` on the register's ETag, `If-None-Match: *` to create it), so of two claims that read
+the same register only one commits; the other reads again and takes only what is left. A file
+named by an open batch is never claimed again, whatever state its moves are in, until that batch
+is finalized; then its entry leaves the register. S3 conditional writes:
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+
+Every step is safe to retry or to run again from another DAG run (a reprocess): moves go from
+wherever a file is to where it belongs, one failed move does not stop the others, and the register
+entry goes last. Objects of 1 GiB and more move with boto3's managed (multipart) copy; S3's single
+CopyObject stops at 5 GB: https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from streamline.batches import batch_id_for, check_batch_id
+from streamline.batches import check_batch_id
 from streamline.errors import BatchError
+from streamline.layout import LANDING, PROCESSED, PROCESSING, QUARANTINE, LakeLayout
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
+
 MOVE_THREADS = 16
+MULTIPART_COPY_THRESHOLD = 1024**3
+"""Objects this large or larger are copied in parts (boto3's managed copy), not by CopyObject."""
+MULTIPART_CHUNK_BYTES = 256 * 1024**2
+REGISTER_ATTEMPTS = 25
+"""Conditional writes of the claims register tried before a claim gives up (each re-reads it)."""
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+
+CLAIMED, LOADED, QUARANTINED, DEFERRED = "claimed", "loaded", "quarantined", "deferred"
+"""A file's outcome in its batch's manifest."""
+EMPTY_OBJECT = "zero-byte object: no data to load"
 
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One claimed file: where it landed, its size and its S3 ETag (MD5 for single-part objects)."""
+    """One claimed object: where it landed, its size, its ETag, and what became of it."""
 
     landing_key: str
     relative_key: str
     size: int
     etag: str
+    outcome: str = CLAIMED
+    reason: str | None = None
+
+    @property
+    def is_data(self) -> bool:
+        """A file the load step reads (not set aside when it was claimed)."""
+        return self.outcome != QUARANTINED or self.reason != EMPTY_OBJECT
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """A batch: its files and their outcomes. Written beside the batch folder in each zone."""
+
     feed: str
     batch_id: str
     prefix: str
     files: tuple[ManifestEntry, ...]
+    run_id: str | None = None
+    claimed_at: str | None = None
+
+    @property
+    def data_files(self) -> tuple[ManifestEntry, ...]:
+        """The files the load step reads."""
+        return tuple(e for e in self.files if e.is_data)
+
+    @property
+    def load_files(self) -> tuple[ManifestEntry, ...]:
+        """The files the load step's COPY names (data files not set aside)."""
+        return tuple(e for e in self.files if e.is_data and e.outcome != QUARANTINED)
+
+    @property
+    def empty_files(self) -> tuple[ManifestEntry, ...]:
+        return tuple(e for e in self.files if not e.is_data)
 
     @property
     def total_bytes(self) -> int:
         return sum(entry.size for entry in self.files)
 
-    def to_json(self) -> str:
-        body = {
+    def count(self, outcome: str) -> int:
+        return sum(1 for e in self.data_files if e.outcome == outcome)
+
+    def body(self) -> dict[str, Any]:
+        return {
             "feed": self.feed,
             "batch_id": self.batch_id,
             "prefix": self.prefix,
+            "run_id": self.run_id,
+            "claimed_at": self.claimed_at,
             "file_count": len(self.files),
             "total_bytes": self.total_bytes,
             "files": [asdict(entry) for entry in self.files],
         }
-        return json.dumps(body, indent=2, sort_keys=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.body(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        body = json.loads(text)
+    def from_body(cls, body: dict[str, Any]) -> Manifest:
+        """Read a manifest; those written before outcomes existed read as all claimed."""
         return cls(
             feed=body["feed"],
             batch_id=body["batch_id"],
             prefix=body["prefix"],
             files=tuple(ManifestEntry(**entry) for entry in body["files"]),
+            run_id=body.get("run_id"),
+            claimed_at=body.get("claimed_at"),
         )
 
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        return cls.from_body(json.loads(text))
 
-def zone_prefix(zone: str, batch_id: str, prefix: str) -> str:
-    """Folder of a batch's files in a zone: processing/<BATCH_ID>/<prefix>/."""
-    return f"{zone}/{batch_id}/{prefix}/"
+
+@dataclass
+class Register:
+    """A feed's claims register: its open batches (batch id -> manifest) and the S3 ETag read."""
+
+    batches: dict[str, Manifest] = field(default_factory=dict)
+    etag: str | None = None
+
+    def owned_keys(self) -> set[str]:
+        """Landing keys that belong to an open batch."""
+        return {e.landing_key for m in self.batches.values() for e in m.files}
+
+    def to_json(self, layout: LakeLayout) -> str:
+        body = {
+            "prefix": layout.prefix,
+            "batches": {b: m.body() for b, m in sorted(self.batches.items())},
+        }
+        return json.dumps(body, indent=1, sort_keys=True)
 
 
-def manifest_key(zone: str, batch_id: str, prefix: str) -> str:
-    """Key of a batch's manifest, beside (not inside) the folder COPY reads."""
-    return f"{zone}/{batch_id}/{prefix}.manifest.json"
+@dataclass(frozen=True)
+class Limits:
+    """How much one batch may take (the spec's batch.max_files and batch.max_bytes)."""
+
+    max_files: int = 1000
+    max_bytes: int = 1024**3
+
+
+@dataclass(frozen=True)
+class LandedObject:
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """One row of a COPY INTO result: a file, its load status and counts.
+
+    https://docs.snowflake.com/en/sql-reference/sql/copy-into-table#output
+    """
+
+    file: str
+    status: str
+    rows_parsed: int
+    rows_loaded: int
+    errors_seen: int
+    first_error: str | None = None
+    first_error_line: int | None = None
+    first_error_column_name: str | None = None
+
+
+COPY_STATUSES = {"LOADED", "LOAD_FAILED", "PARTIALLY_LOADED", "LOAD_SKIPPED"}
+
+
+def copy_results(value: Any) -> list[CopyResult]:
+    """The COPY rows in a load step's result (its XCom: one list of rows per statement)."""
+    found: list[CopyResult] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, list | tuple):
+            if (
+                len(item) >= 6
+                and isinstance(item[0], str)
+                and isinstance(item[1], str)
+                and item[1].upper() in COPY_STATUSES
+            ):
+                found.append(
+                    CopyResult(
+                        file=item[0],
+                        status=item[1].upper(),
+                        rows_parsed=int(item[2] or 0),
+                        rows_loaded=int(item[3] or 0),
+                        errors_seen=int(item[5] or 0),
+                        first_error=item[6] if len(item) > 6 else None,
+                        first_error_line=int(item[7]) if len(item) > 7 and item[7] else None,
+                        first_error_column_name=item[9] if len(item) > 9 else None,
+                    )
+                )
+                return
+            for child in item:
+                walk(child)
+        elif isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
+            walk(item["__data__"])
+
+    walk(value)
+    return found
+
+
+# --- S3 primitives -----------------------------------------------------------------------------
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(exc: Exception) -> bool:
+    return _code(exc) in _MISSING_CODES or type(exc).__name__ == "NoSuchKey"
 
 
 def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[dict[str, Any]]:
     """Every object under prefix (key, size, etag), in key order."""
-    found: list[dict[str, Any]] = []
+    return [{"key": o.key, "size": o.size, "etag": o.etag} for o in list_landed(s3, bucket, prefix)]
+
+
+def list_landed(s3: S3Client, bucket: str, prefix: str) -> list[LandedObject]:
+    """Every object under prefix except folder markers (keys ending in /), in key order."""
+    found: list[LandedObject] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
+            if item["Key"].endswith("/"):
+                continue  # an S3 console "folder": not data, not ours to move
             found.append(
-                {"key": item["Key"], "size": item["Size"], "etag": item["ETag"].strip('"')}
+                LandedObject(
+                    item["Key"], item["Size"], item["ETag"].strip('"'), item["LastModified"]
+                )
             )
     return found
+
+
+def _read(s3: S3Client, bucket: str, key: str) -> tuple[str, str] | None:
+    """An object's text and ETag, or None when there is none."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    return response["Body"].read().decode("utf-8"), str(response["ETag"]).strip('"')
 
 
 def _exists(s3: S3Client, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+    except Exception as exc:
+        if _is_missing(exc):
             return False
         raise
     return True
 
 
-def _read(s3: S3Client, bucket: str, key: str) -> str | None:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return str(body.decode("utf-8"))
+def copy_object(s3: S3Client, bucket: str, source: str, target: str, size: int) -> None:
+    """Copy within the bucket: one CopyObject, or a managed multipart copy for large objects."""
+    if size >= MULTIPART_COPY_THRESHOLD:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_COPY_THRESHOLD,
+            multipart_chunksize=MULTIPART_CHUNK_BYTES,
+            max_concurrency=4,
+        )
+        s3.copy({"Bucket": bucket, "Key": source}, bucket, target, Config=config)
+    else:
+        s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
 
 
-def _move(s3: S3Client, bucket: str, sources: tuple[str, ...], target: str) -> None:
-    """Copy then delete from the first source that exists; a move already done is a no-op."""
+def copy_to(
+    s3: S3Client, bucket: str, sources: Sequence[str], target: str, size: int
+) -> str | None:
+    """Copy to target from the first source that exists; the source to delete (None when the
+    object was already at target). Raises BatchError when it is at no source and not at target.
+    """
     for source in sources:
-        if _exists(s3, bucket, source):
-            s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
-            s3.delete_object(Bucket=bucket, Key=source)
-            return
+        if source == target:
+            continue
+        try:
+            copy_object(s3, bucket, source, target, size)
+        except Exception as exc:
+            if _is_missing(exc):
+                continue
+            raise
+        return source
     if not _exists(s3, bucket, target):
-        raise BatchError(f"s3://{bucket}/{sources[0]} vanished before it reached {target}")
+        raise BatchError(f"s3://{bucket}/{sources[0]} is gone: not at {', '.join(sources)}")
+    return None
 
 
-def _move_all(s3: S3Client, bucket: str, moves: list[tuple[tuple[str, ...], str]]) -> None:
+def delete_keys(s3: S3Client, bucket: str, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """Delete keys, 1000 per DeleteObjects request; (key, error) for those S3 did not delete."""
+    failed: list[tuple[str, str]] = []
+    for start in range(0, len(keys), 1000):
+        chunk = [{"Key": key} for key in keys[start : start + 1000]]
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+        failed += [
+            (e["Key"], f"{e.get('Code')}: {e.get('Message')}") for e in answer.get("Errors", [])
+        ]
+    return failed
+
+
+Move = tuple[tuple[str, ...], str, int]
+
+
+def move_all(s3: S3Client, bucket: str, moves: Sequence[Move], what: str) -> None:
+    """Run every move: copies in parallel, then the sources' deletes in batches. One failure does
+    not stop the others; a source is deleted only once its copy exists.
+
+    Raises BatchError naming every object that did not move (and why), after all were tried.
+    """
     if not moves:
         return
+    failures: list[tuple[str, object]] = []
+    copied: list[str] = []
+
+    def run(item: Move) -> None:
+        sources, target, size = item
+        try:
+            source = copy_to(s3, bucket, sources, target, size)
+        except Exception as exc:
+            failures.append((sources[0], exc))
+            return
+        if source is not None:
+            copied.append(source)
+
     with ThreadPoolExecutor(max_workers=min(MOVE_THREADS, len(moves))) as pool:
-        list(pool.map(lambda move: _move(s3, bucket, *move), moves))
+        list(pool.map(run, moves))
+    try:
+        failures += delete_keys(s3, bucket, sorted(copied))
+    except Exception as exc:
+        failures += [(key, exc) for key in copied]
+    if failures:
+        shown = "; ".join(f"s3://{bucket}/{key}: {exc}" for key, exc in sorted(failures)[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise BatchError(f"{what}: {len(failures)} of {len(moves)} objects failed: {shown}{more}")
 
 
-def claim(s3: S3Client, bucket: str, feed: str, prefix: str, batch_id: str) -> Manifest | None:
-    """Claim landing/<prefix>/ into processing/<batch_id>/<prefix>/; None when nothing landed.
+# --- the claims register ----------------------------------------------------------------------
 
-    A batch that already has a manifest in processing/ is resumed as it is; one that reached
-    processed/ is moved back so it can be reprocessed.
+
+def read_register(s3: S3Client, bucket: str, layout: LakeLayout) -> Register:
+    """The feed's claims register as it is now (empty when there is none yet)."""
+    found = _read(s3, bucket, layout.claims)
+    if found is None:
+        return Register()
+    text, etag = found
+    body = json.loads(text)
+    batches = {b: Manifest.from_body(m) for b, m in body.get("batches", {}).items()}
+    return Register(batches, etag)
+
+
+def _write_register(s3: S3Client, bucket: str, layout: LakeLayout, register: Register) -> bool:
+    """Write the register if nobody else did since it was read; False when someone did."""
+    condition = {"IfMatch": register.etag} if register.etag else {"IfNoneMatch": "*"}
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=layout.claims,
+            Body=register.to_json(layout).encode(),
+            ContentType="application/json",
+            **condition,
+        )
+    except Exception as exc:
+        if _code(exc) in _CONFLICT_CODES:
+            return False
+        raise
+    return True
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+
+
+def _update_register(s3: S3Client, bucket: str, layout: LakeLayout, change: Any, what: str) -> Any:
+    """Read, change and conditionally write the register until a write wins.
+
+    change(register) edits the register in place and returns (write?, result).
+    """
+    for attempt in range(REGISTER_ATTEMPTS):
+        register = read_register(s3, bucket, layout)
+        write, result = change(register)
+        if not write or _write_register(s3, bucket, layout, register):
+            return result
+        _backoff(attempt)
+    raise BatchError(
+        f"{what}: s3://{bucket}/{layout.claims} changed under {REGISTER_ATTEMPTS} attempts in a "
+        "row; too many claims at once"
+    )
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+
+def select_batch(
+    objects: Iterable[LandedObject], owned: set[str], limits: Limits
+) -> list[LandedObject]:
+    """The objects of the next batch: unowned, in arrival order, within the limits.
+
+    Data files are taken in order of arrival (LastModified, then key) until the next one would
+    pass max_files or max_bytes (a single larger file still makes a batch of its own); zero-byte
+    objects are all taken, to be set aside.
+    """
+    free = sorted(
+        (o for o in objects if o.key not in owned), key=lambda o: (o.last_modified, o.key)
+    )
+    empty = [o for o in free if o.size == 0]
+    taken: list[LandedObject] = []
+    total = 0
+    for obj in (o for o in free if o.size > 0):
+        if taken and (len(taken) >= limits.max_files or total + obj.size > limits.max_bytes):
+            break
+        taken.append(obj)
+        total += obj.size
+    return taken + empty
+
+
+def register_batch(
+    s3: S3Client,
+    bucket: str,
+    feed: str,
+    layout: LakeLayout,
+    batch_id: str,
+    run_id: str,
+    *,
+    reprocess: bool = False,
+    limits: Limits | None = None,
+    quarantine: dict[str, str] | None = None,
+) -> Manifest | None:
+    """Commit batch_id to the claims register and write its manifest; None when nothing landed.
+
+    - A batch already in the register is resumed; a reprocess run takes it over from the run that
+      claimed it (the register records the run).
+    - A reprocess of a finished batch registers its loaded files again (from processed/).
+    - Otherwise the batch takes the landed objects no open batch owns (see select_batch).
+    quarantine (relative key -> reason) sets files of a resumed batch aside.
+    Raises BatchError when the batch id belongs to another run, or a reprocess finds no batch.
     """
     check_batch_id(batch_id)
-    processing_manifest = manifest_key("processing", batch_id, prefix)
-    text = _read(s3, bucket, processing_manifest)
-    if text is None:
-        done = _read(s3, bucket, manifest_key("processed", batch_id, prefix))
-        if done is not None:
-            manifest = Manifest.from_json(done)
-            s3.put_object(Bucket=bucket, Key=processing_manifest, Body=done.encode())
-            _move_all(s3, bucket, _pairs(manifest, "processed", "processing"))
-            s3.delete_object(Bucket=bucket, Key=manifest_key("processed", batch_id, prefix))
-            log.info("reprocessing batch %s of %s: %d files", batch_id, feed, len(manifest.files))
-            return manifest
-    if text is not None:
-        manifest = Manifest.from_json(text)
-        # Files may still sit in landing/ (interrupted claim) or processed/ (interrupted reprocess).
-        processed = zone_prefix("processed", batch_id, prefix)
-        _move_all(
-            s3,
-            bucket,
-            [
-                ((e.landing_key, processed + e.relative_key), target)
-                for e, target in _targets(manifest)
-            ],
+    limits = limits or Limits()
+    now = dt.datetime.now(dt.UTC).isoformat()
+
+    def change(register: Register) -> tuple[bool, Manifest | None]:
+        current = register.batches.get(batch_id)
+        if current is not None:
+            if current.run_id not in (None, run_id) and not reprocess:
+                raise BatchError(
+                    f"batch {batch_id} of feed {feed} belongs to DAG run {current.run_id}; run "
+                    f"{run_id} has the same batch id (trigger it again with another run_after)"
+                )
+            updated = _set_aside(current, quarantine or {})
+            updated = replace(updated, run_id=run_id)
+            register.batches[batch_id] = updated
+            return updated != current, updated
+        done = _finished_manifest(s3, bucket, layout, batch_id)
+        if done is not None and not reprocess and done.run_id != run_id:
+            raise BatchError(
+                f"batch id {batch_id} of feed {feed} was used before, by DAG run "
+                f"{done.run_id or 'unknown'}; reprocess it with conf batch_id"
+            )
+        if done is not None:  # a reprocess, or a cleared run claiming its own batch again
+            files = tuple(
+                replace(e, outcome=CLAIMED, reason=None)
+                for e in done.files
+                if e.is_data and e.outcome in (CLAIMED, LOADED)
+            )
+            manifest = _set_aside(
+                Manifest(feed, batch_id, layout.prefix, files, run_id, now), quarantine or {}
+            )
+            register.batches[batch_id] = manifest
+            return True, manifest
+        if reprocess:
+            raise BatchError(
+                f"no batch {batch_id} under prefix {layout.prefix}: it is not open (claims "
+                "register) and has no manifest in processing/ or processed/"
+            )
+        objects = list_landed(s3, bucket, layout.landing)
+        taken = select_batch(objects, register.owned_keys(), limits)
+        if not taken:
+            return False, None
+        entries = tuple(
+            ManifestEntry(
+                o.key,
+                o.key[len(layout.landing) :],
+                o.size,
+                o.etag,
+                outcome=QUARANTINED if o.size == 0 else CLAIMED,
+                reason=EMPTY_OBJECT if o.size == 0 else None,
+            )
+            for o in taken
         )
-        log.info("resuming batch %s of %s: %d files", batch_id, feed, len(manifest.files))
+        manifest = Manifest(feed, batch_id, layout.prefix, entries, run_id, now)
+        register.batches[batch_id] = manifest
+        return True, manifest
+
+    manifest: Manifest | None = _update_register(
+        s3, bucket, layout, change, f"claiming batch {batch_id} of {feed}"
+    )
+    if manifest is not None:
+        s3.put_object(
+            Bucket=bucket,
+            Key=layout.manifest(PROCESSING, batch_id),
+            Body=manifest.to_json().encode(),
+            ContentType="application/json",
+        )
+    return manifest
+
+
+def _set_aside(manifest: Manifest, quarantine: dict[str, str]) -> Manifest:
+    if not quarantine:
         return manifest
-    landing = f"landing/{prefix}/"
-    objects = list_keys(s3, bucket, landing)
-    if not objects:
-        return None
-    manifest = Manifest(
-        feed=feed,
-        batch_id=batch_id,
-        prefix=prefix,
-        files=tuple(
-            ManifestEntry(o["key"], o["key"][len(landing) :], o["size"], o["etag"]) for o in objects
-        ),
+    known = {e.relative_key for e in manifest.files}
+    if unknown := sorted(set(quarantine) - known):
+        raise BatchError(
+            f"batch {manifest.batch_id} has no file {unknown[0]!r} to quarantine; its files: "
+            + ", ".join(sorted(known)[:10])
+        )
+    files = tuple(
+        replace(e, outcome=QUARANTINED, reason=quarantine[e.relative_key])
+        if e.relative_key in quarantine
+        else e
+        for e in manifest.files
     )
-    # The manifest goes first: a crash mid-move leaves a record a retry can finish from.
-    s3.put_object(Bucket=bucket, Key=processing_manifest, Body=manifest.to_json().encode())
-    _move_all(s3, bucket, [((e.landing_key,), target) for e, target in _targets(manifest)])
-    log.info(
-        "claimed batch %s of %s: %d files, %d bytes",
-        batch_id,
-        feed,
-        len(manifest.files),
-        manifest.total_bytes,
+    return replace(manifest, files=files)
+
+
+def _finished_manifest(
+    s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str
+) -> Manifest | None:
+    """The manifest of a batch not in the register: finished (processed/), or claimed before the
+    register existed and never finished (processing/)."""
+    for zone in (PROCESSED, PROCESSING):
+        found = _read(s3, bucket, layout.manifest(zone, batch_id))
+        if found is not None:
+            return Manifest.from_json(found[0])
+    return None
+
+
+def _whereabouts(
+    layout: LakeLayout, batch_id: str, entry: ManifestEntry, finished: bool
+) -> tuple[str, ...]:
+    """Every key an object of a batch can be at, the likeliest first: landing/ while claiming,
+    processing/ while finalizing (a reprocess looks in processed/ and quarantine/ too)."""
+    rel = entry.relative_key
+    processing = layout.folder(PROCESSING, batch_id) + rel
+    first = (processing, entry.landing_key) if finished else (entry.landing_key, processing)
+    return (
+        *first,
+        layout.folder(PROCESSED, batch_id) + rel,
+        layout.folder(QUARANTINE, batch_id) + rel,
     )
+
+
+def _home(layout: LakeLayout, batch_id: str, entry: ManifestEntry, finished: bool) -> str:
+    """Where an object of the batch belongs: while open, processing/ (or quarantine/ when set
+    aside); once finished, by its outcome."""
+    rel = entry.relative_key
+    if entry.outcome == QUARANTINED:
+        return layout.folder(QUARANTINE, batch_id) + rel
+    if not finished:
+        return layout.folder(PROCESSING, batch_id) + rel
+    if entry.outcome == DEFERRED:
+        return entry.landing_key
+    return layout.folder(PROCESSED, batch_id) + rel
+
+
+def move_batch(
+    s3: S3Client, bucket: str, layout: LakeLayout, manifest: Manifest, *, finished: bool
+) -> None:
+    """Move every object of the batch to where it belongs (see _home), from wherever it is."""
+    moves = [
+        (
+            _whereabouts(layout, manifest.batch_id, e, finished),
+            _home(layout, manifest.batch_id, e, finished),
+            e.size,
+        )
+        for e in manifest.files
+    ]
+    what = "finalizing" if finished else "claiming"
+    move_all(s3, bucket, moves, f"{what} batch {manifest.batch_id} of {manifest.feed}")
+
+
+def claim(
+    s3: S3Client,
+    bucket: str,
+    feed: str,
+    prefix: str,
+    batch_id: str,
+    run_id: str = "manual",
+    *,
+    reprocess: bool = False,
+    limits: Limits | None = None,
+) -> Manifest | None:
+    """Register and move a batch (register_batch, then move_batch); None when nothing landed."""
+    layout = LakeLayout(prefix)
+    manifest = register_batch(
+        s3, bucket, feed, layout, batch_id, run_id, reprocess=reprocess, limits=limits
+    )
+    if manifest is not None:
+        move_batch(s3, bucket, layout, manifest, finished=False)
+        log.info(
+            "claimed batch %s of %s: %d files, %d bytes, %d set aside",
+            batch_id,
+            feed,
+            len(manifest.data_files),
+            manifest.total_bytes,
+            len(manifest.empty_files),
+        )
     return manifest
 
 
-def finalize(s3: S3Client, bucket: str, prefix: str, batch_id: str) -> Manifest:
-    """Move a loaded batch to processed/<batch_id>/<prefix>/, the manifest last."""
+# --- finalize ----------------------------------------------------------------------------------
+
+
+def decide_outcomes(
+    manifest: Manifest, layout: LakeLayout, results: Sequence[CopyResult] | None
+) -> Manifest:
+    """Each data file's outcome from the COPY's result rows.
+
+    LOADED and PARTIALLY_LOADED files were loaded; LOAD_FAILED ones (ON_ERROR = SKIP_FILE) are
+    quarantined with the COPY's first error; files the COPY did not report (SIZE_LIMIT reached)
+    are deferred: they go back to landing/ for a later batch. Without results (a batch finalized
+    by an older version) every file counts as loaded.
+    """
+    folder = layout.folder(PROCESSING, manifest.batch_id)
+    by_name: dict[str, CopyResult] = {}
+    for row in results or ():
+        _, found, rel = row.file.partition(folder)
+        if found:
+            by_name[rel] = row
+    files = []
+    for entry in manifest.files:
+        if not entry.is_data or entry.outcome == QUARANTINED:
+            files.append(entry)
+            continue
+        result = by_name.get(entry.relative_key)
+        if results is None or (result and result.status in ("LOADED", "PARTIALLY_LOADED")):
+            files.append(replace(entry, outcome=LOADED, reason=None))
+        elif result is not None:
+            where = f" (line {result.first_error_line})" if result.first_error_line else ""
+            column = (
+                f", column {result.first_error_column_name}"
+                if result.first_error_column_name
+                else ""
+            )
+            reason = (
+                f"COPY {result.status}: {result.first_error or 'no error given'}{where}{column}"
+            )
+            files.append(replace(entry, outcome=QUARANTINED, reason=reason))
+        else:
+            reason = "not loaded by this batch's COPY (SIZE_LIMIT reached): back to landing/"
+            files.append(replace(entry, outcome=DEFERRED, reason=reason))
+    return replace(manifest, files=tuple(files))
+
+
+def finalize(
+    s3: S3Client,
+    bucket: str,
+    prefix: str,
+    batch_id: str,
+    results: Sequence[CopyResult] | None = None,
+) -> Manifest:
+    """Move a loaded batch on: loaded files to processed/, the rest by outcome; the manifest to
+    processed/; then the batch leaves the claims register. Safe to repeat.
+
+    Raises BatchError when there is no such batch.
+    """
     check_batch_id(batch_id)
-    text = _read(s3, bucket, manifest_key("processing", batch_id, prefix))
-    if text is None:
-        done = _read(s3, bucket, manifest_key("processed", batch_id, prefix))
-        if done is None:
-            raise BatchError(f"batch {batch_id} of prefix {prefix} has no manifest in processing/")
-        return Manifest.from_json(done)
-    manifest = Manifest.from_json(text)
-    _move_all(s3, bucket, _pairs(manifest, "processing", "processed"))
+    layout = LakeLayout(prefix)
+    register = read_register(s3, bucket, layout)
+    current = register.batches.get(batch_id)
+    if current is None:
+        done = _read(s3, bucket, layout.manifest(PROCESSED, batch_id))
+        if done is not None:
+            return Manifest.from_json(done[0])  # finalized before
+        legacy = _read(s3, bucket, layout.manifest(PROCESSING, batch_id))
+        if legacy is None:
+            raise BatchError(
+                f"batch {batch_id} of prefix {prefix} has no manifest in processing/ and no "
+                "entry in the claims register"
+            )
+        current = Manifest.from_json(legacy[0])
+    manifest = decide_outcomes(current, layout, results)
+    move_batch(s3, bucket, layout, manifest, finished=True)
     s3.put_object(
-        Bucket=bucket, Key=manifest_key("processed", batch_id, prefix), Body=text.encode()
+        Bucket=bucket,
+        Key=layout.manifest(PROCESSED, batch_id),
+        Body=manifest.to_json().encode(),
+        ContentType="application/json",
     )
-    s3.delete_object(Bucket=bucket, Key=manifest_key("processing", batch_id, prefix))
+    s3.delete_object(Bucket=bucket, Key=layout.manifest(PROCESSING, batch_id))
+    release(s3, bucket, layout, batch_id)
     return manifest
 
 
-def _targets(manifest: Manifest) -> list[tuple[ManifestEntry, str]]:
-    folder = zone_prefix("processing", manifest.batch_id, manifest.prefix)
-    return [(entry, folder + entry.relative_key) for entry in manifest.files]
+def release(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> None:
+    """Take a finished batch out of the claims register."""
+
+    def change(register: Register) -> tuple[bool, None]:
+        return register.batches.pop(batch_id, None) is not None, None
+
+    _update_register(s3, bucket, layout, change, f"releasing batch {batch_id}")
 
 
-def _pairs(manifest: Manifest, source: str, target: str) -> list[tuple[tuple[str, ...], str]]:
-    src = zone_prefix(source, manifest.batch_id, manifest.prefix)
-    dst = zone_prefix(target, manifest.batch_id, manifest.prefix)
-    return [((src + e.relative_key,), dst + e.relative_key) for e in manifest.files]
+def batch_manifest(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> Manifest | None:
+    """The batch as the register has it while open, else its finished manifest; None if none."""
+    current = read_register(s3, bucket, layout).batches.get(batch_id)
+    return current if current is not None else _finished_manifest(s3, bucket, layout, batch_id)
 
 
-# --- Airflow task callables -------------------------------------------------------------------
+def batch_exists(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> bool:
+    """Whether a batch is open (in the register) or has a manifest in processing/ or processed/."""
+    if batch_id in read_register(s3, bucket, layout).batches:
+        return True
+    return any(_exists(s3, bucket, layout.manifest(z, batch_id)) for z in (PROCESSING, PROCESSED))
 
 
-def _s3_client(aws_conn_id: str) -> S3Client:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    client: S3Client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
-    return client
-
-
-def _run_batch_id(context: dict[str, Any]) -> str:
-    dag_run = context["dag_run"]
-    conf = dict(dag_run.conf or {})
-    params = context.get("params") or {}
-    if not conf.get("batch_id") and params.get("batch_id"):
-        conf["batch_id"] = params["batch_id"]
-    when = getattr(dag_run, "run_after", None) or dag_run.logical_date
-    return batch_id_for(when, conf)
+def has_claimable(s3: S3Client, bucket: str, layout: LakeLayout) -> bool:
+    """Whether landing/<prefix>/ holds an object no open batch owns (folder markers aside)."""
+    owned: set[str] | None = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.landing):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/"):
+                continue
+            if owned is None:
+                owned = read_register(s3, bucket, layout).owned_keys()
+            if item["Key"] not in owned:
+                return True
+    return False
 
 
-def claim_batch(
-    feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any
-) -> dict[str, Any]:
-    """Task `claim`: fix the run's batch id and claim its files; skip the run when none landed."""
-    try:
-        from airflow.sdk.exceptions import AirflowSkipException
-    except ImportError:  # Airflow 2.x (MWAA 2.10/2.11)
-        from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
-
-    batch_id = _run_batch_id(context)
-    manifest = claim(_s3_client(aws_conn_id), bucket, feed, prefix, batch_id)
-    if manifest is None:
-        raise AirflowSkipException(f"no new files under s3://{bucket}/landing/{prefix}/")
-    context["ti"].xcom_push(key="batch_id", value=batch_id)
-    return {"batch_id": batch_id, "files": len(manifest.files), "bytes": manifest.total_bytes}
-
-
-def finalize_batch(
-    feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any
-) -> dict[str, Any]:
-    """Task `finalize`: move the batch's files and manifest to processed/."""
-    batch_id = context["ti"].xcom_pull(task_ids="claim", key="batch_id")
-    manifest = finalize(_s3_client(aws_conn_id), bucket, prefix, check_batch_id(batch_id))
-    log.info("finalized batch %s of %s: %d files", batch_id, feed, len(manifest.files))
-    return {"batch_id": batch_id, "files": len(manifest.files), "bytes": manifest.total_bytes}
+__all__ = [
+    "CLAIMED",
+    "DEFERRED",
+    "LANDING",
+    "LOADED",
+    "QUARANTINED",
+    "CopyResult",
+    "Limits",
+    "Manifest",
+    "ManifestEntry",
+    "Register",
+    "batch_exists",
+    "claim",
+    "copy_results",
+    "decide_outcomes",
+    "finalize",
+    "has_claimable",
+    "list_keys",
+    "list_landed",
+    "move_batch",
+    "read_register",
+    "register_batch",
+    "release",
+    "select_batch",
+]

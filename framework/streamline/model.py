@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-LINEAGE_COLUMNS = ("batch_id", "source_file", "source_row_number", "loaded_at")
-"""Columns StreamLine adds to every raw table (batch_id also to every mart table)."""
+if TYPE_CHECKING:
+    from streamline.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,18 @@ class Trigger:
     mode: str
     poll_interval_seconds: float
     timeout_seconds: int
-    queue: str
+    queue: str | None
+    """The spec's queue name; Layout.queue gives the name in use (default streamline-<feed>)."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How landed files become batches, and when one needs attention (`batch` in a spec)."""
+
+    max_files: int
+    max_bytes: int
+    stuck_after_seconds: int
+    landing_stale_after_seconds: int
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ class Feed:
     raw: TableRef
     mart: TableRef
     copy: CopyOptions
+    batch: BatchSettings
     transform: Transform
     checks: tuple[Check, ...]
     trigger: Trigger
@@ -134,17 +146,19 @@ class Feed:
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
 
+    @property
+    def layout(self) -> Layout:
+        """Every name derived from this feed: lake keys, warehouse objects, AWS resources."""
+        from streamline.layout import Layout
+
+        return Layout.of(self)
+
     def column(self, name: str) -> Column:
         """The column called name (KeyError when absent)."""
         for column in self.columns:
             if column.name == name:
                 return column
         raise KeyError(name)
-
-
-def aws_name(feed: str) -> str:
-    """Name of a feed's AWS resources (Firehose stream, default SQS queue): streamline-<feed>."""
-    return f"streamline-{feed.replace('_', '-')}"
 
 
 def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
@@ -184,6 +198,7 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
         raw=TableRef(**data["raw"]),
         mart=TableRef(**data["mart"]),
         copy=CopyOptions(**data["copy"]),
+        batch=BatchSettings(**data["batch"]),
         transform=Transform(
             template=data["transform"]["template"], params=data["transform"]["params"]
         ),
@@ -192,7 +207,7 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
             mode=trigger["mode"],
             poll_interval_seconds=trigger["poll_interval_seconds"],
             timeout_seconds=trigger["timeout_seconds"],
-            queue=trigger.get("queue") or aws_name(data["feed"]),
+            queue=trigger.get("queue"),
         ),
         dag=DagSettings(
             dag_id=dag.get("dag_id") or data["feed"],

@@ -1,8 +1,8 @@
 """Render a feed's SQL from the Jinja templates: pure functions, model in, SQL text out.
 
 Two template layers are kept apart. Spec values are filled in here; the batch id stays the
-Airflow expression RUNTIME_BATCH_ID unless a batch id is given, so the output is exactly what a
-run executes.
+Airflow expression RUNTIME_BATCH_ID unless a batch id is given, and the batch's file list and the
+step's start time always stay Airflow expressions, so the output is exactly what a run executes.
 """
 
 from __future__ import annotations
@@ -17,14 +17,27 @@ from typing import Any
 
 import jinja2
 
-from streamline.batches import RUNTIME_BATCH_ID, check_batch_id
+from streamline.batches import check_batch_id
+from streamline.layout import (
+    LEDGER_COLUMNS,
+    MART_LINEAGE,
+    PROCESSING,
+    RAW_LINEAGE,
+    RUNTIME_BATCH_ID,
+    RUNTIME_COPY_FILES,
+)
 from streamline.model import Feed, TableRef
 from streamline.project import Project
 
 STEPS = ("ddl", "load", "transform", "check")
 """Rendered steps; load, transform and check are DAG tasks, ddl is run when provisioning."""
 
-_IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*\Z")
+_TRANSACTION_RE = re.compile(
+    r"^\s*(BEGIN|COMMIT|ROLLBACK|START\s+TRANSACTION)\b", re.IGNORECASE | re.MULTILINE
+)
+STEP_STARTED = "{{ ti.start_date.isoformat() }}"
+"""Airflow expression for when the running task started (UTC, ISO 8601), kept in rendered SQL."""
 _LAKE_URL_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
 
 
@@ -66,26 +79,25 @@ def quote_table(table: TableRef) -> str:
     return ".".join(quote_identifier(p) for p in (table.database, table.schema, table.table))
 
 
-def quote_literal(value: str | int | float | bool | None) -> str:
-    """The one way a value enters SQL: an escaped Snowflake string literal (or a bare number)."""
+def quote_literal(value: str | int | float | bool | None, *, runtime_value: bool = False) -> str:
+    """The one way a value enters SQL: an escaped Snowflake string literal (or a bare number).
+
+    Template markers are refused in values rendered into SQL files (Airflow would render them
+    again); runtime_value=True is for values substituted at run time, which are not re-rendered.
+    String literal escapes: https://docs.snowflake.com/en/sql-reference/data-types-text#escape-sequences-in-single-quoted-string-constants
+    """
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int | float):
         return repr(value)
-    if any(mark in value for mark in ("{{", "{%", "{#")):
+    if not runtime_value and any(mark in value for mark in ("{{", "{%", "{#")):
         raise ValueError(f"template markers are not allowed in SQL values: {value!r}")
     escaped = (
         value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
     )
     return f"'{escaped}'"
-
-
-def object_name(feed: Feed, suffix: str) -> str:
-    """Quoted name of a per-feed object (file format, stage) in the raw table's schema."""
-    table = TableRef(feed.raw.database, feed.raw.schema, f"{feed.feed}_{suffix}")
-    return quote_table(table)
 
 
 @cache
@@ -144,14 +156,24 @@ def render_feed(
 
 
 def _render_step(env: jinja2.Environment, feed: Feed, step: str, context: dict[str, Any]) -> str:
-    name = (
-        f"transforms/{feed.transform.template}.sql.j2" if step == "transform" else f"{step}.sql.j2"
-    )
+    if step == "transform":
+        # The transform template renders the statements; transform.sql.j2 runs them in one
+        # transaction with the step's ledger update, so the template must not open or end one.
+        body = _render_transform(env, feed, context)
+        if match := _TRANSACTION_RE.search(body):
+            raise TemplateProblem(
+                "template",
+                f"template '{feed.transform.template}' has a {match[1].upper()} statement",
+                "the transform step runs the template inside its own transaction; remove it",
+            )
+        return env.get_template("transform.sql.j2").render({**context, "transform_sql": body})
+    return env.get_template(f"{step}.sql.j2").render(context)
+
+
+def _render_transform(env: jinja2.Environment, feed: Feed, context: dict[str, Any]) -> str:
     try:
-        template = env.get_template(name)
+        template = env.get_template(f"transforms/{feed.transform.template}.sql.j2")
     except jinja2.TemplateNotFound:
-        if step != "transform":
-            raise
         available = sorted(
             p.name.removesuffix(".sql.j2")
             for p in (Path(env.loader.searchpath[0]) / "transforms").glob("*.sql.j2")  # type: ignore[union-attr]
@@ -164,8 +186,6 @@ def _render_step(env: jinja2.Environment, feed: Feed, step: str, context: dict[s
     try:
         return template.render(context)
     except jinja2.UndefinedError as exc:
-        if step != "transform":
-            raise
         raise TemplateProblem(
             "params",
             f"template '{feed.transform.template}' needs a value that is not set: {exc.message}",
@@ -184,17 +204,30 @@ def _context(
             raise ValueError(f"feed {feed.feed!r} references unknown feed {ref.feed!r}")
         references.append({"ref": ref, "mart": target.mart, "name": f"references__{ref.column}"})
     runtime = batch == RUNTIME_BATCH_ID
+    layout = feed.layout
+    owned = {c.name: quote_identifier(c.name) for c in (*RAW_LINEAGE, *MART_LINEAGE)}
+    owned.update({c.name: quote_identifier(c.name) for c in LEDGER_COLUMNS})
     return {
         "feed": feed,
+        "layout": layout,
         "columns": feed.columns,
         "key": feed.key,
         "non_key_columns": [c for c in feed.columns if c.name not in feed.key],
         "params": feed.transform.params,
         "references": references,
         "settings": settings,
-        "file_format": object_name(feed, "csv_format"),
-        "stage": object_name(feed, "stage"),
+        # StreamLine's own columns (lineage, ledger), quoted: col.batch_id is "BATCH_ID".
+        "col": owned,
+        "raw_lineage": RAW_LINEAGE,
+        "mart_lineage": MART_LINEAGE,
+        "ledger_columns": LEDGER_COLUMNS,
+        "file_format": quote_table(layout.file_format),
+        "stage": quote_table(layout.stage),
+        "ledger": quote_table(layout.ledger),
         # A run-time batch id is an Airflow expression: quoting happens around it, not through it.
         "batch_literal": f"'{batch}'" if runtime else quote_literal(batch),
-        "batch_path": f"processing/{batch}/{feed.source.prefix}/",
+        "batch_path": layout.lake.folder(PROCESSING, batch),
+        # The claim task quotes each file name with quote_literal before it reaches the XCom.
+        "copy_files": RUNTIME_COPY_FILES,
+        "step_started": f"'{STEP_STARTED}'",
     }

@@ -15,8 +15,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from streamline.errors import SpecError, UsageError, json_path
+from streamline.layout import LEDGER_TABLE, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
-from streamline.model import LINEAGE_COLUMNS, Feed, aws_name, build_feed
+from streamline.model import Feed, build_feed
 from streamline.project import Project, load_schema
 from streamline.schema import (
     IDENTIFIER_HINT,
@@ -181,11 +182,11 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
                 f"duplicate column '{name}'",
                 f"'{name}' is first defined at line {first_line}",
             )
-        elif name in LINEAGE_COLUMNS:
+        elif name in RESERVED_COLUMNS:
             err(
                 ["columns", index, "name"],
                 f"'{name}' is a column StreamLine adds itself",
-                f"rename it; reserved: {', '.join(LINEAGE_COLUMNS)}",
+                f"rename it; reserved: {', '.join(RESERVED_COLUMNS)}",
             )
         columns.setdefault(name, column)
         problem = snowflake_type_problem(column["type"])
@@ -214,6 +215,19 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
         need(["references", index, "column"], ref["column"])
     for index, check in enumerate(data["checks"]):
         _check_check(check, ["checks", index], need, err)
+    for table in ("raw", "mart"):
+        if data[table]["table"] == LEDGER_TABLE:
+            err(
+                [table, "table"],
+                f"'{LEDGER_TABLE}' is the name of StreamLine's batch ledger",
+                "give the table another name",
+            )
+    if data["trigger"]["mode"] == "poll" and data["dag"]["max_active_runs"] > 1:
+        err(
+            ["dag", "max_active_runs"],
+            "a poll-mode feed runs one DAG run at a time (Airflow's continuous schedule)",
+            "set max_active_runs: 1, or use trigger.mode: event for concurrent runs",
+        )
     if _dotted(data["raw"]) == _dotted(data["mart"]):
         err(
             ["mart"],

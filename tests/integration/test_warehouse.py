@@ -17,15 +17,17 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
+from types import SimpleNamespace
 from typing import Any
 
+import jinja2
 import pytest
 from snowflake.connector.errors import IntegrityError, ProgrammingError
 from snowflake.connector.util_text import split_statements
 
 from streamline.model import Feed
 from streamline.project import find_project
-from streamline.rendering import RenderSettings, render_feed
+from streamline.rendering import RenderSettings, quote_literal, render_feed
 from streamline.validation import validate_paths
 from streamline_edge import FakeClock, iter_events
 
@@ -52,6 +54,7 @@ class Pipeline:
         self.bucket = self.database.replace("_", "-")
         self.feeds = [self._isolated(feed) for feed in feeds]
         self.s3, self.conn = s3, conn
+        self.files: dict[tuple[str, str], list[str]] = {}
         s3.create_bucket(Bucket=self.bucket)
 
     def _isolated(self, feed: Feed) -> Feed:
@@ -64,9 +67,17 @@ class Pipeline:
         return dataclasses.replace(feed, copy=dataclasses.replace(feed.copy, **copy))
 
     def sql(self, name: str, batch: str = BATCH, **copy: Any) -> dict[str, str]:
+        """Each step's SQL as a run executes it: the run-time expressions rendered as Airflow
+        renders them, with the claim task's file list of the batch's files put so far."""
         settings = RenderSettings(lake_url=f"s3://{self.bucket}")
         feed = self.feed(name, **copy)
-        return render_feed(self.project, feed, self.feeds, batch_id=batch, settings=settings)
+        rendered = render_feed(self.project, feed, self.feeds, batch_id=batch, settings=settings)
+        files = ", ".join(quote_literal(f) for f in self.files.get((name, batch), []))
+        ti = SimpleNamespace(
+            start_date=datetime.now(UTC),
+            xcom_pull=lambda task_ids, key: {"batch_id": batch, "copy_files": files}[key],
+        )
+        return {step: jinja2.Template(sql).render(ti=ti) for step, sql in rendered.items()}
 
     def run(self, sql: str, conn: Any = None) -> list[list[tuple[Any, ...]]]:
         """Run each statement as Airflow's SnowflakeHook does: split, one execute each."""
@@ -81,6 +92,7 @@ class Pipeline:
     def put(self, name: str, file: str, lines: Sequence[str], batch: str = BATCH) -> str:
         key = f"processing/{batch}/{name}/2026/01/01/00/{file}"
         self.s3.put_object(Bucket=self.bucket, Key=key, Body="".join(lines).encode())
+        self.files.setdefault((name, batch), []).append(f"2026/01/01/00/{file}")
         return key
 
     def rows(self, query: str) -> list[dict[str, Any]]:
@@ -299,6 +311,7 @@ def test_gzipped_files_load_and_force_false_skips_loaded_files(pipeline: Pipelin
     line = order("ord_1", "placed", "2026-01-01 00:00:01.000")
     key = f"processing/{BATCH}/orders/2026/01/01/00/a.gz"
     pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=gzip.compress(line.encode()))
+    pipeline.files[("orders", BATCH)] = ["2026/01/01/00/a.gz"]
     copy = pipeline.run(pipeline.sql("orders")["load"])[2]
     assert copy[0][1:4] == ("LOADED", 1, 1)
     unforced = pipeline.sql("orders")["load"].replace("FORCE = TRUE", "FORCE = FALSE")
@@ -375,3 +388,17 @@ def test_install_refuses_another_fakesnow_version(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(compat.importlib.metadata, "version", lambda name: "0.13.0")
     with pytest.raises(compat.CompatError, match=r"bridges fakesnow 0\.12\.1, but fakesnow 0\.13"):
         compat.install(s3_endpoint_url="http://127.0.0.1:9")
+
+
+def test_the_load_reads_only_the_files_its_claim_named(pipeline: Pipeline) -> None:
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
+    stray = f"processing/{BATCH}/orders/2026/01/01/00/stray"  # in the folder, not in the claim
+    body = order("ord_2", "placed", "2026-01-01 00:00:01.000").encode()
+    pipeline.s3.put_object(Bucket=pipeline.bucket, Key=stray, Body=body)
+    copy = pipeline.run(pipeline.sql("orders")["load"])[2]
+    assert [row[0].rsplit("/", 1)[1] for row in copy] == ["a"]
+    assert pipeline.count('"RAW"."ORDERS"') == 1
+    pipeline.files[("orders", BATCH)].append("2026/01/01/00/gone")  # named, but not there
+    with pytest.raises(ProgrammingError, match="was not found"):
+        pipeline.run(pipeline.sql("orders")["load"])
+    pipeline.run("ROLLBACK")

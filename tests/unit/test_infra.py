@@ -31,7 +31,6 @@ from streamline.infra import (
     public_key_body,
     render_snowflake_setup,
     render_tfvars,
-    stream_name,
     tfvars_path,
 )
 from streamline.model import Feed
@@ -217,8 +216,8 @@ def test_feed_variables_follow_the_specs(project: Project, feeds: list[Feed]) ->
     for feed in feeds:
         entry = variables[feed.feed]
         assert entry["prefix"] == feed.source.prefix
-        assert entry["queue_name"] == feed.trigger.queue
-        assert entry["dlq_name"] == f"{feed.trigger.queue}-dlq"
+        assert entry["queue_name"] == feed.layout.queue == f"streamline-{feed.feed}"
+        assert entry["dlq_name"] == feed.layout.dead_letter_queue == f"{feed.layout.queue}-dlq"
         # The name the local stack gives the stream (framework/streamline/local/stack.py).
         assert entry["stream_name"] == f"streamline-{feed.feed.replace('_', '-')}"
         assert entry["raw_table"] == feed.raw.dotted
@@ -229,7 +228,10 @@ def test_feeds_variable_type_matches_the_generated_keys(
     hcl: dict[str, Any], project: Project, feeds: list[Feed]
 ) -> None:
     declared = hcl["variable"]["feeds"]["type"]
-    generated = next(iter(feed_variables(feeds, project.root)["feeds"].values()))
+    variables = feed_variables(feeds, project.root)
+    for name in variables:
+        assert name in hcl["variable"], f"infra/variables.tf does not declare {name}"
+    generated = next(iter(variables["feeds"].values()))
     for key in generated:
         assert re.search(rf"\b{key}\s*=", declared), f"variable feeds does not declare {key}"
     assert len(re.findall(r"\b\w+\s*=\s*string", declared)) == len(generated)
@@ -376,7 +378,8 @@ def test_storage_integration_role_trusts_only_snowflake_with_external_id(
     read = _statement(hcl, "snowflake", "ReadLoadableZones")
     assert read["actions"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert "local.snowflake_zones" in read["resources"]
-    assert hcl["locals"]["snowflake_zones"] == ["processing", "processed"]
+    assert hcl["locals"]["snowflake_zones"] == "${var.snowflake_zones}"
+    assert feed_variables([], ROOT)["snowflake_zones"] == ["processing", "processed"]
     listing = _statement(hcl, "snowflake", "ListLoadableZones")
     assert listing["condition"][0]["variable"] == "s3:prefix"
     assert "local.snowflake_zones" in listing["condition"][0]["values"]
@@ -390,7 +393,9 @@ def test_mwaa_role_is_scoped_to_its_buckets_zones_queues_and_secrets(
     zones = _statement(hcl, "mwaa", "ReadWriteDeleteLakeZones")
     assert "local.lake_zones" in zones["resources"]
     assert "${local.lake_bucket_arn}/${zone}/*" in zones["resources"]
-    assert hcl["locals"]["lake_zones"] == ["landing", "processing", "processed"]
+    assert hcl["locals"]["lake_zones"] == "${var.lake_zones}"
+    zones = feed_variables([], ROOT)["lake_zones"]
+    assert zones == ["landing", "processing", "processed", "quarantine", "claims"]
 
     dags = _statement(hcl, "mwaa", "ReadDagBucket")
     assert dags["actions"] == ["s3:GetObject", "s3:GetObjectVersion"]  # read only
@@ -577,7 +582,8 @@ def test_snowflake_setup_parses(project: Project, feeds: list[Feed], with_ddl: b
     kinds = [type(s).__name__ for s in statements]
     assert kinds.count("Copy") == 0 and kinds.count("Merge") == 0
     create_tables = [s for s in statements if isinstance(s, exp.Create) and s.kind == "TABLE"]
-    assert len(create_tables) == (2 * len(feeds) if with_ddl else 0)
+    # raw, mart, and the batch ledger of the raw schema (IF NOT EXISTS: once per feed is fine)
+    assert len(create_tables) == (3 * len(feeds) if with_ddl else 0)
 
 
 def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Feed]) -> None:
@@ -595,7 +601,10 @@ def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Fe
     assert not any(
         re.search(r"\b(CREATE|OWNERSHIP|ALL PRIVILEGES|TRUNCATE)\b", line) for line in loader
     ), "the loader role may create, own or truncate nothing"
-    assert 'GRANT SELECT, INSERT, DELETE ON FUTURE TABLES IN SCHEMA "STREAMLINE"."RAW"' in sql
+    # raw: DELETE + COPY of a batch; UPDATE for the batch ledger, which lives there
+    assert (
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON FUTURE TABLES IN SCHEMA "STREAMLINE"."RAW"' in sql
+    )
     assert (
         'GRANT SELECT, INSERT, UPDATE, DELETE ON FUTURE TABLES IN SCHEMA "STREAMLINE"."MART"' in sql
     )
@@ -658,8 +667,8 @@ def test_infra_sql_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_stream_name_matches_the_local_stack(feeds: list[Feed]) -> None:
     source = (ROOT / "framework" / "streamline" / "local" / "stack.py").read_text()
-    assert "name = aws_name(feed.feed)" in source  # the stack names streams as infra does
-    assert all(stream_name(f) == f"streamline-{f.feed.replace('_', '-')}" for f in feeds)
+    assert "name = layout.firehose_stream" in source  # the stack names streams as infra does
+    assert all(f.layout.firehose_stream == f"streamline-{f.feed.replace('_', '-')}" for f in feeds)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""Claiming and finalizing batches in the lake (moto in-process: no server, no network)."""
+"""Claiming and finalizing batches in the lake, with faults injected (moto in-process, no network).
+
+Each test ends by checking the invariant the pipeline lives by: every landed object is in exactly
+one place, and in at most one batch.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,11 +17,15 @@ import pytest
 from moto import mock_aws
 
 from streamline import lake
-from streamline.batches import batch_id_for, check_batch_id
+from streamline.batches import batch_id_for, batch_time, check_batch_id, format_batch_id
 from streamline.errors import BatchError
+from streamline.lake import CopyResult, Limits
+from streamline.layout import LakeLayout
 
 BUCKET = "lake"
-BATCH = "20260101T000000Z"
+BATCH = "20260101T000000.000000Z"
+LATER = "20260101T000001.000000Z"
+LAYOUT = LakeLayout("orders")
 
 
 @pytest.fixture
@@ -35,14 +44,43 @@ def put(s3: Any, key: str, body: bytes = b"a,b\n1,2\n") -> None:
 
 
 def keys(s3: Any, prefix: str = "") -> list[str]:
-    return [o["key"] for o in lake.list_keys(s3, BUCKET, prefix)]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def data_keys(s3: Any, prefix: str = "") -> list[str]:
+    """Objects that are data: not manifests, registers or folder markers."""
+    return [
+        k
+        for k in keys(s3, prefix)
+        if not k.endswith(("/", ".manifest.json")) and not k.startswith("claims/")
+    ]
+
+
+def register(s3: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=LAYOUT.claims)["Body"].read()
+    )
+    return body
+
+
+def assert_each_object_once(s3: Any, names: list[str]) -> None:
+    """Every landed object sits in exactly one place in the lake (by its file name)."""
+    found = Counter(k.rsplit("/", 1)[-1] for k in data_keys(s3))
+    assert {n: found[n] for n in names} == dict.fromkeys(names, 1), found
+
+
+def loaded(*names: str) -> list[CopyResult]:
+    return [
+        CopyResult(f"s3://{BUCKET}/processing/{BATCH}/orders/{n}", "LOADED", 1, 1, 0) for n in names
+    ]
 
 
 def test_claim_moves_landing_files_and_writes_a_manifest(s3: Any) -> None:
     put(s3, "landing/orders/2026/01/01/00/f1")
     put(s3, "landing/orders/2026/01/01/00/f2", b"x" * 10)
     put(s3, "landing/orders_eu/other")  # a sibling prefix is not ours
-    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
     assert manifest is not None and len(manifest.files) == 2
     assert keys(s3, "landing/") == ["landing/orders_eu/other"]
     assert keys(s3, f"processing/{BATCH}/orders/") == [
@@ -53,7 +91,9 @@ def test_claim_moves_landing_files_and_writes_a_manifest(s3: Any) -> None:
         s3.get_object(Bucket=BUCKET, Key=f"processing/{BATCH}/orders.manifest.json")["Body"].read()
     )
     assert body["file_count"] == 2 and body["total_bytes"] == 8 + 10
-    assert all(len(f["etag"]) == 32 for f in body["files"])
+    assert body["run_id"] == "run-1"
+    assert all(len(f["etag"]) == 32 and f["outcome"] == "claimed" for f in body["files"])
+    assert list(register(s3)["batches"]) == [BATCH]
 
 
 def test_claim_with_nothing_landed_makes_no_batch(s3: Any) -> None:
@@ -61,63 +101,259 @@ def test_claim_with_nothing_landed_makes_no_batch(s3: Any) -> None:
     assert keys(s3) == []
 
 
+def test_a_folder_marker_is_neither_data_nor_a_batch(s3: Any) -> None:
+    put(s3, "landing/orders/", b"")  # what the S3 console's "Create folder" makes
+    assert not lake.has_claimable(s3, BUCKET, LAYOUT)
+    assert lake.claim(s3, BUCKET, "orders", "orders", BATCH) is None
+    assert keys(s3) == ["landing/orders/"]  # left alone
+
+
+def test_zero_byte_objects_are_set_aside_and_recorded(s3: Any) -> None:
+    put(s3, "landing/orders/empty", b"")
+    put(s3, "landing/orders/f1")
+    assert lake.has_claimable(s3, BUCKET, LAYOUT)
+    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    assert manifest is not None
+    assert [e.relative_key for e in manifest.load_files] == ["f1"]
+    assert [(e.relative_key, e.reason) for e in manifest.empty_files] == [
+        ("empty", lake.EMPTY_OBJECT)
+    ]
+    assert keys(s3, "quarantine/") == [f"quarantine/{BATCH}/orders/empty"]
+    assert not lake.has_claimable(s3, BUCKET, LAYOUT)  # they do not wake the sensor again
+    done = lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"))
+    assert [(e.relative_key, e.outcome) for e in done.files] == [
+        ("f1", "loaded"),
+        ("empty", "quarantined"),
+    ]
+    assert keys(s3, "quarantine/") == [f"quarantine/{BATCH}/orders/empty"]
+
+
 def test_a_retried_claim_reuses_the_batch_and_ignores_new_arrivals(s3: Any) -> None:
     put(s3, "landing/orders/f1")
-    first = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    first = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
     put(s3, "landing/orders/f2")  # lands after the claim: belongs to the next batch
-    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
     assert again == first
     assert keys(s3, "landing/") == ["landing/orders/f2"]
+
+
+def test_another_run_with_the_same_batch_id_is_refused(s3: Any) -> None:
+    put(s3, "landing/orders/f1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    with pytest.raises(BatchError, match="belongs to DAG run run-1"):
+        lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2")
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"))
+    put(s3, "landing/orders/f2")
+    with pytest.raises(BatchError, match="was used before, by DAG run run-1"):
+        lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2")
+    assert keys(s3, "landing/") == ["landing/orders/f2"]  # nothing taken
+
+
+def test_runs_in_the_same_second_get_their_own_batches(s3: Any) -> None:
+    start = dt.datetime(2026, 1, 1, 10, 0, 0, 100000, tzinfo=dt.UTC)
+    first_id, second_id = (format_batch_id(start + dt.timedelta(seconds=s)) for s in (0, 0.5))
+    assert first_id != second_id and first_id[:15] == second_id[:15]
+    put(s3, "landing/orders/f1")
+    first = lake.claim(s3, BUCKET, "orders", "orders", first_id, "run-1")
+    put(s3, "landing/orders/f2")  # lands between the two runs
+    second = lake.claim(s3, BUCKET, "orders", "orders", second_id, "run-2")
+    assert first is not None and second is not None
+    assert [e.relative_key for e in first.files] == ["f1"]
+    assert [e.relative_key for e in second.files] == ["f2"]
+    assert keys(s3, "landing/") == []
 
 
 def test_an_interrupted_claim_is_finished_by_the_retry(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    put(s3, "landing/orders/f1")
-    put(s3, "landing/orders/f2")
-    real_move = lake._move
-    calls = {"n": 0}
+    for n in range(5):
+        put(s3, f"landing/orders/f{n}")
+    real_copy = lake.copy_object
 
-    def flaky(client: Any, bucket: str, sources: tuple[str, ...], target: str) -> None:
-        calls["n"] += 1
-        if sources[0].endswith("f2"):
+    def flaky(client: Any, bucket: str, source: str, target: str, size: int) -> None:
+        if source.endswith(("f1", "f3")):
             raise ConnectionError("network blip")
-        real_move(client, bucket, sources, target)
+        real_copy(client, bucket, source, target, size)
 
-    monkeypatch.setattr(lake, "_move", flaky)
-    with pytest.raises(ConnectionError):
-        lake.claim(s3, BUCKET, "orders", "orders", BATCH)
-    monkeypatch.setattr(lake, "_move", real_move)
-    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
-    assert manifest is not None and len(manifest.files) == 2
+    monkeypatch.setattr(lake, "copy_object", flaky)
+    with pytest.raises(BatchError, match="2 of 5 objects failed") as info:
+        lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    assert "landing/orders/f1" in str(info.value) and "network blip" in str(info.value)
+    # One failed move did not stop the others.
+    assert keys(s3, "landing/") == ["landing/orders/f1", "landing/orders/f3"]
+    monkeypatch.setattr(lake, "copy_object", real_copy)
+    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    assert manifest is not None and len(manifest.files) == 5
     assert keys(s3, "landing/") == []
-    assert len(keys(s3, f"processing/{BATCH}/orders/")) == 2
+    assert len(keys(s3, f"processing/{BATCH}/orders/")) == 5
+
+
+def test_a_stuck_claim_is_never_taken_over_and_a_reprocess_completes_it(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One object whose copy always fails (over the single-copy limit, or long throttling)."""
+    names = [f"f{n:03d}" for n in range(40)]
+    for name in names:
+        put(s3, f"landing/orders/{name}")
+    real_copy = lake.copy_object
+
+    def poison(client: Any, bucket: str, source: str, target: str, size: int) -> None:
+        if source.endswith("f017"):
+            raise OSError("SlowDown: please reduce your request rate")
+        real_copy(client, bucket, source, target, size)
+
+    monkeypatch.setattr(lake, "copy_object", poison)
+    for _attempt in range(2):  # the task's retries
+        with pytest.raises(BatchError, match="1 of 40 objects failed"):
+            lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    assert keys(s3, "landing/") == ["landing/orders/f017"]
+    # Later runs do not claim the stuck batch's file, and a new file still gets its own batch.
+    assert not lake.has_claimable(s3, BUCKET, LAYOUT)
+    assert lake.claim(s3, BUCKET, "orders", "orders", LATER, "run-2") is None
+    put(s3, "landing/orders/new")
+    later = lake.claim(s3, BUCKET, "orders", "orders", LATER, "run-2")
+    assert later is not None and [e.relative_key for e in later.files] == ["new"]
+    # The cause is fixed; a reprocess run takes the batch over and completes it.
+    monkeypatch.setattr(lake, "copy_object", real_copy)
+    resumed = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-3", reprocess=True)
+    assert resumed is not None and len(resumed.files) == 40 and resumed.run_id == "run-3"
+    assert keys(s3, "landing/") == []
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names))
+    assert len(data_keys(s3, f"processed/{BATCH}/")) == 40
+    assert_each_object_once(s3, [*names, "new"])
+
+
+def test_a_file_can_be_quarantined_by_a_reprocess(s3: Any) -> None:
+    put(s3, "landing/orders/good")
+    put(s3, "landing/orders/poison")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    manifest = lake.register_batch(
+        s3, BUCKET, "orders", LAYOUT, BATCH, "run-2", reprocess=True,
+        quarantine={"poison": "unreadable: truncated gzip"},
+    )  # fmt: skip
+    assert manifest is not None
+    lake.move_batch(s3, BUCKET, LAYOUT, manifest, finished=False)
+    assert [e.relative_key for e in manifest.load_files] == ["good"]
+    assert keys(s3, "quarantine/") == [f"quarantine/{BATCH}/orders/poison"]
+    done = lake.finalize(s3, BUCKET, "orders", BATCH, loaded("good"))
+    assert {e.relative_key: (e.outcome, e.reason) for e in done.files} == {
+        "good": ("loaded", None),
+        "poison": ("quarantined", "unreadable: truncated gzip"),
+    }
+    with pytest.raises(BatchError, match="no file 'nope'"):
+        lake.register_batch(
+            s3, BUCKET, "orders", LAYOUT, BATCH, "run-3", reprocess=True, quarantine={"nope": "x"}
+        )
 
 
 def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
     put(s3, "landing/orders/f1")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)
-    lake.finalize(s3, BUCKET, "orders", BATCH)
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"))
     assert keys(s3, "processing/") == []
     assert keys(s3, "processed/") == [
         f"processed/{BATCH}/orders.manifest.json",
         f"processed/{BATCH}/orders/f1",
     ]
+    assert register(s3)["batches"] == {}
     # Finalizing again (a retried task) changes nothing.
-    lake.finalize(s3, BUCKET, "orders", BATCH)
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"))
     assert len(keys(s3, "processed/")) == 2
 
 
-def test_reprocessing_a_finished_batch_moves_it_back(s3: Any) -> None:
-    put(s3, "landing/orders/f1")
+def test_an_interrupted_finalize_is_finished_by_the_retry(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"f{n}" for n in range(6)]
+    for name in names:
+        put(s3, f"landing/orders/{name}")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)
-    lake.finalize(s3, BUCKET, "orders", BATCH)
-    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    real_copy = lake.copy_object
+    monkeypatch.setattr(
+        lake,
+        "copy_object",
+        lambda c, b, s, t, n: (
+            (_ for _ in ()).throw(OSError("down")) if s.endswith("f4") else real_copy(c, b, s, t, n)
+        ),
+    )
+    with pytest.raises(BatchError):
+        lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names))
+    assert BATCH in register(s3)["batches"]  # still open
+    monkeypatch.setattr(lake, "copy_object", real_copy)
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names))
+    assert len(data_keys(s3, f"processed/{BATCH}/")) == 6
+    assert_each_object_once(s3, names)
+
+
+def test_files_the_copy_skipped_are_quarantined_or_returned_never_processed(s3: Any) -> None:
+    for name in ("ok", "bad", "late"):
+        put(s3, f"landing/orders/{name}")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    folder = f"s3://{BUCKET}/processing/{BATCH}/orders/"
+    results = [
+        CopyResult(folder + "ok", "LOADED", 1, 1, 0),
+        CopyResult(folder + "bad", "LOAD_FAILED", 1, 0, 1, "Numeric value 'x' is not recognized",
+                   1, '"ORDERS"["AMOUNT":5]'),
+    ]  # fmt: skip
+    done = lake.finalize(s3, BUCKET, "orders", BATCH, results)  # "late": past SIZE_LIMIT
+    outcomes = {e.relative_key: e.outcome for e in done.files}
+    assert outcomes == {"ok": "loaded", "bad": "quarantined", "late": "deferred"}
+    bad = next(e for e in done.files if e.relative_key == "bad")
+    assert "Numeric value 'x' is not recognized (line 1)" in (bad.reason or "")
+    assert '"ORDERS"["AMOUNT":5]' in (bad.reason or "")
+    assert data_keys(s3, "processed/") == [f"processed/{BATCH}/orders/ok"]
+    assert keys(s3, "quarantine/") == [f"quarantine/{BATCH}/orders/bad"]
+    assert keys(s3, "landing/") == ["landing/orders/late"]
+    # The returned file is claimable again, by the next batch.
+    assert lake.has_claimable(s3, BUCKET, LAYOUT)
+    later = lake.claim(s3, BUCKET, "orders", "orders", LATER)
+    assert later is not None and [e.relative_key for e in later.files] == ["late"]
+    assert_each_object_once(s3, ["ok", "bad", "late"])
+
+
+def test_reprocessing_a_finished_batch_moves_its_loaded_files_back(s3: Any) -> None:
+    put(s3, "landing/orders/f1")
+    put(s3, "landing/orders/f2")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"))  # f2: deferred, back in landing
+    manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2", reprocess=True)
     assert manifest is not None and [e.relative_key for e in manifest.files] == ["f1"]
-    assert keys(s3, "processed/") == []
-    assert keys(s3, f"processing/{BATCH}/") == [
-        f"processing/{BATCH}/orders.manifest.json",
-        f"processing/{BATCH}/orders/f1",
+    assert data_keys(s3, "processed/") == []
+    assert data_keys(s3, f"processing/{BATCH}/") == [f"processing/{BATCH}/orders/f1"]
+    assert keys(s3, "landing/") == ["landing/orders/f2"]
+
+
+def test_a_cleared_run_reprocesses_its_own_finished_batch(s3: Any) -> None:
+    put(s3, "landing/orders/f1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"))
+    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")  # same run, cleared
+    assert again is not None and [e.relative_key for e in again.files] == ["f1"]
+
+
+def test_reprocessing_an_unknown_batch_fails_clearly(s3: Any) -> None:
+    with pytest.raises(BatchError, match="no batch"):
+        lake.claim(s3, BUCKET, "orders", "orders", BATCH, reprocess=True)
+    assert not lake.batch_exists(s3, BUCKET, LAYOUT, BATCH)
+
+
+def test_a_batch_claimed_before_the_register_can_be_finalized_and_reprocessed(s3: Any) -> None:
+    """Manifests of earlier versions: no outcomes, no run id, no register entry."""
+    old = "20251231T235959Z"
+    legacy = {
+        "feed": "orders", "batch_id": old, "prefix": "orders", "file_count": 1,
+        "total_bytes": 8, "files": [
+            {"landing_key": "landing/orders/f1", "relative_key": "f1", "size": 8, "etag": "x"}
+        ],
+    }  # fmt: skip
+    put(s3, f"processing/{old}/orders.manifest.json", json.dumps(legacy).encode())
+    put(s3, f"processing/{old}/orders/f1")
+    assert lake.batch_exists(s3, BUCKET, LAYOUT, old)
+    done = lake.finalize(s3, BUCKET, "orders", old)
+    assert [e.outcome for e in done.files] == ["loaded"]
+    again = lake.claim(s3, BUCKET, "orders", "orders", old, "run-9", reprocess=True)
+    assert again is not None and data_keys(s3, f"processing/{old}/") == [
+        f"processing/{old}/orders/f1"
     ]
 
 
@@ -126,64 +362,86 @@ def test_finalize_without_a_batch_fails_clearly(s3: Any) -> None:
         lake.finalize(s3, BUCKET, "orders", BATCH)
 
 
-class FakeTaskInstance:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-    def xcom_pull(self, task_ids: str, key: str) -> Any:
-        return self.xcom.get(key)
-
-
-class FakeDagRun:
-    def __init__(self, conf: dict[str, Any] | None = None) -> None:
-        self.conf = conf or {}
-        self.run_after = dt.datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=dt.UTC)
-        self.logical_date = None
-
-
-def test_task_callables_share_the_batch_id_through_xcom(
-    s3: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_LAKE_TEST",
-        json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
-    )
-    put(s3, "landing/orders/f1")
-    ti = FakeTaskInstance()
-    context = {"ti": ti, "dag_run": FakeDagRun(), "params": {"batch_id": None}}
-    claimed = lake.claim_batch("orders", BUCKET, "orders", "lake_test", **context)
-    assert claimed == {"batch_id": "20260304T050607Z", "files": 1, "bytes": 8}
-    assert ti.xcom["batch_id"] == "20260304T050607Z"
-    done = lake.finalize_batch("orders", BUCKET, "orders", "lake_test", **context)
-    assert done["files"] == 1
-    assert keys(s3, "processed/20260304T050607Z/orders/") == [
-        "processed/20260304T050607Z/orders/f1"
+def test_select_batch_takes_arrival_order_and_a_large_file_alone() -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    objects = [
+        lake.LandedObject("landing/o/b", 5, "e", t0 + dt.timedelta(seconds=1)),
+        lake.LandedObject("landing/o/a", 5, "e", t0 + dt.timedelta(seconds=2)),
+        lake.LandedObject("landing/o/huge", 500, "e", t0),
+        lake.LandedObject("landing/o/owned", 5, "e", t0),
     ]
+    picked = lake.select_batch(objects, {"landing/o/owned"}, Limits(max_files=5, max_bytes=100))
+    assert [o.key for o in picked] == ["landing/o/huge"]  # first to arrive, alone: over the cap
+    rest = lake.select_batch(objects[:2], set(), Limits(max_files=5, max_bytes=100))
+    assert [o.key for o in rest] == ["landing/o/b", "landing/o/a"]
 
 
-def test_claim_task_skips_when_nothing_landed(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk.exceptions import AirflowSkipException
+def test_large_objects_move_with_a_multipart_copy(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lake, "MULTIPART_COPY_THRESHOLD", 5 * 1024**2)
+    monkeypatch.setattr(lake, "MULTIPART_CHUNK_BYTES", 5 * 1024**2)
+    big = bytes(range(256)) * (12 * 1024**2 // 256)  # 12 MiB: three parts
+    put(s3, "landing/orders/big", big)
+    calls = Counter[str]()
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    assert calls["UploadPartCopy"] == 3 and calls["CopyObject"] == 0
+    body = s3.get_object(Bucket=BUCKET, Key=f"processing/{BATCH}/orders/big")["Body"].read()
+    assert body == big
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_LAKE_TEST",
-        json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
-    )
-    context = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
-    with pytest.raises(AirflowSkipException):
-        lake.claim_batch("orders", BUCKET, "orders", "lake_test", **context)
+
+def test_copy_results_are_read_from_the_load_steps_xcom() -> None:
+    xcom = [
+        [["Statement executed successfully."]],
+        [[3]],
+        [
+            ["s3://l/processing/B/o/f1", "LOADED", 2, 2, 2, 0, None, None, None, None],
+            ["s3://l/processing/B/o/f2", "LOAD_FAILED", 1, 0, 1, 1, "bad", 1, 3, '"T"["A":1]'],
+        ],
+        [[1, 0]],
+    ]
+    results = lake.copy_results({"__classname__": "builtins.list", "__data__": xcom})
+    assert [(r.file, r.status, r.rows_parsed, r.errors_seen) for r in results] == [
+        ("s3://l/processing/B/o/f1", "LOADED", 2, 0),
+        ("s3://l/processing/B/o/f2", "LOAD_FAILED", 1, 1),
+    ]
+    assert results[1].first_error_column_name == '"T"["A":1]'
 
 
 def test_batch_ids() -> None:
-    when = dt.datetime(2026, 1, 1, 1, 2, 3, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert batch_id_for(when) == "20251231T230203Z"
-    assert batch_id_for(when, {"batch_id": "20200101T000000Z"}) == "20200101T000000Z"
-    for bad in ["20200101", "20201301T000000Z", "x'; drop", "20200101T000000z"]:
+    when = dt.datetime(2026, 1, 1, 1, 2, 3, 456789, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert batch_id_for(when) == "20251231T230203.456789Z"
+    assert batch_time("20251231T230203.456789Z") == when
+    assert batch_id_for(when, {"batch_id": "20200101T000000Z"}) == "20200101T000000Z"  # old form
+    assert sorted([batch_id_for(when + dt.timedelta(microseconds=n)) for n in (9, 1, 5)]) == [
+        batch_id_for(when + dt.timedelta(microseconds=n)) for n in (1, 5, 9)
+    ]
+    for bad in ["20200101", "20201301T000000Z", "x'; drop", "20200101T000000z",
+                "20200101T000000.12Z", "20200101T000000.000000Z\n"]:  # fmt: skip
         with pytest.raises(BatchError):
             check_batch_id(bad)
     with pytest.raises(BatchError):
         batch_id_for(dt.datetime(2026, 1, 1))
     with pytest.raises(BatchError):
         batch_id_for(when, {"batch_id": "../../etc"})
+
+
+def test_a_backlog_of_1000_objects_becomes_five_batches_of_200(s3: Any) -> None:
+    names = [f"f{n:04d}" for n in range(1000)]
+    for name in names:
+        put(s3, f"landing/orders/{name}", b"x\n")
+    batches = []
+    for number in range(6):
+        batch_id = f"20260101T0000{number:02d}.000000Z"
+        manifest = lake.claim(s3, BUCKET, "orders", "orders", batch_id, f"run-{number}",
+                              limits=Limits(max_files=200))  # fmt: skip
+        if manifest is None:
+            break
+        files = [e.relative_key for e in manifest.files]
+        batches.append(files)
+        done = [CopyResult(f"s3://{BUCKET}/processing/{batch_id}/orders/{n}", "LOADED", 1, 1, 0)
+                for n in files]  # fmt: skip
+        lake.finalize(s3, BUCKET, "orders", batch_id, done)
+    assert [len(b) for b in batches] == [200] * 5
+    assert [n for b in batches for n in b] == names  # arrival order, each once
+    assert keys(s3, "landing/") == [] and keys(s3, "processing/") == []
+    assert_each_object_once(s3, names)

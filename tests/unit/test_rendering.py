@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 from pathlib import Path
 
+import jinja2
 import pytest
 import sqlglot
 from sqlglot import exp
 
-from streamline.batches import RUNTIME_BATCH_ID
+from streamline.layout import RUNTIME_BATCH_ID, RUNTIME_COPY_FILES
 from streamline.model import Feed, TableRef
 from streamline.project import Project, find_project
 from streamline.rendering import (
@@ -24,7 +26,22 @@ from streamline.rendering import (
 )
 from streamline.validation import validate_paths
 
-BATCH = "20260101T000000Z"
+BATCH = "20260101T000000.000000Z"
+
+
+class FakeTaskInstance:
+    """What the rendered SQL reads of Airflow's `ti` when a run renders it."""
+
+    start_date = dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
+
+    def xcom_pull(self, task_ids: str, key: str) -> str:
+        assert task_ids == "claim"
+        return {"batch_id": BATCH, "copy_files": "'f1', 'sub/f2'"}[key]
+
+
+def as_run(sql: str) -> str:
+    """The SQL as a run executes it: Airflow renders its template expressions with the task's ti."""
+    return jinja2.Template(sql, keep_trailing_newline=True).render(ti=FakeTaskInstance())
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +60,17 @@ def _feed(feeds: list[Feed], name: str) -> Feed:
     return next(f for f in feeds if f.feed == name)
 
 
+def _with_transform(project: Project, feed: Feed, folder: Path, text: str) -> tuple[Project, Feed]:
+    """A copy of the project's templates with transforms/custom.sql.j2, and feed using it."""
+    templates = folder / "templates"
+    shutil.copytree(project.templates_dir, templates)
+    (templates / "transforms" / "custom.sql.j2").write_text(text)
+    custom = dataclasses.replace(
+        feed, transform=dataclasses.replace(feed.transform, template="custom")
+    )
+    return dataclasses.replace(project, templates_dir=templates), custom
+
+
 @pytest.mark.parametrize("name", ["customers", "orders"])
 @pytest.mark.parametrize("step", STEPS)
 def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step: str) -> None:  # type: ignore[no-untyped-def]
@@ -51,9 +79,9 @@ def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step
 
 
 EXPECTED_STATEMENTS = {
-    "ddl": ["Create"] * 7,
-    "load": ["Transaction", "Delete", "Copy", "Commit"],
-    "transform": ["Merge"],
+    "ddl": ["Create"] * 8,
+    "load": ["Transaction", "Delete", "Copy", "Update", "Commit"],
+    "transform": ["Transaction", "Merge", "Update", "Commit"],
     "check": ["Select"],
 }
 
@@ -62,8 +90,8 @@ EXPECTED_STATEMENTS = {
 def test_every_statement_parses_as_snowflake(
     project: Project, feeds: list[Feed], name: str
 ) -> None:
-    for step, sql in render_feed(project, _feed(feeds, name), feeds, batch_id=BATCH).items():
-        statements = [s for s in sqlglot.parse(sql, read="snowflake") if s is not None]
+    for step, sql in render_feed(project, _feed(feeds, name), feeds).items():
+        statements = [s for s in sqlglot.parse(as_run(sql), read="snowflake") if s is not None]
         kinds = [type(s).__name__ for s in statements]
         assert kinds == EXPECTED_STATEMENTS[step], (step, kinds)
         # A statement sqlglot could not understand would come back as an opaque Command.
@@ -72,7 +100,7 @@ def test_every_statement_parses_as_snowflake(
 
 def test_batch_id_is_substituted_everywhere(project: Project, feeds: list[Feed]) -> None:
     rendered = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH)
-    assert "xcom_pull" not in "".join(rendered.values())
+    assert RUNTIME_BATCH_ID not in "".join(rendered.values())
     load = rendered["load"]
     assert f'DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = \'{BATCH}\'' in load
     assert f"/processing/{BATCH}/orders/" in load
@@ -84,6 +112,47 @@ def test_runtime_expression_stays_literal(project: Project, feeds: list[Feed]) -
     load = render_feed(project, _feed(feeds, "orders"), feeds, steps=["load"])["load"]
     assert f"'{RUNTIME_BATCH_ID}'" in load
     assert f"/processing/{RUNTIME_BATCH_ID}/orders/" in load
+    assert f"FILES = ({RUNTIME_COPY_FILES})" in load
+
+
+def test_the_load_reads_exactly_the_claimed_files(project: Project, feeds: list[Feed]) -> None:
+    load = as_run(render_feed(project, _feed(feeds, "orders"), feeds, steps=["load"])["load"])
+    copy = next(s for s in sqlglot.parse(load, read="snowflake") if isinstance(s, exp.Copy))
+    files = next(p for p in copy.args["params"] if p.this.name == "FILES")
+    assert [e.name for e in files.expression.expressions] == ["f1", "sub/f2"]
+
+
+@pytest.mark.parametrize(("step", "status"), [("load", "loaded"), ("transform", "transformed")])
+def test_sql_steps_update_the_ledger_inside_their_transaction(
+    project: Project, feeds: list[Feed], step: str, status: str
+) -> None:
+    sql = as_run(render_feed(project, _feed(feeds, "orders"), feeds, steps=[step])[step])
+    statements = [s for s in sqlglot.parse(sql, read="snowflake") if s is not None]
+    update = statements[-2]
+    assert isinstance(update, exp.Update) and isinstance(statements[-1], exp.Commit)
+    assert update.this.name == "STREAMLINE_BATCHES"
+    sets = {e.this.name: e.expression.sql("snowflake") for e in update.expressions}
+    assert sets["STATUS"] == f"'{status}'"
+    assert sets["FAILED_STEP"] == "NULL"
+    where = update.args["where"].sql("snowflake")
+    assert "\"FEED\" = 'orders'" in where and f"\"BATCH_ID\" = '{BATCH}'" in where
+
+
+def test_a_transform_template_may_not_manage_the_transaction(
+    project: Project, feeds: list[Feed], tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(project.templates_dir, templates)
+    (templates / "transforms" / "own_tx.sql.j2").write_text(
+        "BEGIN;\nDELETE FROM {{ feed.mart | table }};\nCOMMIT;\n"
+    )
+    feed = _feed(feeds, "orders")
+    own = dataclasses.replace(
+        feed, transform=dataclasses.replace(feed.transform, template="own_tx")
+    )
+    with pytest.raises(TemplateProblem, match="BEGIN statement") as info:
+        render_feed(dataclasses.replace(project, templates_dir=templates), own, feeds)
+    assert info.value.field == "template"
 
 
 def test_load_is_one_transaction_that_replaces_the_batch(
@@ -92,7 +161,7 @@ def test_load_is_one_transaction_that_replaces_the_batch(
     load = render_feed(project, _feed(feeds, "orders"), feeds, batch_id=BATCH, steps=["load"])[
         "load"
     ]
-    statements = [s for s in sqlglot.parse(load, read="snowflake") if s is not None]
+    statements = [s for s in sqlglot.parse(as_run(load), read="snowflake") if s is not None]
     assert isinstance(statements[0], exp.Transaction)
     assert isinstance(statements[1], exp.Delete)
     assert isinstance(statements[-1], exp.Commit)
@@ -140,9 +209,9 @@ def test_append_template_renders_and_parses(project: Project, feeds: list[Feed])
     append = dataclasses.replace(
         feed, transform=dataclasses.replace(feed.transform, template="append")
     )
-    sql = render_feed(project, append, feeds, batch_id=BATCH, steps=["transform"])["transform"]
-    kinds = [type(s).__name__ for s in sqlglot.parse(sql, read="snowflake") if s is not None]
-    assert kinds == ["Transaction", "Delete", "Insert", "Commit"]
+    sql = render_feed(project, append, feeds, steps=["transform"])["transform"]
+    kinds = [type(s).__name__ for s in sqlglot.parse(as_run(sql), read="snowflake") if s]
+    assert kinds == ["Transaction", "Delete", "Insert", "Update", "Commit"]
 
 
 @pytest.mark.parametrize(
@@ -186,15 +255,11 @@ def test_quote_identifier() -> None:
 def test_undefined_param_through_a_filter_is_a_template_problem(
     project: Project, feeds: list[Feed], tmp_path: Path
 ) -> None:
-    templates = tmp_path / "templates"
-    shutil.copytree(project.templates_dir, templates)
-    (templates / "transforms" / "filtered.sql.j2").write_text(
-        "SELECT {{ params.missing_column | ident }} FROM {{ feed.raw | table }};\n"
-    )
-    custom = dataclasses.replace(project, templates_dir=templates)
-    feed = _feed(feeds, "orders")
-    filtered = dataclasses.replace(
-        feed, transform=dataclasses.replace(feed.transform, template="filtered")
+    custom, filtered = _with_transform(
+        project,
+        _feed(feeds, "orders"),
+        tmp_path,
+        "SELECT {{ params.missing_column | ident }} FROM {{ feed.raw | table }};\n",
     )
     with pytest.raises(TemplateProblem) as info:
         render_feed(custom, filtered, feeds, steps=["transform"])

@@ -10,7 +10,8 @@ can, and names it:
    DATE_FORMAT, ENCODING, ERROR_ON_COLUMN_COUNT_MISMATCH and TRIM_SPACE; converts values without
    Snowflake's errors; and takes FORCE = FALSE for TRUE. `_copy_into` lists and downloads the
    files with boto3 (here about 4x faster than DuckDB reading through an fsspec filesystem),
-   parses them with DuckDB's read_csv and applies Snowflake's rules.
+   exactly those a FILES list names when it has one (a missing one is an error, as in
+   Snowflake), parses them with DuckDB's read_csv and applies Snowflake's rules.
 2. CHAR(n): fakesnow records lengths of VARCHAR only, so COPY could not enforce CHAR's.
 3. COPY ... FROM (SELECT ... FROM @db.schema.stage) in a session without a current database:
    fakesnow takes the stage for a table missing its database and refuses the statement.
@@ -282,6 +283,7 @@ class _Copy:
     size_limit: int = 0
     truncate: bool = False
     force: bool = False
+    files: tuple[str, ...] | None = None  # FILES = (...): names relative to the FROM location
 
 
 class _Column(NamedTuple):
@@ -378,6 +380,9 @@ def _copy_options(
             options["truncate"] = (text == "TRUE") != (name == "ENFORCE_LENGTH")
         elif name == "FORCE":
             options["force"] = text == "TRUE"
+        elif name == "FILES" and isinstance(value, exp.Tuple | exp.Paren | exp.Literal):
+            names = value.expressions if isinstance(value, exp.Tuple) else [value.unnest()]
+            options["files"] = tuple(item.name for item in names)
         else:
             raise NotImplementedError(f"COPY option {param.sql(dialect='snowflake')}")
     file_format = {**_CSV_DEFAULTS, **file_format}
@@ -432,6 +437,12 @@ def _files(
         for key, size in objects
         if not key.endswith("/")
     ]
+    if copy.files is not None:  # FILES: exactly these, named relative to the FROM location
+        by_name = {file.key[len(prefix) :]: file for file in files}
+        if missing := [name for name in copy.files if name not in by_name]:
+            msg = f"Remote file 's3://{bucket}/{prefix}{missing[0]}' was not found."
+            raise ProgrammingError(msg=msg, errno=91016, sqlstate="22000")
+        files = [by_name[name] for name in dict.fromkeys(copy.files)]
     if not copy.force:  # Snowflake skips files this table has loaded (for 64 days)
         history = duck_conn.execute(
             f"SELECT FILE_NAME FROM {_q(where[0])}._fs_information_schema._fs_load_history "

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from streamline.errors import StreamlineError
-from streamline.model import Feed, aws_name
+from streamline.layout import ZONES
+from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import RenderSettings, render_feed
 
@@ -37,7 +38,6 @@ BUCKET = "streamline-lake"
 SECRET_PREFIX = "airflow/connections"
 SNOWFLAKE_CONN_ID = "streamline_snowflake"
 AWS_CONN_ID = "streamline_aws"
-ZONES = ("landing/", "processing/", "processed/")
 START_TIMEOUT = 60.0
 
 
@@ -168,6 +168,35 @@ class Stack:
         self.processes.clear()
 
 
+STACK_FILE = "stack.json"
+"""Written into a running `streamline up`'s workdir: how `streamline status --local` and
+`streamline reprocess --local` reach its lake, warehouse and API server."""
+_CLIENT_ENV = ("AIRFLOW_CONN_", "AIRFLOW__SECRETS__", "AIRFLOW_VAR_", "AWS_", "REQUESTS_CA_BUNDLE")
+
+
+def write_stack_file(workdir: Path, env: dict[str, str], api_url: str | None) -> Path:
+    """Record how to reach a running local stack (local-only credentials; no real secret)."""
+    client_env = {k: v for k, v in env.items() if k.startswith(_CLIENT_ENV)}
+    body = {"pid": os.getpid(), "api_url": api_url, "env": client_env}
+    path = workdir / STACK_FILE
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_stack_file(workdir: Path) -> dict[str, Any]:
+    """The stack file of a running `streamline up` in workdir; StackError when there is none."""
+    path = workdir / STACK_FILE
+    try:
+        body: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(body["pid"]), 0)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StackError(
+            f"no running `streamline up` in {workdir} ({path}: {exc}); start one, or point "
+            "--local at its --workdir"
+        ) from None
+    return body
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Terminate a child process by PID, then kill it if it does not exit in time."""
     if process.poll() is not None:
@@ -260,28 +289,29 @@ def provision(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
     """Create what production's infrastructure would, for these feeds, in the local stack."""
     s3 = stack.boto3_client("s3")
     s3.create_bucket(Bucket=stack.bucket)
-    for zone in ZONES:
-        s3.put_object(Bucket=stack.bucket, Key=zone, Body=b"")
+    for zone in ZONES:  # folder markers, as the S3 console makes them; never claimed
+        s3.put_object(Bucket=stack.bucket, Key=f"{zone}/", Body=b"")
     firehose = stack.boto3_client("firehose")
     sqs = stack.boto3_client("sqs")
     role = f"arn:aws:iam::{ACCOUNT_ID}:role/streamline-firehose"
     notifications = []
     for feed in feeds:
-        name = aws_name(feed.feed)
+        layout = feed.layout
+        name = layout.firehose_stream
         firehose.create_delivery_stream(
             DeliveryStreamName=name,
             DeliveryStreamType="DirectPut",
             ExtendedS3DestinationConfiguration={
                 "RoleARN": role,
                 "BucketARN": f"arn:aws:s3:::{stack.bucket}",
-                "Prefix": f"landing/{feed.source.prefix}/",
-                "ErrorOutputPrefix": f"errors/{feed.source.prefix}/",
+                "Prefix": layout.lake.landing,
+                "ErrorOutputPrefix": layout.lake.errors,
                 "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
                 "CompressionFormat": "UNCOMPRESSED",
             },
         )
         stack.streams[feed.feed] = name
-        queue_url = sqs.create_queue(QueueName=feed.trigger.queue)["QueueUrl"]
+        queue_url = sqs.create_queue(QueueName=layout.queue)["QueueUrl"]
         stack.queues[feed.feed] = queue_url
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
         notifications.append(
@@ -289,11 +319,7 @@ def provision(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
                 "QueueArn": arn["Attributes"]["QueueArn"],
                 "Events": ["s3:ObjectCreated:*"],
                 "Filter": {
-                    "Key": {
-                        "FilterRules": [
-                            {"Name": "prefix", "Value": f"landing/{feed.source.prefix}/"}
-                        ]
-                    }
+                    "Key": {"FilterRules": [{"Name": "prefix", "Value": layout.lake.landing}]}
                 },
             }
         )

@@ -35,7 +35,14 @@ from rich.table import Table
 
 from streamline.errors import StreamlineError
 from streamline.generation import generate
-from streamline.local.stack import Stack, embedded_stack, firehose_config, free_port, provision
+from streamline.local.stack import (
+    Stack,
+    embedded_stack,
+    firehose_config,
+    free_port,
+    provision,
+    write_stack_file,
+)
 from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import RenderSettings, quote_identifier, quote_literal, quote_table
@@ -55,7 +62,7 @@ PRELOAD = (
     "airflow.sdk.execution_time.task_runner",
     "airflow.dag_processing.dagbag",
     "airflow.providers.amazon.aws.hooks.s3",
-    "airflow.providers.amazon.aws.sensors.s3",
+    "airflow.providers.standard.sensors.python",
     "airflow.providers.amazon.aws.secrets.secrets_manager",
     "airflow.providers.common.sql.operators.sql",
     "airflow.providers.snowflake.hooks.snowflake",
@@ -64,6 +71,8 @@ PRELOAD = (
     "dagfactory",
     "streamline.dagloader",
     "streamline.lake",
+    "streamline.ledger",
+    "streamline.tasks",
 )
 """Modules every task process needs, imported once by the LocalExecutor's forkserver."""
 
@@ -677,6 +686,7 @@ def _run(
             for name in COMPONENTS:
                 children.start(name, component_argv(name, port), env, logs / f"{name}.log")
             modes = {f.feed: f.trigger.mode for f in feeds}
+            write_stack_file(workdir, env, base_url)
             _print_endpoints(console, stack, workdir, base_url, modes)
             if not wait_healthy(base_url, children, stopping) or not _wait_dags(
                 monitor, children, stopping
@@ -773,6 +783,7 @@ def _print_endpoints(
         "logs": f"{workdir / 'logs'}  (one per component; task logs in logs/tasks)",
         "batches": str(workdir / "batches.jsonl"),
         "pids": str(workdir / "pids.json"),
+        "status": f"uv run streamline status --local {workdir}",
     }
     for name, value in rows.items():
         console.print(f"  [bold]{name:<12}[/] {value}", highlight=False)

@@ -2,8 +2,9 @@
 
 `python -m streamline.local.worker` is started by the local runtime with the stack's environment.
 It watches the feed's landing prefix and starts a DAG run (`dag.test()`: the real operators, hooks
-and connectors, in this process) as soon as objects land, much as event mode wakes the DAG from its
-queue. Each finished run is appended as one JSON line to the results file.
+and connectors, in this process) as soon as objects land that no open batch owns, much as event
+mode wakes the DAG from its queue. Each finished run is appended as one JSON line to the results
+file. `--once` and `--reprocess ID` run once and exit; `--serve` runs once per line on stdin.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamline.batches import batch_id_for
+from streamline.layout import CLAIM_TASK, XCOM_BATCH_ID, LakeLayout
 
 IDLE_POLL_SECONDS = 0.25
-
-
-def _landing_has_files(s3: Any, bucket: str, prefix: str) -> bool:
-    page = s3.list_objects_v2(Bucket=bucket, Prefix=f"landing/{prefix}/", MaxKeys=1)
-    return bool(page.get("KeyCount"))
 
 
 def _task_times(dag_run: Any) -> dict[str, dict[str, str | None]]:
@@ -37,42 +33,41 @@ def _task_times(dag_run: Any) -> dict[str, dict[str, str | None]]:
     return times
 
 
-def _plain(value: Any) -> Any:
-    """Undo Airflow's XCom serialization envelopes ({"__classname__": ..., "__data__": ...})."""
-    if isinstance(value, dict) and "__data__" in value:
-        return _plain(value["__data__"])
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _copy_results(dag_run: Any) -> dict[str, int]:
-    """Files, rows parsed, loaded and rejected by the load step's COPY (from its XCom result)."""
+def _xcom(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
+    """An XCom value of the run, as stored by Airflow (JSON), decoded."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    totals = {"files": 0, "rows_parsed": 0, "rows_loaded": 0, "errors_seen": 0}
     with create_session() as session:
         stored = (
             session.query(XComModel.value)
             .filter(
                 XComModel.dag_id == dag_run.dag_id,
                 XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == "load",
-                XComModel.key == "return_value",
+                XComModel.task_id == task_id,
+                XComModel.key == key,
             )
             .scalar()
         )
-    value = _plain(json.loads(stored) if isinstance(stored, str | bytes) else stored)
-    for statement in value or []:
-        for record in statement or []:
-            # COPY result: (file, status, rows_parsed, rows_loaded, error_limit, errors_seen, ...)
-            if isinstance(record, list) and len(record) >= 6 and isinstance(record[2], int):
-                totals["files"] += 1
-                totals["rows_parsed"] += int(record[2])
-                totals["rows_loaded"] += int(record[3])
-                totals["errors_seen"] += int(record[5] or 0)
-    return totals
+    if isinstance(stored, str | bytes):
+        try:
+            return json.loads(stored)
+        except ValueError:  # a plain string value
+            return stored.decode() if isinstance(stored, bytes) else stored
+    return stored
+
+
+def _copy_results(dag_run: Any) -> dict[str, int]:
+    """Files, rows parsed, loaded and rejected by the load step's COPY (from its XCom result)."""
+    from streamline.lake import copy_results
+
+    results = copy_results(_xcom(dag_run, "load"))
+    return {
+        "files": len(results),
+        "rows_parsed": sum(r.rows_parsed for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "errors_seen": sum(r.errors_seen for r in results),
+    }
 
 
 def warm_up(dag: Any, bucket: str) -> None:
@@ -83,24 +78,34 @@ def warm_up(dag: Any, bucket: str) -> None:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
-    S3Hook(aws_conn_id=dag.get_task("detect").aws_conn_id).get_conn().list_objects_v2(
-        Bucket=bucket, MaxKeys=1
-    )
+    aws_conn_id = dag.get_task("detect").op_kwargs["aws_conn_id"]
+    S3Hook(aws_conn_id=aws_conn_id).get_conn().list_objects_v2(Bucket=bucket, MaxKeys=1)
     SnowflakeHook(snowflake_conn_id=dag.get_task("load").conn_id).get_first("SELECT 1")
+    # dag.test() runs tasks through Airflow's task runner and execution API, in process: their
+    # modules take about 7 s to import and the API's app about 3 s to build the first time.
+    import airflow.sdk.execution_time.supervisor
+    import airflow.sdk.execution_time.task_runner  # noqa: F401
+    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+    _ = InProcessExecutionAPI().app
 
 
 def run_once(dag: Any, conf: dict[str, Any] | None = None) -> dict[str, Any]:
     """One DAG run now; a summary of what it did."""
     started = dt.datetime.now(dt.UTC)
-    dag_run = dag.test(run_after=started, run_conf=conf)
+    # dag.test() runs the tasks in this process, where merging a run's conf into the params sets
+    # the value of the DAG's own Param objects: the next run of this process would inherit a
+    # reprocess batch_id. Naming the param in every run's conf resets it.
+    dag_run = dag.test(run_after=started, run_conf={"batch_id": None, **(conf or {})})
     ended = dt.datetime.now(dt.UTC)
     tasks = _task_times(dag_run)
-    claim = tasks.get("claim", {})
+    claim = tasks.get(CLAIM_TASK, {})
+    batch_id = _xcom(dag_run, CLAIM_TASK, XCOM_BATCH_ID)
     return {
         "dag_id": dag.dag_id,
         "run_id": dag_run.run_id,
         "state": str(dag_run.state),
-        "batch_id": batch_id_for(started, conf),
+        "batch_id": str(batch_id) if batch_id else None,
         "claimed": claim.get("state") == "success",
         "started": started.isoformat(),
         "ended": ended.isoformat(),
@@ -120,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-file", type=Path, help="stop once this exists and landing is empty")
     parser.add_argument("--reprocess", help="run once for this batch id, then exit")
     parser.add_argument("--once", action="store_true", help="run once now, files or not, then exit")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help='warm up, then run once per line read on stdin ({"conf": {...} or null}) until EOF',
+    )
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--ready-file", type=Path, help="touched once warmed up and watching")
     args = parser.parse_args(argv)
@@ -132,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DAG {args.dag_id} not found; import errors: {bag.import_errors}", file=sys.stderr)
         return 1
     dag = bag.dags[args.dag_id]
+    from streamline.lake import has_claimable
+
     s3 = boto3.client("s3")
+    layout = LakeLayout(args.prefix)
     failures = 0
     with args.results.open("a", encoding="utf-8") as results:
 
@@ -147,9 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(dag, args.bucket)
         if args.ready_file:
             args.ready_file.touch()
+        if args.serve:
+            # One process for many runs: Airflow's imports and its in-process execution API are
+            # paid once (about 20 s here), not per run.
+            for line in sys.stdin:
+                if line.strip():
+                    record(run_once(dag, json.loads(line).get("conf") or None))
+            return 0
         deadline = time.monotonic() + args.max_seconds
         while time.monotonic() < deadline:
-            if _landing_has_files(s3, args.bucket, args.prefix):
+            if has_claimable(s3, args.bucket, layout):
                 summary = run_once(dag)
                 failures += summary["state"] != "success"
                 record(summary)

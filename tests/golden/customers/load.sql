@@ -23,8 +23,18 @@ FROM (
     '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, CURRENT_TIMESTAMP()
   FROM @"STREAMLINE"."RAW"."CUSTOMERS_STAGE"/processing/{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}/customers/
 )
+FILES = ({{ ti.xcom_pull(task_ids="claim", key="copy_files") }})
 FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."CUSTOMERS_CSV_FORMAT"')
 ON_ERROR = ABORT_STATEMENT
 TRUNCATECOLUMNS = FALSE
 FORCE = TRUE;
+UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
+  "STATUS" = 'loaded',
+  "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
+  "LOADED_AT" = CURRENT_TIMESTAMP(),
+  "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}'),
+  "FAILED_STEP" = NULL,
+  "ERROR" = NULL,
+  "UPDATED_AT" = CURRENT_TIMESTAMP()
+WHERE "FEED" = 'customers' AND "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}';
 COMMIT;

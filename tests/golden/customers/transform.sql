@@ -1,3 +1,5 @@
+-- StreamLine transform for feed customers: templates/transforms/merge_latest.sql.j2 and the ledger, in one transaction.
+BEGIN;
 -- StreamLine transform merge_latest for feed customers: upsert the latest row per key.
 MERGE INTO "STREAMLINE"."MART"."CUSTOMERS" AS t
 USING (
@@ -47,3 +49,12 @@ WHEN NOT MATCHED THEN INSERT (
   s."UPDATED_AT",
   s."BATCH_ID", CURRENT_TIMESTAMP()
 );
+UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
+  "STATUS" = 'transformed',
+  "TRANSFORM_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
+  "TRANSFORMED_AT" = CURRENT_TIMESTAMP(),
+  "FAILED_STEP" = NULL,
+  "ERROR" = NULL,
+  "UPDATED_AT" = CURRENT_TIMESTAMP()
+WHERE "FEED" = 'customers' AND "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}';
+COMMIT;

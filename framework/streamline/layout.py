@@ -1,0 +1,210 @@
+"""Every name StreamLine derives for a feed, in one place.
+
+Lake keys per zone, the claims register and batch manifests, warehouse object names (file format,
+stage, batch ledger), AWS resource names, the lineage and bookkeeping columns, and the claim
+task's XCom address are derived here and nowhere else. Templates, DAG config, the lake callables,
+infra and the local runtime read them from a feed's `Layout`; validation reserves exactly the
+column and table names defined here.
+
+The lake (one S3 bucket):
+
+    landing/<prefix>/...                        Firehose writes here
+    claims/<prefix>.json                        the feed's claims register: its open batches
+    processing/<BATCH_ID>/<prefix>/...          a claimed batch's files, read by COPY
+    processing/<BATCH_ID>/<prefix>.manifest.json
+    processed/<BATCH_ID>/<prefix>/...           a published batch's loaded files
+    processed/<BATCH_ID>/<prefix>.manifest.json every file of the batch and its outcome
+    quarantine/<BATCH_ID>/<prefix>/...          objects set aside: zero-byte, skipped by COPY
+    errors/<prefix>/...                         Firehose's failed deliveries
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from streamline.model import TableRef
+
+if TYPE_CHECKING:
+    from streamline.model import Feed
+
+LANDING, PROCESSING, PROCESSED, QUARANTINE = "landing", "processing", "processed", "quarantine"
+ZONES = (LANDING, PROCESSING, PROCESSED, QUARANTINE)
+"""The lake zones files move between, in lifecycle order."""
+CLAIMS = "claims"
+"""Top-level folder of the claims registers (one small JSON object per feed)."""
+FIREHOSE_ERRORS = "errors"
+"""Where Firehose writes records it could not deliver (its ErrorOutputPrefix)."""
+STAGE_ZONES = (PROCESSING, PROCESSED)
+"""The zones Snowflake reads: COPY reads processing/; processed/ stays readable for audits."""
+
+BATCH_ID_TYPE = "VARCHAR(32)"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column StreamLine adds or keeps itself: name (lower case), Snowflake type, meaning."""
+
+    name: str
+    type: str
+    description: str
+    nullable: bool = True
+
+
+RAW_LINEAGE = (
+    Column("batch_id", BATCH_ID_TYPE, "the batch that loaded the row", nullable=False),
+    Column(
+        "source_file",
+        "VARCHAR(1024)",
+        "the file the row came from, relative to the stage (METADATA$FILENAME)",
+        nullable=False,
+    ),
+    Column(
+        "source_row_number",
+        "NUMBER(38,0)",
+        "the row's line in its file (METADATA$FILE_ROW_NUMBER)",
+        nullable=False,
+    ),
+    Column("loaded_at", "TIMESTAMP_LTZ(3)", "when the load step ran", nullable=False),
+)
+"""Columns after a feed's own in every raw table, in this order."""
+
+MART_LINEAGE = (
+    Column("batch_id", BATCH_ID_TYPE, "the batch that last changed the row", nullable=False),
+    Column("merged_at", "TIMESTAMP_LTZ(3)", "when the row was last changed", nullable=False),
+)
+"""Columns after a feed's own in every mart table, in this order."""
+
+RESERVED_COLUMNS = tuple(dict.fromkeys(c.name for c in (*RAW_LINEAGE, *MART_LINEAGE)))
+"""Column names a spec may not use: StreamLine adds them itself."""
+
+LEDGER_TABLE = "streamline_batches"
+"""The batch ledger's table name, in the raw table's database and schema."""
+
+LEDGER_STATUSES = ("claimed", "loaded", "transformed", "published", "empty", "failed")
+"""A batch's status in the ledger: claimed -> loaded -> transformed -> published; empty when it held
+only objects set aside; failed when a step failed for good (until a reprocess moves it on)."""
+FINISHED_STATUSES = ("published", "empty")
+
+LEDGER_COLUMNS = (
+    Column("feed", "VARCHAR(128)", "the feed", nullable=False),
+    Column("batch_id", BATCH_ID_TYPE, "the batch", nullable=False),
+    Column("dag_id", "VARCHAR(250)", "the feed's DAG"),
+    Column("run_id", "VARCHAR(250)", "the DAG run that last worked on the batch"),
+    Column("runs", "NUMBER(38,0)", "DAG runs that claimed the batch: 1, plus one per reprocess"),
+    Column("status", "VARCHAR(16)", "claimed, loaded, transformed, published, empty or failed"),
+    Column("failed_step", "VARCHAR(32)", "the task that failed (status failed, or retrying)"),
+    Column("error", "VARCHAR(4000)", "that task's error, first 4000 characters"),
+    Column("files", "NUMBER(38,0)", "data files claimed"),
+    Column("bytes", "NUMBER(38,0)", "their size in bytes"),
+    Column("empty_files", "NUMBER(38,0)", "zero-byte objects claimed and set aside"),
+    Column("files_loaded", "NUMBER(38,0)", "files COPY loaded (fully or, with continue, partly)"),
+    Column("files_skipped", "NUMBER(38,0)", "files COPY skipped or a reprocess set aside"),
+    Column("files_deferred", "NUMBER(38,0)", "files past SIZE_LIMIT: back in landing"),
+    Column("rows_parsed", "NUMBER(38,0)", "rows COPY read"),
+    Column("rows_loaded", "NUMBER(38,0)", "rows in raw for the batch"),
+    Column("rows_rejected", "NUMBER(38,0)", "rows COPY rejected (errors seen)"),
+    Column("checks", "VARIANT", "check name -> passed (true/false)"),
+    Column("claim_started_at", "TIMESTAMP_LTZ(3)", "when the claim step started"),
+    Column("claimed_at", "TIMESTAMP_LTZ(3)", "when the claims register took the batch"),
+    Column("load_started_at", "TIMESTAMP_LTZ(3)", "when the load step started"),
+    Column("loaded_at", "TIMESTAMP_LTZ(3)", "when it committed"),
+    Column("transform_started_at", "TIMESTAMP_LTZ(3)", "when the transform step started"),
+    Column("transformed_at", "TIMESTAMP_LTZ(3)", "when it committed"),
+    Column("checked_at", "TIMESTAMP_LTZ(3)", "when the checks had passed, or failed"),
+    Column("published_at", "TIMESTAMP_LTZ(3)", "when finalize had moved the files on"),
+    Column("failed_at", "TIMESTAMP_LTZ(3)", "when a step last failed"),
+    Column("updated_at", "TIMESTAMP_LTZ(3)", "when the row last changed", nullable=False),
+)
+"""The batch ledger: one row per feed and batch, written by the DAG's tasks."""
+
+CLAIM_TASK = "claim"
+XCOM_BATCH_ID = "batch_id"
+XCOM_COPY_FILES = "copy_files"
+"""XCom keys the claim task pushes: the batch id, and the batch's files as a SQL list of string
+literals (relative to the batch folder) for COPY's FILES option."""
+
+
+def xcom_expression(key: str) -> str:
+    """The Airflow template expression that reads one of the claim task's XComs."""
+    return '{{ ti.xcom_pull(task_ids="' + CLAIM_TASK + '", key="' + key + '") }}'
+
+
+RUNTIME_BATCH_ID = xcom_expression(XCOM_BATCH_ID)
+"""What rendered SQL carries until a run substitutes the claimed batch id."""
+RUNTIME_COPY_FILES = xcom_expression(XCOM_COPY_FILES)
+
+
+def aws_name(feed: str) -> str:
+    """Name of a feed's AWS resources (Firehose stream, default SQS queue): streamline-<feed>."""
+    return f"streamline-{feed.replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class LakeLayout:
+    """Keys of one feed's objects in the lake; prefix is the spec's source.prefix."""
+
+    prefix: str
+
+    @property
+    def landing(self) -> str:
+        """Folder Firehose writes the feed's files to: landing/<prefix>/."""
+        return f"{LANDING}/{self.prefix}/"
+
+    @property
+    def claims(self) -> str:
+        """The feed's claims register: which open batch owns which landed file."""
+        return f"{CLAIMS}/{self.prefix}.json"
+
+    @property
+    def errors(self) -> str:
+        """Firehose's error output prefix for the feed."""
+        return f"{FIREHOSE_ERRORS}/{self.prefix}/"
+
+    def folder(self, zone: str, batch_id: str) -> str:
+        """A batch's files in a zone: <zone>/<batch_id>/<prefix>/."""
+        return f"{zone}/{batch_id}/{self.prefix}/"
+
+    def manifest(self, zone: str, batch_id: str) -> str:
+        """A batch's manifest in a zone, beside (not inside) the folder COPY reads."""
+        return f"{zone}/{batch_id}/{self.prefix}.manifest.json"
+
+    def batch_of(self, key: str) -> str | None:
+        """The batch id of a manifest key of this feed (any zone), else None."""
+        zone, _, rest = key.partition("/")
+        batch_id, _, name = rest.partition("/")
+        return batch_id if zone in ZONES and name == f"{self.prefix}.manifest.json" else None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every derived name of one feed."""
+
+    feed: str
+    lake: LakeLayout
+    file_format: TableRef
+    stage: TableRef
+    ledger: TableRef
+    firehose_stream: str
+    queue: str
+    dead_letter_queue: str
+    landing_asset: str
+    queue_watcher: str
+
+    @classmethod
+    def of(cls, feed: Feed) -> Layout:
+        """The layout of a validated feed."""
+        schema = (feed.raw.database, feed.raw.schema)
+        queue = feed.trigger.queue or aws_name(feed.feed)
+        return cls(
+            feed=feed.feed,
+            lake=LakeLayout(feed.source.prefix),
+            file_format=TableRef(*schema, f"{feed.feed}_csv_format"),
+            stage=TableRef(*schema, f"{feed.feed}_stage"),
+            ledger=TableRef(*schema, LEDGER_TABLE),
+            firehose_stream=aws_name(feed.feed),
+            queue=queue,
+            dead_letter_queue=f"{queue}-dlq",
+            landing_asset=f"streamline_{feed.feed}_landing",
+            queue_watcher=f"streamline_{feed.feed}_queue",
+        )

@@ -1,0 +1,337 @@
+"""The Python steps of a feed's DAG: detect, claim, finalize, and the ledger's failure callbacks.
+
+Each runs inside an Airflow task with the provider hooks (S3Hook, SnowflakeHook), created when the
+task runs, never at parse time. The lake work is `streamline.lake`'s, the ledger's
+`streamline.ledger`'s; these functions tie them to a DAG run: its batch id, its conf, its XComs.
+
+A run's conf may carry `batch_id` (reprocess that batch) and `quarantine` (relative key -> reason:
+set those files of the batch aside instead of loading them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from streamline.batches import batch_id_for, check_batch_id
+from streamline.errors import BatchError
+from streamline.layout import (
+    CLAIM_TASK,
+    XCOM_BATCH_ID,
+    XCOM_COPY_FILES,
+    LakeLayout,
+)
+from streamline.ledger import record, record_claim
+from streamline.model import TableRef
+from streamline.rendering import quote_literal
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from streamline.ledger import Runner
+
+log = logging.getLogger(__name__)
+
+LOAD_TASK, CHECK_TASK, DETECT_TASK = "load", "check", "detect"
+
+
+def _skip(message: str) -> Exception:
+    try:
+        from airflow.sdk.exceptions import AirflowSkipException
+    except ImportError:  # Airflow 2.x (MWAA 2.10/2.11)
+        from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
+    return AirflowSkipException(message)
+
+
+def _s3_client(aws_conn_id: str) -> S3Client:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client: S3Client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
+    return client
+
+
+def _warehouse(snowflake_conn_id: str) -> Runner:
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    hook: Runner = SnowflakeHook(snowflake_conn_id=snowflake_conn_id)
+    return hook
+
+
+def _conf(context: dict[str, Any]) -> dict[str, Any]:
+    conf = dict(context["dag_run"].conf or {})
+    params = context.get("params") or {}
+    if not conf.get("batch_id") and params.get("batch_id"):
+        conf["batch_id"] = params["batch_id"]
+    return conf
+
+
+def run_batch_id(context: dict[str, Any]) -> str:
+    """The batch id of the task's DAG run: conf/param batch_id, else the run's run_after."""
+    dag_run = context["dag_run"]
+    when = getattr(dag_run, "run_after", None) or dag_run.logical_date
+    return batch_id_for(when, _conf(context))
+
+
+def _table(ledger: dict[str, str]) -> TableRef:
+    return TableRef(ledger["database"], ledger["schema"], ledger["table"])
+
+
+def detect_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any) -> bool:
+    """Task `detect` (a PythonSensor's poke): is there work for this run?
+
+    For a reprocess run: the batch exists. Otherwise: landing/<prefix>/ holds an object that no
+    open batch owns; folder markers (keys ending in /) are not data.
+    """
+    layout = LakeLayout(prefix)
+    s3 = _s3_client(aws_conn_id)
+    from streamline.lake import batch_exists, has_claimable
+
+    batch_id = _conf(context).get("batch_id")
+    if batch_id:
+        return batch_exists(s3, bucket, layout, check_batch_id(str(batch_id)))
+    return has_claimable(s3, bucket, layout)
+
+
+def claim_batch(
+    feed: str,
+    bucket: str,
+    prefix: str,
+    aws_conn_id: str,
+    snowflake_conn_id: str,
+    ledger: dict[str, str],
+    max_files: int,
+    max_bytes: int,
+    **context: Any,
+) -> dict[str, Any]:
+    """Task `claim`: commit the run's batch, record it in the ledger, move its files.
+
+    Skips the run when nothing landed, or when the batch held only zero-byte objects (set aside
+    to quarantine/ and recorded as an empty batch). Pushes the XComs `batch_id` and `copy_files`.
+    """
+    from streamline.lake import Limits, finalize, move_batch, register_batch
+
+    started = dt.datetime.now(dt.UTC)
+    ti, dag_run = context["ti"], context["dag_run"]
+    conf = _conf(context)
+    batch_id = run_batch_id(context)
+    layout = LakeLayout(prefix)
+    s3 = _s3_client(aws_conn_id)
+    quarantine = conf.get("quarantine") or {}
+    if not isinstance(quarantine, dict):
+        raise BatchError('conf "quarantine" must map file names (relative keys) to reasons')
+    table = _table(ledger)
+    warehouse = _warehouse(snowflake_conn_id)
+    if quarantine:
+        _check_quarantine(s3, bucket, layout, warehouse, table, feed, batch_id, set(quarantine))
+    manifest = register_batch(
+        s3,
+        bucket,
+        feed,
+        layout,
+        batch_id,
+        dag_run.run_id,
+        reprocess=bool(conf.get("batch_id")),
+        limits=Limits(max_files=max_files, max_bytes=max_bytes),
+        quarantine={str(k): str(v) for k, v in quarantine.items()},
+    )
+    if manifest is None:
+        raise _skip(f"no new files under s3://{bucket}/{layout.landing}")
+    # From here on the batch exists: a failure is recorded against it in the ledger.
+    ti.xcom_push(key=XCOM_BATCH_ID, value=batch_id)
+    record_claim(
+        warehouse,
+        table,
+        feed,
+        batch_id,
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        files=len(manifest.data_files),
+        bytes_=manifest.total_bytes,
+        empty_files=len(manifest.empty_files),
+        started=started,
+    )
+    move_batch(s3, bucket, layout, manifest, finished=False)
+    summary = {
+        "batch_id": batch_id,
+        "files": len(manifest.load_files),
+        "bytes": manifest.total_bytes,
+        "empty_files": len(manifest.empty_files),
+    }
+    if not manifest.load_files:
+        finalize(s3, bucket, prefix, batch_id, results=[])
+        now = dt.datetime.now(dt.UTC)
+        record(warehouse, table, feed, batch_id, {"status": "empty", "published_at": now})
+        raise _skip(
+            f"batch {batch_id} of {feed} holds no data: {len(manifest.files)} objects set aside "
+            f"in s3://{bucket}/{layout.folder('quarantine', batch_id)}"
+        )
+    files_sql = ", ".join(
+        quote_literal(e.relative_key, runtime_value=True) for e in manifest.load_files
+    )
+    ti.xcom_push(key=XCOM_COPY_FILES, value=files_sql)
+    log.info(
+        "claimed batch %s of %s: %d files, %d bytes, %d zero-byte objects set aside",
+        batch_id,
+        feed,
+        summary["files"],
+        summary["bytes"],
+        summary["empty_files"],
+    )
+    return summary
+
+
+def _check_quarantine(
+    s3: S3Client,
+    bucket: str,
+    layout: LakeLayout,
+    warehouse: Runner,
+    table: TableRef,
+    feed: str,
+    batch_id: str,
+    names: set[str],
+) -> None:
+    """Refuse to set files of a batch aside when their rows already went further than raw.
+
+    Rows a transform merged into the mart cannot be taken back out by reloading the batch, and a
+    batch left with no file to load would leave its raw rows in place.
+    """
+    from streamline.lake import batch_manifest
+    from streamline.ledger import read_batch
+
+    row = read_batch(warehouse, table, feed, batch_id)
+    if row is not None and row.transformed_at is not None:
+        raise BatchError(
+            f"batch {batch_id} of {feed} was merged into the mart at {row.transformed_at}: "
+            "setting its files aside now would leave their rows there; reprocess it without "
+            "quarantine, or remove its rows from the mart first"
+        )
+    manifest = batch_manifest(s3, bucket, layout, batch_id)
+    left = [e for e in manifest.load_files if e.relative_key not in names] if manifest else [1]
+    if not left and row is not None and row.loaded_at is not None:
+        raise BatchError(
+            f"batch {batch_id} of {feed} has rows in raw and every one of its files would be set "
+            "aside, leaving those rows behind; keep at least one file, or delete the batch's raw "
+            "rows first"
+        )
+
+
+def finalize_batch(
+    feed: str,
+    bucket: str,
+    prefix: str,
+    aws_conn_id: str,
+    snowflake_conn_id: str,
+    ledger: dict[str, str],
+    checks: Sequence[str],
+    **context: Any,
+) -> dict[str, Any]:
+    """Task `finalize`: move the batch on by each file's COPY outcome; record it published."""
+    from streamline.lake import DEFERRED, LOADED, QUARANTINED, copy_results, finalize
+
+    ti = context["ti"]
+    started = dt.datetime.now(dt.UTC)
+    batch_id = check_batch_id(ti.xcom_pull(task_ids=CLAIM_TASK, key=XCOM_BATCH_ID))
+    results = copy_results(ti.xcom_pull(task_ids=LOAD_TASK))
+    manifest = finalize(_s3_client(aws_conn_id), bucket, prefix, batch_id, results)
+    counts = {
+        "files_loaded": manifest.count(LOADED),
+        "files_skipped": manifest.count(QUARANTINED),
+        "files_deferred": manifest.count(DEFERRED),
+        "rows_parsed": sum(r.rows_parsed for r in results),
+        "rows_rejected": sum(r.errors_seen for r in results),
+    }
+    record(
+        _warehouse(snowflake_conn_id),
+        _table(ledger),
+        feed,
+        batch_id,
+        {
+            "status": "published",
+            **counts,
+            "checks": dict.fromkeys(checks, True),
+            "checked_at": started,
+            "published_at": dt.datetime.now(dt.UTC),
+            "failed_step": None,
+            "error": None,
+        },
+    )
+    for entry in manifest.data_files:
+        if entry.outcome in (QUARANTINED, DEFERRED):
+            log.warning("batch %s: %s %s: %s", batch_id, entry.relative_key, entry.outcome,
+                        entry.reason)  # fmt: skip
+    log.info("published batch %s of %s: %s", batch_id, feed, counts)
+    return {"batch_id": batch_id, **counts}
+
+
+def record_failure(
+    context: dict[str, Any],
+    *,
+    feed: str,
+    snowflake_conn_id: str,
+    ledger: dict[str, str],
+    final: bool = True,
+) -> None:
+    """on_failure_callback / on_retry_callback: record the failed step and its error.
+
+    With final (no retries left) the batch's status becomes failed; a retry keeps the status and
+    records the attempt's error. Runs without a batch (detect, or a claim that committed nothing)
+    record nothing. Airflow runs task callbacks after the task, in its process:
+    https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/logging-monitoring/callbacks.html
+    """
+    ti = context["ti"]
+    if ti.task_id == DETECT_TASK:
+        return
+    batch_id = ti.xcom_pull(task_ids=CLAIM_TASK, key=XCOM_BATCH_ID)
+    if not batch_id:
+        log.info("no batch was committed by this run: nothing to record in the ledger")
+        return
+    exception = context.get("exception")
+    error = f"{type(exception).__name__}: {exception}" if exception else "failed"
+    warehouse = _warehouse(snowflake_conn_id)
+    values: dict[str, Any] = {
+        "failed_step": ti.task_id,
+        "error": error,
+        "failed_at": dt.datetime.now(dt.UTC),
+        "run_id": context["dag_run"].run_id,
+    }
+    if ti.task_id == CHECK_TASK and final:
+        outcomes = _check_outcomes(context, warehouse)
+        if outcomes:
+            failed = [name for name, passed in outcomes.items() if not passed]
+            values["checks"] = outcomes
+            values["checked_at"] = values["failed_at"]
+            if failed:
+                values["error"] = f"checks failed: {', '.join(failed)}"
+    if final:
+        values["status"] = "failed"
+    try:
+        record(warehouse, _table(ledger), feed, check_batch_id(batch_id), values)
+    except Exception:  # the callback must not hide the task's own error
+        log.exception("could not record the failure of batch %s in the ledger", batch_id)
+
+
+def record_retry(context: dict[str, Any], **kwargs: Any) -> None:
+    """on_retry_callback: record_failure without marking the batch failed."""
+    record_failure(context, **{**kwargs, "final": False})
+
+
+def _check_outcomes(context: dict[str, Any], warehouse: Any) -> dict[str, bool] | None:
+    """Each check's result, by running the check step's rendered query again."""
+    sql = getattr(context.get("task"), "sql", None)
+    if not isinstance(sql, str):
+        return None
+    try:
+        conn = warehouse.get_conn()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone()
+            names = [d[0].lower() for d in cursor.description]
+        finally:
+            conn.close()
+    except Exception:
+        log.exception("could not re-run the checks to record their outcomes")
+        return None
+    return {name: bool(value) for name, value in zip(names, row or (), strict=False)}

@@ -1,0 +1,244 @@
+"""The batch ledger: its SQL against fakesnow in-process, and the task callables that write it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import sqlglot
+from moto import mock_aws
+from sqlglot import exp
+
+from streamline import ledger, tasks
+from streamline.errors import BatchError
+from streamline.layout import LEDGER_COLUMNS, LakeLayout
+from streamline.model import TableRef
+from streamline.rendering import quote_identifier, quote_table
+
+TABLE = TableRef("db", "raw", "streamline_batches")  # the warehouse fixture's (conftest.py)
+BATCH = "20260101T000000.000000Z"
+
+
+def rows(runner: ledger.ConnectionRunner) -> list[dict[str, Any]]:
+    names = [c.name for c in LEDGER_COLUMNS]
+    sql = f"SELECT {', '.join(map(quote_identifier, names))} FROM {quote_table(TABLE)}"
+    return [dict(zip(names, r, strict=True)) for r in runner.get_records(sql)]
+
+
+def test_upsert_sql_is_one_merge_keyed_by_feed_and_batch() -> None:
+    sql = ledger.upsert_sql(TABLE, ["status", "checks", "claimed_at"], count_run=True)
+    tree = sqlglot.parse_one(sql.replace("%(", ":").replace(")s", ""), read="snowflake")
+    assert isinstance(tree, exp.Merge)
+    assert 'ON t."FEED" = s."FEED" AND t."BATCH_ID" = s."BATCH_ID"' in sql
+    assert "PARSE_JSON(%(checks)s)" in sql and "CAST(%(claimed_at)s AS TIMESTAMP_LTZ)" in sql
+    with pytest.raises(ValueError, match="not ledger columns"):
+        ledger.upsert_sql(TABLE, ["nope"])
+
+
+def test_a_retried_write_updates_its_row_and_a_new_run_is_counted(
+    warehouse: ledger.ConnectionRunner,
+) -> None:
+    started = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    claim = {"dag_id": "orders", "files": 3, "bytes_": 30, "empty_files": 0, "started": started}
+    ledger.record_claim(warehouse, TABLE, "orders", BATCH, run_id="run-1", **claim)
+    ledger.record_claim(warehouse, TABLE, "orders", BATCH, run_id="run-1", **claim)  # a retry
+    [row] = rows(warehouse)
+    assert (row["status"], row["runs"], row["files"], row["bytes"]) == ("claimed", 1, 3, 30)
+    ledger.record(warehouse, TABLE, "orders", BATCH, {"status": "failed", "failed_step": "load",
+                  "error": "x" * 5000, "failed_at": started})  # fmt: skip
+    [row] = rows(warehouse)
+    assert row["status"] == "failed" and len(row["error"]) == ledger.ERROR_CHARS
+    ledger.record_claim(warehouse, TABLE, "orders", BATCH, run_id="run-2", **claim)  # reprocess
+    [row] = rows(warehouse)
+    assert (row["status"], row["runs"], row["error"], row["failed_step"]) == (
+        "claimed", 2, None, None,
+    )  # fmt: skip
+    ledger.record(warehouse, TABLE, "orders", BATCH, {"checks": {"row_count": True}})
+    assert json.loads(rows(warehouse)[0]["checks"]) == {"row_count": True}
+
+
+def test_read_batches_gives_the_latest_and_every_unfinished_batch(
+    warehouse: ledger.ConnectionRunner,
+) -> None:
+    ids = [f"20260101T0000{n:02d}.000000Z" for n in range(6)]
+    for n, batch_id in enumerate(ids):
+        status = "failed" if n == 0 else "published"
+        ledger.record(warehouse, TABLE, "orders", batch_id, {"status": status, "runs": 1})
+    ledger.record(warehouse, TABLE, "customers", ids[0], {"status": "published"})
+    found = ledger.read_batches(warehouse, TABLE, ["orders"], latest=2)
+    assert [(r.batch_id, r.status) for r in found] == [
+        (ids[5], "published"),
+        (ids[4], "published"),
+        (ids[0], "failed"),
+    ]
+    assert all(r.feed == "orders" for r in found)
+    assert found[0].to_json()["updated_at"].endswith("+00:00")
+
+
+# --- the task callables, with a recording warehouse and moto ---------------------------------
+
+
+class Recorder:
+    """A warehouse that records the ledger writes it is asked to make."""
+
+    def __init__(self) -> None:
+        self.writes: list[dict[str, Any]] = []
+
+    def run(self, sql: str, autocommit: bool = True, parameters: Any = None) -> None:
+        self.writes.append(dict(parameters or {}))
+
+    def get_records(self, sql: str, parameters: Any = None) -> list[Any]:
+        return []
+
+
+class FakeTaskInstance:
+    def __init__(self, task_id: str = "claim", load: Any = None) -> None:
+        self.task_id = task_id
+        self.xcom: dict[str, Any] = {}
+        self.load = load
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.load if task_ids == "load" else self.xcom.get(key)
+
+
+class FakeDagRun:
+    def __init__(self, conf: dict[str, Any] | None = None) -> None:
+        self.conf = conf or {}
+        self.run_after = dt.datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=dt.UTC)
+        self.logical_date = None
+        self.run_id = "manual__1"
+        self.dag_id = "orders"
+
+
+LAKE = {"feed": "orders", "bucket": "lake", "prefix": "orders", "aws_conn_id": "lake_test"}
+LEDGER = {"snowflake_conn_id": "wh", "ledger": {"database": "db", "schema": "raw",
+                                                "table": "streamline_batches"}}  # fmt: skip
+
+
+@pytest.fixture
+def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Recorder]]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AIRFLOW_CONN_LAKE_TEST", json.dumps(
+        {"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))  # fmt: skip
+    recorder = Recorder()
+    monkeypatch.setattr(tasks, "_warehouse", lambda conn_id: recorder)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="lake")
+        yield s3, recorder
+
+
+def test_claim_records_the_batch_and_pushes_its_id_and_files(lake: tuple[Any, Recorder]) -> None:
+    s3, recorder = lake
+    s3.put_object(Bucket="lake", Key="landing/orders/it's", Body=b"a,b\n")
+    s3.put_object(Bucket="lake", Key="landing/orders/empty", Body=b"")
+    ti = FakeTaskInstance()
+    context = {"ti": ti, "dag_run": FakeDagRun(), "params": {"batch_id": None}}
+    summary = tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
+    assert summary == {"batch_id": "20260304T050607.000890Z", "files": 1, "bytes": 4,
+                       "empty_files": 1}  # fmt: skip
+    assert ti.xcom == {"batch_id": "20260304T050607.000890Z", "copy_files": "'it\\'s'"}
+    [write] = recorder.writes
+    assert (write["status"], write["files"], write["empty_files"]) == ("claimed", 1, 1)
+    assert write["run_id"] == "manual__1" and write["loaded_at"] is None
+
+
+def test_a_claim_of_only_zero_byte_objects_is_an_empty_batch(lake: tuple[Any, Recorder]) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    s3, recorder = lake
+    s3.put_object(Bucket="lake", Key="landing/orders/empty", Body=b"")
+    context = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
+    with pytest.raises(AirflowSkipException, match="holds no data"):
+        tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
+    assert [w["status"] for w in recorder.writes] == ["claimed", "empty"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
+    assert "quarantine/20260304T050607.000890Z/orders/empty" in keys
+    assert not tasks.detect_batch(**LAKE, **context)
+
+
+def test_nothing_landed_skips_without_a_ledger_row(lake: tuple[Any, Recorder]) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    _, recorder = lake
+    context = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
+    assert not tasks.detect_batch(**LAKE, **context)
+    with pytest.raises(AirflowSkipException):
+        tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
+    assert recorder.writes == []
+
+
+def test_finalize_records_the_copy_outcome_and_publishes(lake: tuple[Any, Recorder]) -> None:
+    s3, recorder = lake
+    for name in ("ok", "bad"):
+        s3.put_object(Bucket="lake", Key=f"landing/orders/{name}", Body=b"a\n")
+    ti = FakeTaskInstance()
+    context = {"ti": ti, "dag_run": FakeDagRun(), "params": {}}
+    tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
+    folder = f"s3://lake/processing/{ti.xcom['batch_id']}/orders/"
+    ti.load = [[["Statement executed successfully."]], [
+        [folder + "ok", "LOADED", 3, 3, 3, 0, None, None, None, None],
+        [folder + "bad", "LOAD_FAILED", 2, 0, 2, 2, "bad value", 2, 1, '"T"["A":1]'],
+    ]]  # fmt: skip
+    done = tasks.finalize_batch(**LAKE, **LEDGER, checks=["row_count"], **context)
+    assert done["files_loaded"] == 1 and done["files_skipped"] == 1
+    write = recorder.writes[-1]
+    assert write["status"] == "published" and write["checks"] == '{"row_count": true}'
+    assert (write["rows_parsed"], write["rows_rejected"]) == (5, 2)
+    assert not tasks.detect_batch(**LAKE, **context)  # nothing left to claim
+
+
+def test_failure_callbacks_record_only_batches_that_exist(lake: tuple[Any, Recorder]) -> None:
+    _, recorder = lake
+    context = {"ti": FakeTaskInstance("load"), "dag_run": FakeDagRun(),
+               "exception": RuntimeError("boom")}  # fmt: skip
+    tasks.record_failure(context, feed="orders", **LEDGER)
+    assert recorder.writes == []  # the claim committed no batch
+    context["ti"].xcom["batch_id"] = BATCH
+    tasks.record_retry(context, feed="orders", **LEDGER)
+    tasks.record_failure(context, feed="orders", **LEDGER)
+    retry, final = recorder.writes
+    assert "status" not in retry and retry["error"] == "RuntimeError: boom"
+    assert (final["status"], final["failed_step"]) == ("failed", "load")
+
+
+def test_a_reprocess_detects_its_batch_not_new_files(lake: tuple[Any, Recorder]) -> None:
+    s3, _ = lake
+    s3.put_object(Bucket="lake", Key="landing/orders/new", Body=b"a\n")
+    reprocess = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun({"batch_id": BATCH})}
+    assert not tasks.detect_batch(**LAKE, **reprocess)
+    s3.put_object(Bucket="lake", Key=LakeLayout("orders").manifest("processed", BATCH), Body=b"{}")
+    assert tasks.detect_batch(**LAKE, **reprocess)
+
+
+def test_quarantine_is_refused_once_the_batch_reached_the_mart(
+    lake: tuple[Any, Recorder], warehouse: ledger.ConnectionRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, _ = lake
+    monkeypatch.setattr(tasks, "_warehouse", lambda conn_id: warehouse)
+    for name in ("good", "poison"):
+        s3.put_object(Bucket="lake", Key=f"landing/orders/{name}", Body=b"a\n")
+    ti = FakeTaskInstance()
+    first = {"ti": ti, "dag_run": FakeDagRun(), "params": {}}
+    tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **first)
+    batch_id = ti.xcom["batch_id"]
+    run = FakeDagRun({"batch_id": batch_id, "quarantine": {"good": "x", "poison": "y"}})
+    again = {"ti": FakeTaskInstance(), "dag_run": run, "params": {}}
+    ledger.record(warehouse, TABLE, "orders", batch_id, {"loaded_at": dt.datetime.now(dt.UTC)})
+    with pytest.raises(BatchError, match="every one of its files would be set aside"):
+        tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
+    ledger.record(warehouse, TABLE, "orders", batch_id, {"transformed_at": dt.datetime.now(dt.UTC)})
+    run.conf["quarantine"] = {"poison": "y"}
+    with pytest.raises(BatchError, match="was merged into the mart"):
+        tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
+    ledger.record(warehouse, TABLE, "orders", batch_id, {"transformed_at": None})
+    summary = tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
+    assert summary["files"] == 1 and again["ti"].xcom["copy_files"] == "'good'"
