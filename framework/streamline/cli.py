@@ -1,13 +1,15 @@
-"""The `streamline` command line: validate, render and generate feed specs."""
+"""The `streamline` command line: validate, render, generate, deploy, run and watch feeds."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich_argparse import RawDescriptionRichHelpFormatter
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = command("render", cmd_render)
     render.add_argument("feed", help="feed name")
-    render.add_argument("--batch-id", help="substitute this batch id (YYYYMMDDTHHMMSSZ)")
+    render.add_argument(
+        "--batch-id", help="substitute this batch id (e.g. 20260101T000000.000000Z)"
+    )
     render.add_argument(
         "--step",
         choices=STEPS,
@@ -208,6 +212,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path(".scratch/up"), help="scratch folder (.scratch/up)"
     )
 
+    status = command("status", cmd_status)
+    status.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to report (default: all)")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument(
+        "--latest", type=int, default=5, help="latest batches per feed to list (default: 5)"
+    )
+    _connection_args(status)
+
+    reprocess = command("reprocess", cmd_reprocess)
+    reprocess.add_argument("feed", help="feed name")
+    reprocess.add_argument(
+        "batch_id", metavar="BATCH_ID", help="the batch, e.g. 20260101T000000.000000Z"
+    )
+    reprocess.add_argument(
+        "--quarantine",
+        action="append",
+        default=[],
+        metavar="FILE=REASON",
+        help="set this file of the batch aside (its key relative to the batch folder) with a "
+        "reason, instead of loading it (repeatable)",
+    )
+    api = reprocess.add_mutually_exclusive_group()
+    api.add_argument(
+        "--airflow-url",
+        default=os.environ.get("STREAMLINE_AIRFLOW_URL"),
+        help="the Airflow API server ($STREAMLINE_AIRFLOW_URL); user and password from "
+        "$STREAMLINE_AIRFLOW_USERNAME / $STREAMLINE_AIRFLOW_PASSWORD, or a token from "
+        "$STREAMLINE_AIRFLOW_TOKEN",
+    )
+    api.add_argument(
+        "--mwaa-environment",
+        default=os.environ.get("STREAMLINE_MWAA_ENVIRONMENT"),
+        help="an Amazon MWAA environment, called with InvokeRestApi ($STREAMLINE_MWAA_ENVIRONMENT)",
+    )
+    reprocess.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait for the run (1800)"
+    )
+    reprocess.add_argument(
+        "--no-wait", action="store_true", help="trigger the run and exit without waiting"
+    )
+    _connection_args(reprocess)
+
     events = commands.add_parser(
         "events",
         help=inspect.cleandoc(cmd_events.__doc__ or "").splitlines()[0],
@@ -231,6 +277,69 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
         default=defaults.storage_integration,
         help="Snowflake storage integration of the stage",
     )
+
+
+def _connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        nargs="?",
+        const=Path(".scratch/up"),
+        type=Path,
+        metavar="WORKDIR",
+        help="use the running `streamline up` in WORKDIR (default .scratch/up): its lake, "
+        "warehouse and API server",
+    )
+    parser.add_argument(
+        "--bucket",
+        help="the lake bucket (default: $AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET, else streamline-lake)",
+    )
+
+
+def _use_local(args: argparse.Namespace) -> dict[str, Any] | None:
+    """With --local, take the running `up`'s connections into this process's environment."""
+    if not args.local:
+        return None
+    from streamline.local.stack import StackError, read_stack_file
+
+    try:
+        stack = read_stack_file(args.local.resolve())
+    except StackError as exc:
+        raise UsageError(str(exc)) from None
+    os.environ.update(stack["env"])
+    return stack
+
+
+def _lake_bucket(args: argparse.Namespace) -> str:
+    bucket: str = (
+        args.bucket or os.environ.get("AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET") or "streamline-lake"
+    )
+    return bucket
+
+
+def _quiet_airflow(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
+    """Airflow logs to stdout as it is imported and its hooks run: keep it to warnings (all with
+    --debug), on stderr, so stdout holds only the report (and --json stays parseable)."""
+    if not args.debug:
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+def _hooks() -> tuple[Any, Any]:
+    """The connections the DAGs use, by conn id: S3 clients and Snowflake hooks, made once each."""
+    from functools import cache
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    @cache
+    def s3(conn_id: str) -> Any:
+        return S3Hook(aws_conn_id=conn_id).get_conn()
+
+    @cache
+    def warehouse(conn_id: str) -> Any:
+        return SnowflakeHook(snowflake_conn_id=conn_id)
+
+    return s3, warehouse
 
 
 def _settings(args: argparse.Namespace) -> RenderSettings:
@@ -483,6 +592,145 @@ def cmd_up(args: argparse.Namespace) -> int:
         port=args.port,
     )
     return run_up(project, result.feeds, options, out)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Report every feed's batches: latest, failed and stuck ones, and the landing backlog.
+
+    Reads the batch ledger and the lake through the connections the DAGs use (Airflow
+    connections: AIRFLOW_CONN_* or the configured secrets backend), or, with --local, those of a
+    running `streamline up`. Exit 0 when every feed is healthy; 1 when a batch failed or is stuck
+    (unfinished after batch.stuck_after_seconds) or data waited in landing/ longer than
+    batch.landing_stale_after_seconds, so it can drive an alert.
+    """
+    from streamline.reporting import print_json, print_status
+    from streamline.status import collect_status
+
+    _, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    feeds = _select(result.feeds, args.feeds)
+    _use_local(args)
+    with _quiet_airflow(args):
+        s3, warehouse = _hooks()
+        report = collect_status(
+            feeds,
+            lambda feed: s3(feed.dag.aws_conn_id),
+            lambda feed: warehouse(feed.dag.snowflake_conn_id),
+            _lake_bucket(args),
+            latest=args.latest,
+        )
+    if args.json:
+        print_json(report.to_json(), out)
+    else:
+        print_status(report, out)
+    return EXIT_OK if report.healthy else EXIT_INVALID
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    """Run a batch through its feed's DAG again (after a fix) and report the outcome.
+
+    Triggers a DAG run with conf {"batch_id": BATCH_ID} through Airflow's REST API: a running
+    `streamline up` (--local), an API server (--airflow-url) or an MWAA environment
+    (--mwaa-environment); then waits for it and reads the batch's row in the ledger. The run
+    takes the batch over from the run that claimed it, finishes its claim, and loads, transforms,
+    checks and publishes it; re-running a published batch adds no rows. Exit 0 when the batch is
+    published, 1 otherwise.
+    """
+    from streamline.airflowapi import ApiError, MwaaApi, RestApi, trigger_run, wait_for_run
+    from streamline.batches import check_batch_id
+    from streamline.errors import BatchError
+
+    _, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    [feed] = _select(result.feeds, [args.feed])
+    try:
+        batch_id = check_batch_id(args.batch_id)
+    except BatchError as exc:
+        raise UsageError(str(exc)) from None
+    quarantine: dict[str, str] = {}
+    for item in args.quarantine:
+        name, sep, reason = item.partition("=")
+        if not sep or not name or not reason.strip():
+            raise UsageError(f"--quarantine takes FILE=REASON, got {item!r}")
+        quarantine[name] = reason.strip()
+    stack = _use_local(args)
+    api: Any
+    if stack is not None:
+        if not stack.get("api_url"):
+            raise UsageError(f"the local stack in {args.local} has no Airflow API server")
+        api = RestApi(stack["api_url"])
+    elif args.mwaa_environment:
+        api = MwaaApi(args.mwaa_environment)
+    elif args.airflow_url:
+        api = RestApi(
+            args.airflow_url,
+            username=os.environ.get("STREAMLINE_AIRFLOW_USERNAME"),
+            password=os.environ.get("STREAMLINE_AIRFLOW_PASSWORD"),
+            token=os.environ.get("STREAMLINE_AIRFLOW_TOKEN"),
+        )
+    else:
+        raise UsageError("say where Airflow runs: --local, --airflow-url or --mwaa-environment")
+    conf: dict[str, Any] = {"batch_id": batch_id}
+    if quarantine:
+        conf["quarantine"] = quarantine
+    dag_id = feed.dag.dag_id
+    try:
+        run_id = trigger_run(api, dag_id, conf)
+        out.print(f"triggered DAG run {run_id} of {dag_id} for batch {batch_id}", markup=False)
+        if args.no_wait:
+            return EXIT_OK
+        outcome = wait_for_run(
+            api,
+            dag_id,
+            run_id,
+            timeout=args.timeout,
+            on_state=lambda state: out.print(f"  run {run_id}: {state}", markup=False),
+        )
+    except ApiError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_INVALID
+    with _quiet_airflow(args):
+        row = _ledger_row(feed, batch_id)
+    if row is not None:
+        out.print(
+            f"batch {batch_id}: {row.status}, {row.rows_loaded} rows loaded from "
+            f"{row.files_loaded} files"
+            + (f"; failed at {row.failed_step}: {row.error}" if row.status == "failed" else ""),
+            markup=False,
+        )
+    published = row is None or row.status in ("published", "empty")
+    if outcome.state == "success" and published:
+        return EXIT_OK
+    err.print(
+        f"batch {batch_id} is not published: DAG run {run_id} is {outcome.state} after "
+        f"{outcome.seconds:.0f} s; `streamline status {feed.feed}` shows why",
+        markup=False,
+    )
+    return EXIT_INVALID
+
+
+def _select(feeds: Sequence[Any], names: Sequence[str]) -> list[Any]:
+    by_name = {f.feed: f for f in feeds}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise UsageError(f"no feed named '{unknown[0]}'; feeds: {', '.join(sorted(by_name))}")
+    return [by_name[n] for n in names] if names else list(feeds)
+
+
+def _ledger_row(feed: Any, batch_id: str) -> Any:
+    """The batch's ledger row, when the warehouse can be reached from here; else None."""
+    from streamline.ledger import read_batches
+
+    _, warehouse = _hooks()
+    try:
+        rows = read_batches(warehouse(feed.dag.snowflake_conn_id), feed.layout.ledger,
+                            [feed.feed], 1000)  # fmt: skip
+    except Exception as exc:  # reported, not fatal: the run's state has been printed
+        err.print(f"could not read the batch ledger from here: {exc}", markup=False)
+        return None
+    return next((r for r in rows if r.batch_id == batch_id), None)
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -287,6 +287,7 @@ def run_demo(
         _print_summary(console, reports)
         problems.extend(f"{r.feed}: {p}" for r in reports for p in r.problems)
         problems.extend(_rerun_one_batch(console, stack, env, dags, feeds, reports, workdir))
+        problems.extend(_report_status(console, stack, feeds))
     elapsed = time.monotonic() - started
     if problems:
         console.print("[bold red]demo failed:[/]")
@@ -394,6 +395,30 @@ def _rerun_one_batch(
             problems.append(f"re-run of {feed.feed} batch {batch_id} added rows: {added}")
         return problems
     return ["no batch was loaded, so none could be re-run"]
+
+
+def _report_status(console: Console, stack: Stack, feeds: Sequence[Feed]) -> list[str]:
+    """`streamline status` of the demo's stack, before it stops: every batch must be published."""
+    from streamline.ledger import ConnectionRunner
+    from streamline.reporting import print_status
+    from streamline.status import collect_status
+
+    s3 = stack.boto3_client("s3")
+    with stack.connect() as conn:
+        report = collect_status(
+            feeds, lambda feed: s3, lambda feed: ConnectionRunner(conn), stack.bucket, latest=3
+        )
+    console.print("[bold]streamline status[/] (the batch ledger and the lake, as the demo ends):")
+    print_status(report, console)
+    problems = [f"{f.feed}: {p.kind}: {p.message}" for f in report.feeds for p in f.problems]
+    for feed in report.feeds:
+        open_batches = [b.batch_id for b in feed.open_batches]
+        if open_batches:
+            problems.append(f"{feed.feed}: batches still open: {open_batches}")
+        unpublished = [r.batch_id for r in feed.batches if r.status not in ("published", "empty")]
+        if unpublished:
+            problems.append(f"{feed.feed}: batches not published: {unpublished}")
+    return problems
 
 
 def _table_counts(stack: Stack, feed: Feed) -> tuple[int, int]:

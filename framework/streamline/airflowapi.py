@@ -1,0 +1,131 @@
+"""Trigger and follow DAG runs through Airflow's REST API: a deployment's, MWAA's, or `up`'s.
+
+Airflow 3's stable REST API (https://airflow.apache.org/docs/apache-airflow/stable/stable-rest-api-ref.html):
+`POST /api/v2/dags/{dag_id}/dagRuns` starts a run with a conf, `GET .../dagRuns/{dag_run_id}`
+reports its state. Amazon MWAA forwards the same calls with `InvokeRestApi` under the caller's
+AWS credentials (https://docs.aws.amazon.com/mwaa/latest/API/API_InvokeRestApi.html; its Path is
+at most 64 characters, so run ids are kept short).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streamline.errors import StreamlineError
+
+FINISHED = {"success", "failed"}
+
+
+class ApiError(StreamlineError):
+    """Airflow's REST API refused a call or could not be reached."""
+
+
+class Api(Protocol):
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Call a path under /api/v2; the decoded JSON answer. Raises ApiError."""
+        ...
+
+
+@dataclass
+class RestApi:
+    """An Airflow API server at base_url; a JWT from /auth/token when a user is given."""
+
+    base_url: str
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    timeout: float = 30.0
+
+    def _headers(self) -> dict[str, str]:
+        if self.token is None and self.username:
+            login = {"username": self.username, "password": self.password}
+            answer = self._send("POST", f"{self.base_url}/auth/token", login, {})
+            self.token = str(answer["access_token"])
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _send(self, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+        import requests
+
+        try:
+            response = requests.request(
+                method, url, json=body, headers=headers, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise ApiError(f"{method} {url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ApiError(f"{method} {url}: HTTP {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = f"{self.base_url.rstrip('/')}/api/v2{path}"
+        return self._send(method, url, body, self._headers())
+
+
+@dataclass
+class MwaaApi:
+    """An Amazon MWAA environment's Airflow REST API, through boto3's mwaa.invoke_rest_api."""
+
+    environment: str
+    client: Any = None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if len(path) > 64:
+            raise ApiError(f"MWAA's InvokeRestApi takes paths of at most 64 characters: {path}")
+        if self.client is None:
+            import boto3
+
+            self.client = boto3.client("mwaa")
+        arguments: dict[str, Any] = {"Name": self.environment, "Path": path, "Method": method}
+        if body is not None:
+            arguments["Body"] = body
+        try:
+            answer = self.client.invoke_rest_api(**arguments)
+        except Exception as exc:
+            raise ApiError(f"MWAA {self.environment}: {method} {path}: {exc}") from exc
+        return answer.get("RestApiResponse")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    dag_id: str
+    run_id: str
+    state: str
+    seconds: float
+
+
+def trigger_run(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
+    """Start a DAG run with conf; its run id. Raises ApiError (e.g. the DAG is paused)."""
+    dag = api.call("GET", f"/dags/{dag_id}")
+    if dag.get("is_paused"):
+        raise ApiError(f"DAG {dag_id} is paused: unpause it, or the run would wait for ever")
+    run_id = f"rp_{secrets.token_hex(4)}"
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+    answer = api.call("POST", f"/dags/{dag_id}/dagRuns", body)
+    return str(answer.get("dag_run_id") or run_id)
+
+
+def wait_for_run(
+    api: Api,
+    dag_id: str,
+    run_id: str,
+    *,
+    timeout: float,
+    poll: float = 2.0,
+    on_state: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Poll the run until it is success or failed, or timeout seconds have passed."""
+    started = time.monotonic()
+    state, last = "queued", None
+    while time.monotonic() - started < timeout:
+        state = str(api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").get("state"))
+        if state != last and on_state is not None:
+            on_state(state)
+        last = state
+        if state in FINISHED:
+            break
+        time.sleep(poll)
+    return RunOutcome(dag_id, run_id, state, time.monotonic() - started)

@@ -1,0 +1,86 @@
+"""Reporters: a command's typed result, printed for people (rich) or for machines (JSON)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from streamline.ledger import LedgerRow
+from streamline.status import StatusReport
+
+
+def _when(value: dt.datetime | None, now: dt.datetime) -> str:
+    if value is None:
+        return "-"
+    seconds = (now - value).total_seconds()
+    ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"{value.astimezone(dt.UTC):%H:%M:%S} ({ago} ago)"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def print_json(body: Any, console: Console) -> None:
+    """One JSON document, nothing else, on the console's stream."""
+    console.print(json.dumps(body, indent=2), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_status(report: StatusReport, console: Console) -> None:
+    """Per feed: its problems with hints, the landing backlog, open and latest batches."""
+    now = report.checked_at
+    for feed in report.feeds:
+        state = "[green]healthy[/]" if feed.healthy else f"[red]{len(feed.problems)} problems[/]"
+        backlog = feed.backlog
+        waiting = (
+            f"{backlog.files} files, {backlog.bytes} bytes, oldest {_when(backlog.oldest, now)}"
+            if backlog.files
+            else "empty"
+        )
+        if backlog.empty_files:
+            waiting += f"; {backlog.empty_files} zero-byte objects"
+        console.print(f"[bold]{feed.feed}[/]: {state}; landing backlog: {waiting}")
+        for problem in feed.problems:
+            console.print(f"  [red]{problem.kind}[/]: {problem.message}", markup=True)
+            if problem.hint:
+                console.print(f"      hint: {problem.hint}", markup=False)
+        if feed.open_batches:
+            opened = ", ".join(
+                f"{b.batch_id} ({b.files} files, claimed {_when(b.claimed_at, now)})"
+                for b in feed.open_batches
+            )
+            console.print(f"  open batches: {opened}", markup=False)
+        if feed.batches:
+            console.print(_batches_table(feed.batches, now))
+        else:
+            console.print("  no batches in the ledger yet")
+    verdict = "[green]all feeds healthy[/]" if report.healthy else "[red]attention needed[/]"
+    console.print(f"{verdict} (checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC)")
+
+
+def _batches_table(rows: list[LedgerRow], now: dt.datetime) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+    for name in ("batch", "status", "files", "loaded", "rows", "rejected", "quarantined",
+                 "deferred", "runs", "claimed", "finished"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("batch", "status") else "right")
+    for row in rows:
+        color = {"published": "green", "failed": "red", "empty": "dim"}.get(row.status, "yellow")
+        finished = row.published_at or (row.failed_at if row.status == "failed" else None)
+        table.add_row(
+            row.batch_id,
+            f"[{color}]{row.status}[/]",
+            _count(row.files),
+            _count(row.files_loaded),
+            _count(row.rows_loaded),
+            _count(row.rows_rejected),
+            _count(row.files_skipped),
+            _count(row.files_deferred),
+            _count(row.runs),
+            _when(row.claimed_at, now),
+            _when(finished, now),
+        )
+    return table

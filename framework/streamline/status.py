@@ -1,0 +1,221 @@
+"""`streamline status`: the state of every feed's batches, from the ledger and the lake.
+
+Per feed: the latest batches in the batch ledger, batches that failed or are stuck (claimed and
+unfinished for longer than the spec's batch.stuck_after_seconds), open batches of the claims
+register, and the landing backlog (data files waiting, their bytes, the oldest one's age against
+batch.landing_stale_after_seconds). The result is a typed report; `streamline.reporting` prints it
+for people or as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from streamline.layout import FINISHED_STATUSES, PROCESSING, LakeLayout
+from streamline.ledger import LedgerRow, read_batches
+from streamline.model import Feed, TableRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from streamline.ledger import Runner
+
+FAILED, STUCK, STALE = "failed", "stuck", "stale"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something a person must look at: a failed or stuck batch, or data waiting too long."""
+
+    kind: str
+    message: str
+    batch_id: str | None = None
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """A batch in the claims register: claimed, not finalized yet."""
+
+    batch_id: str
+    run_id: str | None
+    claimed_at: dt.datetime | None
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Data files in landing/<prefix>/ that no open batch owns."""
+
+    files: int = 0
+    bytes: int = 0
+    oldest: dt.datetime | None = None
+    empty_files: int = 0
+
+
+@dataclass
+class FeedStatus:
+    feed: str
+    batches: list[LedgerRow] = field(default_factory=list)
+    open_batches: list[OpenBatch] = field(default_factory=list)
+    backlog: Backlog = field(default_factory=Backlog)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class StatusReport:
+    """Every feed asked about, as of checked_at."""
+
+    checked_at: dt.datetime
+    feeds: list[FeedStatus]
+
+    @property
+    def healthy(self) -> bool:
+        return all(f.healthy for f in self.feeds)
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, dt.datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "healthy": self.healthy,
+            "feeds": [{**plain(asdict(f)), "healthy": f.healthy} for f in self.feeds],
+        }
+
+
+def _age(now: dt.datetime, when: dt.datetime | None) -> float:
+    return (now - when).total_seconds() if when else 0.0
+
+
+def _seconds(value: float) -> str:
+    if value < 120:
+        return f"{value:.0f} s"
+    if value < 7200:
+        return f"{value / 60:.0f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def feed_status(
+    feed: Feed,
+    s3: S3Client,
+    bucket: str,
+    rows: Sequence[LedgerRow],
+    now: dt.datetime,
+) -> FeedStatus:
+    """One feed's status from its ledger rows and the lake."""
+    from streamline.lake import list_landed, read_register
+
+    layout: LakeLayout = feed.layout.lake
+    status = FeedStatus(feed.feed, batches=list(rows))
+    register = read_register(s3, bucket, layout)
+    for batch_id, manifest in sorted(register.batches.items()):
+        claimed = dt.datetime.fromisoformat(manifest.claimed_at) if manifest.claimed_at else None
+        status.open_batches.append(
+            OpenBatch(
+                batch_id, manifest.run_id, claimed, len(manifest.data_files), manifest.total_bytes
+            )
+        )
+    owned = register.owned_keys()
+    waiting = [o for o in list_landed(s3, bucket, layout.landing) if o.key not in owned]
+    data = [o for o in waiting if o.size > 0]
+    status.backlog = Backlog(
+        files=len(data),
+        bytes=sum(o.size for o in data),
+        oldest=min((o.last_modified for o in data), default=None),
+        empty_files=len(waiting) - len(data),
+    )
+    by_id = {row.batch_id: row for row in rows}
+    reprocess = f"streamline reprocess {feed.feed} "
+    for row in rows:
+        if row.status == "failed":
+            status.problems.append(
+                Problem(
+                    FAILED,
+                    f"batch {row.batch_id} failed at {row.failed_step or 'an unknown step'}: "
+                    f"{row.error or 'no error recorded'}",
+                    row.batch_id,
+                    f"fix the cause, then: {reprocess}{row.batch_id}",
+                )
+            )
+        elif row.status not in FINISHED_STATUSES:
+            idle = _age(now, row.updated_at)
+            if idle > feed.batch.stuck_after_seconds:
+                status.problems.append(
+                    Problem(
+                        STUCK,
+                        f"batch {row.batch_id} is {row.status} and has not moved for "
+                        f"{_seconds(idle)} (batch.stuck_after_seconds: "
+                        f"{feed.batch.stuck_after_seconds})",
+                        row.batch_id,
+                        f"check its DAG run {row.run_id}; to run it again: {reprocess}"
+                        f"{row.batch_id}",
+                    )
+                )
+    for batch in status.open_batches:
+        recorded = by_id.get(batch.batch_id)
+        if recorded is not None and recorded.status not in FINISHED_STATUSES:
+            continue  # reported above from the ledger
+        idle = _age(now, batch.claimed_at)
+        if idle > feed.batch.stuck_after_seconds:
+            where = f"s3://{bucket}/{layout.folder(PROCESSING, batch.batch_id)}"
+            status.problems.append(
+                Problem(
+                    STUCK,
+                    f"batch {batch.batch_id} has been open for {_seconds(idle)} "
+                    f"({batch.files} files, {where}) and is "
+                    + (f"{recorded.status} in the ledger" if recorded else "not in the ledger"),
+                    batch.batch_id,
+                    f"to finish it: {reprocess}{batch.batch_id}",
+                )
+            )
+    waited = _age(now, status.backlog.oldest)
+    if status.backlog.files and waited > feed.batch.landing_stale_after_seconds:
+        status.problems.append(
+            Problem(
+                STALE,
+                f"{status.backlog.files} files have waited in s3://{bucket}/{layout.landing}, "
+                f"the oldest for {_seconds(waited)} (batch.landing_stale_after_seconds: "
+                f"{feed.batch.landing_stale_after_seconds})",
+                hint="is the feed's DAG unpaused and running?",
+            )
+        )
+    return status
+
+
+def collect_status(
+    feeds: Sequence[Feed],
+    s3_for: Callable[[Feed], S3Client],
+    warehouse_for: Callable[[Feed], Runner],
+    bucket: str,
+    *,
+    latest: int = 5,
+    now: dt.datetime | None = None,
+) -> StatusReport:
+    """The status of these feeds. s3_for and warehouse_for give each feed's connections."""
+    now = now or dt.datetime.now(dt.UTC)
+    by_ledger: dict[tuple[str, str, str], list[Feed]] = {}
+    for feed in feeds:
+        table = feed.layout.ledger
+        by_ledger.setdefault((table.database, table.schema, table.table), []).append(feed)
+    rows: dict[str, list[LedgerRow]] = {f.feed: [] for f in feeds}
+    for (database, schema, name), members in by_ledger.items():
+        runner = warehouse_for(members[0])
+        names = [f.feed for f in members]
+        for row in read_batches(runner, TableRef(database, schema, name), names, latest):
+            rows[row.feed].append(row)
+    return StatusReport(now, [feed_status(f, s3_for(f), bucket, rows[f.feed], now) for f in feeds])

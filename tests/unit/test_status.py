@@ -1,0 +1,125 @@
+"""`streamline status` from a ledger (fakesnow in-process) and a lake (moto in-process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from rich.console import Console
+
+from streamline import lake, ledger
+from streamline.model import Feed, TableRef
+from streamline.project import find_project
+from streamline.reporting import print_status
+from streamline.status import collect_status
+from streamline.validation import validate_paths
+
+TABLE = TableRef("db", "raw", "streamline_batches")  # the warehouse fixture's (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def orders() -> Feed:
+    result = validate_paths(find_project())
+    feed = next(f for f in result.feeds if f.feed == "orders")
+    # The ledger of the fakesnow fixture lives in db.raw.
+    return dataclasses.replace(feed, raw=dataclasses.replace(feed.raw, database="db"))
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="lake")
+        yield client
+
+
+def status(orders: Feed, s3: Any, runner: Any, later: float = 0) -> Any:
+    """The report as of now, or later seconds from now."""
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=later)
+    return collect_status([orders], lambda f: s3, lambda f: runner, "lake", now=now)
+
+
+def text(report: Any) -> str:
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    print_status(report, console)
+    return console.export_text()
+
+
+def test_published_batches_and_an_empty_landing_are_healthy(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    assert orders.layout.ledger == TABLE
+    ledger.record(warehouse, TABLE, "orders", "20260101T000000.000000Z",
+                  {"status": "published", "files": 2, "rows_loaded": 10})  # fmt: skip
+    report = status(orders, s3, warehouse)
+    assert report.healthy
+    [feed] = report.feeds
+    assert [(b.batch_id, b.status, b.rows_loaded) for b in feed.batches] == [
+        ("20260101T000000.000000Z", "published", 10)
+    ]
+    assert "all feeds healthy" in text(report)
+    body = json.loads(json.dumps(report.to_json()))
+    assert body["healthy"] and body["feeds"][0]["batches"][0]["rows_loaded"] == 10
+
+
+def test_a_failed_batch_is_named_with_its_error_and_how_to_recover(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    ledger.record(warehouse, TABLE, "orders", "20260101T000000.000000Z",
+                  {"status": "failed", "failed_step": "load",
+                   "error": "Numeric value 'x' is not recognized"})  # fmt: skip
+    report = status(orders, s3, warehouse)
+    assert not report.healthy
+    [problem] = report.feeds[0].problems
+    assert problem.kind == "failed" and problem.batch_id == "20260101T000000.000000Z"
+    assert "failed at load: Numeric value 'x' is not recognized" in problem.message
+    assert (
+        problem.hint == "fix the cause, then: streamline reprocess orders 20260101T000000.000000Z"
+    )
+    assert "streamline reprocess orders 20260101T000000.000000Z" in text(report)
+
+
+def test_an_unfinished_batch_is_stuck_after_the_threshold(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    ledger.record(warehouse, TABLE, "orders", "20260101T000000.000000Z", {"status": "loaded"})
+    assert status(orders, s3, warehouse).healthy  # just now: still running
+    later = orders.batch.stuck_after_seconds + 60
+    [problem] = status(orders, s3, warehouse, later).feeds[0].problems
+    assert problem.kind == "stuck" and "is loaded and has not moved for" in problem.message
+
+
+def test_an_open_batch_missing_from_the_ledger_is_stuck_after_the_threshold(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    s3.put_object(Bucket="lake", Key="landing/orders/f1", Body=b"x\n")
+    lake.register_batch(s3, "lake", "orders", orders.layout.lake, "20260101T000000.000000Z", "r1")
+    report = status(orders, s3, warehouse)
+    assert report.healthy and [b.files for b in report.feeds[0].open_batches] == [1]
+    assert report.feeds[0].backlog.files == 0  # owned by the open batch, not waiting
+    later = orders.batch.stuck_after_seconds + 60
+    [problem] = status(orders, s3, warehouse, later).feeds[0].problems
+    assert problem.kind == "stuck" and "not in the ledger" in problem.message
+
+
+def test_data_waiting_too_long_in_landing_is_reported(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    s3.put_object(Bucket="lake", Key="landing/orders/f1", Body=b"x\n")
+    s3.put_object(Bucket="lake", Key="landing/orders/", Body=b"")  # a folder: not data
+    s3.put_object(Bucket="lake", Key="landing/orders/empty", Body=b"")
+    report = status(orders, s3, warehouse)
+    backlog = report.feeds[0].backlog
+    assert (backlog.files, backlog.bytes, backlog.empty_files) == (1, 2, 1)
+    assert report.healthy
+    later = orders.batch.landing_stale_after_seconds + 60
+    [problem] = status(orders, s3, warehouse, later).feeds[0].problems
+    assert problem.kind == "stale" and "1 files have waited" in problem.message
