@@ -11,7 +11,7 @@ export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 export UV_PROJECT_ENVIRONMENT := $(ROOT)/.venv
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test test-all lint typecheck unit demo bench clean
 
 $(ROOT)/.tools/bin/uv:
 	python3 -m venv $(ROOT)/.tools
@@ -28,8 +28,15 @@ lint: install
 typecheck: install
 	$(UV) run --locked mypy
 
+# Two pytest workers: the tests of the shared local stack (xdist group "stack") run in order on
+# one, everything else on the other. Tests marked slow run in test-all only.
+PYTEST_PARALLEL := -n 2 --dist loadgroup
+
 test: lint typecheck
-	$(UV) run --locked pytest
+	$(UV) run --locked pytest $(PYTEST_PARALLEL) -m "not slow"
+
+test-all: lint typecheck
+	$(UV) run --locked pytest $(PYTEST_PARALLEL)
 
 unit: install
 	$(UV) run --locked pytest tests/unit

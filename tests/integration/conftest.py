@@ -140,3 +140,40 @@ def _read_ready_line(process: subprocess.Popen[bytes], log: Path) -> dict[str, A
     process.kill()
     tail = log.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"the warehouse did not report ready (exit {process.poll()}):\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The embedded stack, provisioned, with generated DAGs and a served worker per feed."""
+    from harness import Local, fast_project, worker_env
+
+    from streamline.generation import generate
+    from streamline.local.demo import prepare_airflow
+    from streamline.local.stack import embedded_stack, provision
+    from streamline.rendering import RenderSettings
+    from streamline.validation import validate_paths
+
+    workdir = tmp_path_factory.mktemp("local")
+    project = fast_project(workdir / "project")
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    with embedded_stack(workdir / "stack") as stack:
+        provision(stack, project, result.feeds)
+        dags = workdir / "dags"
+        generate(project, result.feeds, dags, RenderSettings(lake_url=f"s3://{stack.bucket}"),
+                 stack.sqs_url_prefix)  # fmt: skip
+        env = worker_env(stack.airflow_env(dags, project), workdir / "faults.json")
+        env.update(AIRFLOW_HOME=str(workdir / "airflow"), AWS_ENDPOINT_URL=stack.aws_endpoint)
+        prepare_airflow(env, workdir / "airflow-setup.log")
+        local = Local(stack, project, {f.feed: f for f in result.feeds}, dags, env, workdir)
+        try:
+            yield local
+        finally:
+            local.stop()
+
+
+@pytest.fixture
+def lake(local: Any) -> Any:
+    """The local stack with an empty lake, empty tables and ledger, and no faults."""
+    local.reset()
+    return local
