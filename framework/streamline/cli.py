@@ -623,6 +623,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json(), out)
     else:
+        if not out.is_terminal:
+            out.width = max(out.width, 120)  # a batch row, whole, in a pipe or a log
         print_status(report, out)
     return EXIT_OK if report.healthy else EXIT_INVALID
 

@@ -50,7 +50,11 @@ def build_dag_config(
             "table": layout.ledger.table,
         },
     }
+    # autocommit: a statement outside BEGIN ... COMMIT commits on its own (the load's first
+    # statement records the claimed batch even when the load then fails); the templates delimit
+    # their transactions themselves.
     sql = {"conn_id": feed.dag.snowflake_conn_id}
+    statements = {**sql, "autocommit": True, "split_statements": True}
     tasks: dict[str, dict[str, Any]] = {
         "detect": {
             "operator": SENSOR,
@@ -76,18 +80,16 @@ def build_dag_config(
         },
         "load": {
             "operator": SQL_EXECUTE,
-            **sql,
+            **statements,
             "sql": "load.sql",
-            "split_statements": True,
             # Keep every statement's result: the COPY's rows (loaded, rejected) are in the XCom.
             "return_last": False,
             "dependencies": [CLAIM_TASK],
         },
         "transform": {
             "operator": SQL_EXECUTE,
-            **sql,
+            **statements,
             "sql": "transform.sql",
-            "split_statements": True,
             "dependencies": ["load"],
         },
         "check": {"operator": SQL_CHECK, **sql, "sql": "check.sql", "dependencies": ["transform"]},

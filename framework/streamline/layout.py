@@ -120,19 +120,26 @@ LEDGER_COLUMNS = (
 
 CLAIM_TASK = "claim"
 XCOM_BATCH_ID = "batch_id"
-XCOM_COPY_FILES = "copy_files"
-"""XCom keys the claim task pushes: the batch id, and the batch's files as a SQL list of string
-literals (relative to the batch folder) for COPY's FILES option."""
+XCOM_CLAIM = "claim"
+"""XCom keys the claim task pushes: the batch id (for the Python steps and callbacks), and for
+the SQL steps one value holding the batch id, the batch's files as a SQL list of string
+literals relative to the batch folder (`copy_files`, for COPY's FILES option), and what the claim
+records in the batch ledger (`ledger`: column -> SQL literal), which the load step writes."""
+
+RUNTIME_CLAIM = (
+    '{%- set claim = ti.xcom_pull(task_ids="' + CLAIM_TASK + '", key="' + XCOM_CLAIM + '") %}'
+)
+"""The first line of a SQL step: one XCom read (a call to Airflow's API) for every use below."""
 
 
-def xcom_expression(key: str) -> str:
-    """The Airflow template expression that reads one of the claim task's XComs."""
-    return '{{ ti.xcom_pull(task_ids="' + CLAIM_TASK + '", key="' + key + '") }}'
+def claim_expression(field: str, item: str | None = None) -> str:
+    """The Airflow template expression of a field of the claim's XCom (after RUNTIME_CLAIM)."""
+    return "{{ claim." + field + (f".{item}" if item else "") + " }}"
 
 
-RUNTIME_BATCH_ID = xcom_expression(XCOM_BATCH_ID)
+RUNTIME_BATCH_ID = claim_expression("batch_id")
 """What rendered SQL carries until a run substitutes the claimed batch id."""
-RUNTIME_COPY_FILES = xcom_expression(XCOM_COPY_FILES)
+RUNTIME_COPY_FILES = claim_expression("copy_files")
 
 
 def aws_name(feed: str) -> str:

@@ -38,12 +38,17 @@ class Runner(Protocol):
 
     def get_records(self, sql: str, parameters: Any = ...) -> Any: ...
 
+    def close(self) -> None: ...
+
 
 class ConnectionRunner:
-    """A Runner over a DB-API connection (the Snowflake connector's), for code outside Airflow."""
+    """A Runner over one open DB-API connection (the Snowflake connector's, autocommit)."""
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
+
+    def close(self) -> None:
+        self.connection.close()
 
     def run(self, sql: str, autocommit: bool = True, parameters: Any = None) -> None:
         with self.connection.cursor() as cursor:
@@ -55,45 +60,54 @@ class ConnectionRunner:
             return list(cursor.fetchall())
 
 
-def _value_sql(name: str) -> str:
+def _typed(name: str, value: str) -> str:
+    """A value expression as the column's type: JSON text for VARIANT, ISO 8601 for times."""
     kind = _TYPES[name]
     if kind == "VARIANT":
-        return f"PARSE_JSON(%({name})s)"
+        return f"PARSE_JSON({value})"
     if kind.startswith("TIMESTAMP"):
-        return f"CAST(%({name})s AS TIMESTAMP_LTZ)"  # ISO 8601 text, or NULL
-    return f"%({name})s"
+        return f"CAST({value} AS TIMESTAMP_LTZ)"
+    return value
 
 
-def upsert_sql(table: TableRef, names: Sequence[str], *, count_run: bool = False) -> str:
-    """A MERGE that sets names (bound as %(name)s) on the row of %(feed)s and %(batch_id)s.
+def upsert_sql(table: TableRef, values: Mapping[str, str], *, count_run: bool = False) -> list[str]:
+    """Two statements that set the ledger row of values["feed"] and values["batch_id"]: an UPDATE
+    of the row, then an INSERT of it where it is not there yet.
 
-    count_run: also count the run (RUNS + 1 when %(run_id)s differs from the row's).
+    values maps ledger columns (feed and batch_id first) to SQL value expressions: bound
+    parameters (%(name)s) or literals quoted by rendering.quote_literal. count_run also counts
+    the run: RUNS + 1 when run_id differs from the row's. (Not a MERGE: one row each time, and the
+    pair costs a tenth of a MERGE in the local warehouse.) One DAG run at a time works on a batch
+    (the claims register hands a batch over), so the pair does not race itself.
     """
-    unknown = [n for n in (*_KEY, *names) if n not in _TYPES]
-    if unknown:
-        raise ValueError(f"not ledger columns: {unknown}")
+    unknown = [n for n in values if n not in _TYPES]
+    if unknown or list(values)[:2] != list(_KEY):
+        raise ValueError(f"ledger values must start with feed, batch_id; unknown: {unknown}")
     q = quote_identifier
-    source = ", ".join(f"{_value_sql(n)} AS {q(n)}" for n in (*_KEY, *names))
-    sets = [f"{q(n)} = s.{q(n)}" for n in names]
-    inserts = [*_KEY, *names]
-    values = [f"s.{q(n)}" for n in inserts]
+    typed = {n: _typed(n, v) for n, v in values.items()}
+    names = [n for n in values if n not in _KEY]
+    sets = [f"{q(n)} = {typed[n]}" for n in names]
+    columns, inserted = list(values), [typed[n] for n in values]
     if count_run:
+        run = typed["run_id"]
         sets.append(
-            f"{q('runs')} = CASE WHEN t.{q('run_id')} = s.{q('run_id')} THEN t.{q('runs')} "
-            f"ELSE COALESCE(t.{q('runs')}, 0) + 1 END"
+            f"{q('runs')} = CASE WHEN {q('run_id')} = {run} THEN {q('runs')} "
+            f"ELSE COALESCE({q('runs')}, 0) + 1 END"
         )
-        inserts.append("runs")
-        values.append("1")
+        columns.append("runs")
+        inserted.append("1")
     sets.append(f"{q('updated_at')} = CURRENT_TIMESTAMP()")
-    inserts.append("updated_at")
-    values.append("CURRENT_TIMESTAMP()")
-    return (
-        f"MERGE INTO {quote_table(table)} AS t USING (SELECT {source}) AS s "
-        f"ON t.{q('feed')} = s.{q('feed')} AND t.{q('batch_id')} = s.{q('batch_id')} "
-        f"WHEN MATCHED THEN UPDATE SET {', '.join(sets)} "
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(q(n) for n in inserts)}) "
-        f"VALUES ({', '.join(values)})"
+    columns.append("updated_at")
+    inserted.append("CURRENT_TIMESTAMP()")
+    where = f"{q('feed')} = {typed['feed']} AND {q('batch_id')} = {typed['batch_id']}"
+    table_sql = quote_table(table)
+    update = f"UPDATE {table_sql} SET\n  " + ",\n  ".join(sets) + f"\nWHERE {where}"
+    insert = (
+        f"INSERT INTO {table_sql} ({', '.join(q(n) for n in columns)})\n"
+        f"SELECT\n  " + ",\n  ".join(inserted) + "\n"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table_sql} WHERE {where})"
     )
+    return [update, insert]
 
 
 def _bind(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,16 +132,19 @@ def record(
     *,
     count_run: bool = False,
 ) -> None:
-    """Upsert the batch's row with values (ledger column -> Python value)."""
-    sql = upsert_sql(table, list(values), count_run=count_run)
-    runner.run(sql, parameters=_bind({"feed": feed, "batch_id": batch_id, **values}))
+    """Upsert the batch's row with values (ledger column -> Python value), bound as parameters."""
+    bound = _bind({"feed": feed, "batch_id": batch_id, **values})
+    for sql in upsert_sql(table, {name: f"%({name})s" for name in bound}, count_run=count_run):
+        runner.run(sql, parameters=bound)
 
 
-def record_claim(
-    runner: Runner,
-    table: TableRef,
-    feed: str,
-    batch_id: str,
+CLAIM_VALUES = ("dag_id", "run_id", "files", "bytes", "empty_files", "claim_started_at",
+                "claimed_at")  # fmt: skip
+"""What the claim step knows of its batch: it hands these to the load step (an XCom), whose first
+statement records the batch as claimed, in the session the load opens anyway."""
+
+
+def claim_values(
     *,
     dag_id: str,
     run_id: str,
@@ -135,20 +152,24 @@ def record_claim(
     bytes_: int,
     empty_files: int,
     started: dt.datetime,
-) -> None:
-    """The claim step committed the batch: status claimed, later steps cleared (a reprocess)."""
-    values: dict[str, Any] = dict.fromkeys(_CLEARED_ON_CLAIM)
-    values.update(
-        status="claimed",
-        dag_id=dag_id,
-        run_id=run_id,
-        files=files,
-        bytes=bytes_,
-        empty_files=empty_files,
-        claim_started_at=started,
-        claimed_at=dt.datetime.now(dt.UTC),
-    )
-    record(runner, table, feed, batch_id, values, count_run=True)
+    claimed: dt.datetime,
+) -> dict[str, str]:
+    """The claim's ledger values as quoted SQL literals, for the load step's first statement."""
+    values: dict[str, Any] = {
+        "dag_id": dag_id, "run_id": run_id, "files": files, "bytes": bytes_,
+        "empty_files": empty_files, "claim_started_at": started, "claimed_at": claimed,
+    }  # fmt: skip
+    return {k: quote_literal(v, runtime_value=True) for k, v in _bind(values).items()}
+
+
+def claim_sql(table: TableRef, feed: str, batch: str, claimed: Mapping[str, str]) -> str:
+    """The statements that record a batch as claimed: claimed maps CLAIM_VALUES to SQL
+    expressions; the columns of later steps are cleared (a reprocess starts them again) and the
+    run counted."""
+    values = {"feed": quote_literal(feed), "batch_id": batch, "status": "'claimed'"}
+    values.update({name: claimed[name] for name in CLAIM_VALUES})
+    values.update(dict.fromkeys(_CLEARED_ON_CLAIM, "NULL"))
+    return ";\n".join(upsert_sql(table, values, count_run=True))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from streamline.layout import (
     PROCESSING,
     RAW_LINEAGE,
     RUNTIME_BATCH_ID,
+    RUNTIME_CLAIM,
     RUNTIME_COPY_FILES,
+    claim_expression,
 )
 from streamline.model import Feed, TableRef
 from streamline.project import Project
@@ -203,8 +205,13 @@ def _context(
         if target is None:
             raise ValueError(f"feed {feed.feed!r} references unknown feed {ref.feed!r}")
         references.append({"ref": ref, "mart": target.mart, "name": f"references__{ref.column}"})
+    from streamline.ledger import CLAIM_VALUES, claim_sql  # ledger quotes through this module
+
     runtime = batch == RUNTIME_BATCH_ID
     layout = feed.layout
+    # A run-time batch id is an Airflow expression: quoting happens around it, not through it.
+    batch_literal = f"'{batch}'" if runtime else quote_literal(batch)
+    claimed = {name: claim_expression("ledger", name) for name in CLAIM_VALUES}
     owned = {c.name: quote_identifier(c.name) for c in (*RAW_LINEAGE, *MART_LINEAGE)}
     owned.update({c.name: quote_identifier(c.name) for c in LEDGER_COLUMNS})
     return {
@@ -224,10 +231,12 @@ def _context(
         "file_format": quote_table(layout.file_format),
         "stage": quote_table(layout.stage),
         "ledger": quote_table(layout.ledger),
-        # A run-time batch id is an Airflow expression: quoting happens around it, not through it.
-        "batch_literal": f"'{batch}'" if runtime else quote_literal(batch),
+        "batch_literal": batch_literal,
+        # The claim step's values (quoted by it) recorded in the ledger by the load's session.
+        "claim_record": claim_sql(layout.ledger, feed.feed, batch_literal, claimed),
         "batch_path": layout.lake.folder(PROCESSING, batch),
         # The claim task quotes each file name with quote_literal before it reaches the XCom.
         "copy_files": RUNTIME_COPY_FILES,
+        "runtime_claim": RUNTIME_CLAIM,
         "step_started": f"'{STEP_STARTED}'",
     }

@@ -14,11 +14,18 @@ from streamline.status import StatusReport
 
 
 def _when(value: dt.datetime | None, now: dt.datetime) -> str:
+    """A time as HH:MM:SS UTC, with the date when it is not today's."""
+    if value is None:
+        return "-"
+    utc = value.astimezone(dt.UTC)
+    return f"{utc:%H:%M:%S}" if utc.date() == now.date() else f"{utc:%Y-%m-%d %H:%M:%S}"
+
+
+def _ago(value: dt.datetime | None, now: dt.datetime) -> str:
     if value is None:
         return "-"
     seconds = (now - value).total_seconds()
-    ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    return f"{value.astimezone(dt.UTC):%H:%M:%S} ({ago} ago)"
+    return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
 def _count(value: int | None) -> str:
@@ -37,7 +44,7 @@ def print_status(report: StatusReport, console: Console) -> None:
         state = "[green]healthy[/]" if feed.healthy else f"[red]{len(feed.problems)} problems[/]"
         backlog = feed.backlog
         waiting = (
-            f"{backlog.files} files, {backlog.bytes} bytes, oldest {_when(backlog.oldest, now)}"
+            f"{backlog.files} files, {backlog.bytes} bytes, oldest {_ago(backlog.oldest, now)}"
             if backlog.files
             else "empty"
         )
@@ -50,7 +57,7 @@ def print_status(report: StatusReport, console: Console) -> None:
                 console.print(f"      hint: {problem.hint}", markup=False)
         if feed.open_batches:
             opened = ", ".join(
-                f"{b.batch_id} ({b.files} files, claimed {_when(b.claimed_at, now)})"
+                f"{b.batch_id} ({b.files} files, claimed {_ago(b.claimed_at, now)})"
                 for b in feed.open_batches
             )
             console.print(f"  open batches: {opened}", markup=False)
@@ -59,14 +66,15 @@ def print_status(report: StatusReport, console: Console) -> None:
         else:
             console.print("  no batches in the ledger yet")
     verdict = "[green]all feeds healthy[/]" if report.healthy else "[red]attention needed[/]"
-    console.print(f"{verdict} (checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC)")
+    console.print(f"{verdict} (checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC; times in UTC)")
 
 
 def _batches_table(rows: list[LedgerRow], now: dt.datetime) -> Table:
     table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
-    for name in ("batch", "status", "files", "loaded", "rows", "rejected", "quarantined",
+    for name in ("batch", "status", "files", "loaded", "rows", "rejected", "set aside",
                  "deferred", "runs", "claimed", "finished"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("batch", "status") else "right")
+        left = name in ("batch", "status")
+        table.add_column(name, justify="left" if left else "right", no_wrap=True)
     for row in rows:
         color = {"published": "green", "failed": "red", "empty": "dim"}.get(row.status, "yellow")
         finished = row.published_at or (row.failed_at if row.status == "failed" else None)

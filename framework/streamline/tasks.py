@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from streamline.batches import batch_id_for, check_batch_id
@@ -20,10 +21,10 @@ from streamline.errors import BatchError
 from streamline.layout import (
     CLAIM_TASK,
     XCOM_BATCH_ID,
-    XCOM_COPY_FILES,
+    XCOM_CLAIM,
     LakeLayout,
 )
-from streamline.ledger import record, record_claim
+from streamline.ledger import claim_values, record
 from streamline.model import TableRef
 from streamline.rendering import quote_literal
 
@@ -53,10 +54,12 @@ def _s3_client(aws_conn_id: str) -> S3Client:
 
 
 def _warehouse(snowflake_conn_id: str) -> Runner:
+    """A connection (logged in now) to the warehouse of the connection id; close it after use."""
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
-    hook: Runner = SnowflakeHook(snowflake_conn_id=snowflake_conn_id)
-    return hook
+    from streamline.ledger import ConnectionRunner
+
+    return ConnectionRunner(SnowflakeHook(snowflake_conn_id=snowflake_conn_id).get_conn())
 
 
 def _conf(context: dict[str, Any]) -> dict[str, Any]:
@@ -105,10 +108,12 @@ def claim_batch(
     max_bytes: int,
     **context: Any,
 ) -> dict[str, Any]:
-    """Task `claim`: commit the run's batch, record it in the ledger, move its files.
+    """Task `claim`: commit the run's batch, move its files, hand the load step what to record.
 
     Skips the run when nothing landed, or when the batch held only zero-byte objects (set aside
-    to quarantine/ and recorded as an empty batch). Pushes the XComs `batch_id` and `copy_files`.
+    to quarantine/ and recorded as an empty batch). Pushes the XComs `batch_id` and `claim` (the
+    batch id, its files for COPY, and the claim's ledger values, which the load's first
+    statements record: the claim itself needs no warehouse connection).
     """
     from streamline.lake import Limits, finalize, move_batch, register_batch
 
@@ -122,9 +127,12 @@ def claim_batch(
     if not isinstance(quarantine, dict):
         raise BatchError('conf "quarantine" must map file names (relative keys) to reasons')
     table = _table(ledger)
-    warehouse = _warehouse(snowflake_conn_id)
     if quarantine:
-        _check_quarantine(s3, bucket, layout, warehouse, table, feed, batch_id, set(quarantine))
+        warehouse = _warehouse(snowflake_conn_id)
+        try:
+            _check_quarantine(s3, bucket, layout, warehouse, table, feed, batch_id, set(quarantine))
+        finally:
+            warehouse.close()
     manifest = register_batch(
         s3,
         bucket,
@@ -140,17 +148,14 @@ def claim_batch(
         raise _skip(f"no new files under s3://{bucket}/{layout.landing}")
     # From here on the batch exists: a failure is recorded against it in the ledger.
     ti.xcom_push(key=XCOM_BATCH_ID, value=batch_id)
-    record_claim(
-        warehouse,
-        table,
-        feed,
-        batch_id,
+    claimed = dict(
         dag_id=dag_run.dag_id,
         run_id=dag_run.run_id,
         files=len(manifest.data_files),
         bytes_=manifest.total_bytes,
         empty_files=len(manifest.empty_files),
         started=started,
+        claimed=dt.datetime.now(dt.UTC),
     )
     move_batch(s3, bucket, layout, manifest, finished=False)
     summary = {
@@ -161,8 +166,16 @@ def claim_batch(
     }
     if not manifest.load_files:
         finalize(s3, bucket, prefix, batch_id, results=[])
-        now = dt.datetime.now(dt.UTC)
-        record(warehouse, table, feed, batch_id, {"status": "empty", "published_at": now})
+        warehouse = _warehouse(snowflake_conn_id)
+        try:
+            record(warehouse, table, feed, batch_id, {
+                "status": "empty", "dag_id": dag_run.dag_id, "run_id": dag_run.run_id,
+                "files": len(manifest.data_files), "empty_files": len(manifest.empty_files),
+                "bytes": manifest.total_bytes, "claim_started_at": started,
+                "claimed_at": claimed["claimed"], "published_at": dt.datetime.now(dt.UTC),
+            }, count_run=True)  # fmt: skip
+        finally:
+            warehouse.close()
         raise _skip(
             f"batch {batch_id} of {feed} holds no data: {len(manifest.files)} objects set aside "
             f"in s3://{bucket}/{layout.folder('quarantine', batch_id)}"
@@ -170,7 +183,11 @@ def claim_batch(
     files_sql = ", ".join(
         quote_literal(e.relative_key, runtime_value=True) for e in manifest.load_files
     )
-    ti.xcom_push(key=XCOM_COPY_FILES, value=files_sql)
+    ledger_values = claim_values(**claimed)
+    ti.xcom_push(
+        key=XCOM_CLAIM,
+        value={"batch_id": batch_id, "copy_files": files_sql, "ledger": ledger_values},
+    )
     log.info(
         "claimed batch %s of %s: %d files, %d bytes, %d zero-byte objects set aside",
         batch_id,
@@ -234,7 +251,13 @@ def finalize_batch(
     started = dt.datetime.now(dt.UTC)
     batch_id = check_batch_id(ti.xcom_pull(task_ids=CLAIM_TASK, key=XCOM_BATCH_ID))
     results = copy_results(ti.xcom_pull(task_ids=LOAD_TASK))
-    manifest = finalize(_s3_client(aws_conn_id), bucket, prefix, batch_id, results)
+    # Log in to the warehouse while the files move: the login takes as long as the moves.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        connecting = pool.submit(_warehouse, snowflake_conn_id)
+        try:
+            manifest = finalize(_s3_client(aws_conn_id), bucket, prefix, batch_id, results)
+        finally:
+            warehouse = connecting.result()
     counts = {
         "files_loaded": manifest.count(LOADED),
         "files_skipped": manifest.count(QUARANTINED),
@@ -242,21 +265,24 @@ def finalize_batch(
         "rows_parsed": sum(r.rows_parsed for r in results),
         "rows_rejected": sum(r.errors_seen for r in results),
     }
-    record(
-        _warehouse(snowflake_conn_id),
-        _table(ledger),
-        feed,
-        batch_id,
-        {
-            "status": "published",
-            **counts,
-            "checks": dict.fromkeys(checks, True),
-            "checked_at": started,
-            "published_at": dt.datetime.now(dt.UTC),
-            "failed_step": None,
-            "error": None,
-        },
-    )
+    try:
+        record(
+            warehouse,
+            _table(ledger),
+            feed,
+            batch_id,
+            {
+                "status": "published",
+                **counts,
+                "checks": dict.fromkeys(checks, True),
+                "checked_at": started,
+                "published_at": dt.datetime.now(dt.UTC),
+                "failed_step": None,
+                "error": None,
+            },
+        )
+    finally:
+        warehouse.close()
     for entry in manifest.data_files:
         if entry.outcome in (QUARANTINED, DEFERRED):
             log.warning("batch %s: %s %s: %s", batch_id, entry.relative_key, entry.outcome,
@@ -289,7 +315,11 @@ def record_failure(
         return
     exception = context.get("exception")
     error = f"{type(exception).__name__}: {exception}" if exception else "failed"
-    warehouse = _warehouse(snowflake_conn_id)
+    try:
+        warehouse = _warehouse(snowflake_conn_id)
+    except Exception:  # the callback must not hide the task's own error
+        log.exception("could not reach the warehouse to record the failure of batch %s", batch_id)
+        return
     values: dict[str, Any] = {
         "failed_step": ti.task_id,
         "error": error,
@@ -310,6 +340,8 @@ def record_failure(
         record(warehouse, _table(ledger), feed, check_batch_id(batch_id), values)
     except Exception:  # the callback must not hide the task's own error
         log.exception("could not record the failure of batch %s in the ledger", batch_id)
+    finally:
+        warehouse.close()
 
 
 def record_retry(context: dict[str, Any], **kwargs: Any) -> None:
@@ -323,14 +355,10 @@ def _check_outcomes(context: dict[str, Any], warehouse: Any) -> dict[str, bool] 
     if not isinstance(sql, str):
         return None
     try:
-        conn = warehouse.get_conn()
-        try:
-            cursor = conn.cursor()
+        with warehouse.connection.cursor() as cursor:
             cursor.execute(sql)
             row = cursor.fetchone()
             names = [d[0].lower() for d in cursor.description]
-        finally:
-            conn.close()
     except Exception:
         log.exception("could not re-run the checks to record their outcomes")
         return None

@@ -62,6 +62,34 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(none)"
 
 
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "streamline.cli", "--project", str(ROOT), *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def _status_and_reprocess(workdir: Path, env: dict[str, str]) -> None:
+    """`status --local` reads the running stack's ledger and lake; `reprocess --local` starts a
+    DAG run with the batch in its conf through the API server."""
+    status = _cli(env, "status", "--local", str(workdir), "--json")
+    assert status.returncode == 0, (status.stdout[-2000:], status.stderr[-2000:])
+    report = json.loads(status.stdout)
+    published = {
+        feed["feed"]: [b["batch_id"] for b in feed["batches"] if b["status"] == "published"]
+        for feed in report["feeds"]
+    }
+    assert all(published.values()), report
+    batch_id = published["customers"][0]
+    triggered = _cli(env, "reprocess", "customers", batch_id, "--local", str(workdir), "--no-wait")
+    assert triggered.returncode == 0, triggered.stderr[-2000:]
+    assert f"for batch {batch_id}" in triggered.stdout
+    with sqlite3.connect(f"file:{workdir / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as db:
+        confs = [
+            row[0] for row in db.execute("SELECT conf FROM dag_run WHERE dag_id = 'customers'")
+        ]
+    assert any(batch_id in str(conf) for conf in confs), confs
+
+
 def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     # Short on purpose: the forkserver's unix socket lives under <workdir>/tmp.
     workdir = ROOT / ".scratch" / f"up-test-{os.getpid()}"
@@ -87,6 +115,7 @@ def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
             f"{_tail(output)}\nscheduler log:\n{_tail(workdir / 'logs' / 'scheduler.log')}"
         )
         pids = json.loads((workdir / "pids.json").read_text())
+        _status_and_reprocess(workdir, env)
 
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=EXIT_TIMEOUT)

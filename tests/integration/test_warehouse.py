@@ -25,6 +25,7 @@ import pytest
 from snowflake.connector.errors import IntegrityError, ProgrammingError
 from snowflake.connector.util_text import split_statements
 
+from streamline.ledger import claim_values
 from streamline.model import Feed
 from streamline.project import find_project
 from streamline.rendering import RenderSettings, quote_literal, render_feed
@@ -34,6 +35,7 @@ from streamline_edge import FakeClock, iter_events
 pytestmark = pytest.mark.integration
 
 BATCH = "20260101T000000Z"
+COPY = 4  # the COPY among the load's statements: UPDATE + INSERT (the claim), BEGIN, DELETE, COPY
 LATER = "20260101T000500Z"
 TS = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -73,10 +75,11 @@ class Pipeline:
         feed = self.feed(name, **copy)
         rendered = render_feed(self.project, feed, self.feeds, batch_id=batch, settings=settings)
         files = ", ".join(quote_literal(f) for f in self.files.get((name, batch), []))
-        ti = SimpleNamespace(
-            start_date=datetime.now(UTC),
-            xcom_pull=lambda task_ids, key: {"batch_id": batch, "copy_files": files}[key],
-        )
+        now = datetime.now(UTC)
+        claimed = claim_values(dag_id=name, run_id="manual__test", files=1, bytes_=1,
+                               empty_files=0, started=now, claimed=now)  # fmt: skip
+        claim = {"batch_id": batch, "copy_files": files, "ledger": claimed}
+        ti = SimpleNamespace(start_date=now, xcom_pull=lambda task_ids, key: claim)
         return {step: jinja2.Template(sql).render(ti=ti) for step, sql in rendered.items()}
 
     def run(self, sql: str, conn: Any = None) -> list[list[tuple[Any, ...]]]:
@@ -164,7 +167,7 @@ def test_both_feeds_load_transform_and_check_like_production(pipeline: Pipeline)
     }
     for name in ("customers", "orders"):
         sql = pipeline.sql(name)
-        copy = pipeline.run(sql["load"])[2]
+        copy = pipeline.run(sql["load"])[COPY]
         assert {row[1] for row in copy} == {"LOADED"}  # status per file
         pipeline.run(sql["transform"])
         assert set(pipeline.check(name).values()) == {True}
@@ -258,7 +261,8 @@ def test_a_failed_copy_inside_a_transaction_leaves_no_rows_after_rollback(
 ) -> None:
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     pipeline.put("orders", "b", BAD_FILE)
-    begin, delete, copy, _ = pipeline.sql("orders")["load"].split(";\n", 3)
+    update, insert, begin, delete, copy, _ = pipeline.sql("orders")["load"].split(";\n", 5)
+    pipeline.run(update + ";\n" + insert + ";")
     pipeline.run(begin + ";")
     pipeline.run(delete + ";")
     with pytest.raises(ProgrammingError):
@@ -274,7 +278,7 @@ def test_on_error_continue_skips_bad_rows_and_skip_file_skips_their_file(
     bad = pipeline.put("orders", "b", BAD_FILE)
     urls = {f"s3://{pipeline.bucket}/{good}": "good", f"s3://{pipeline.bucket}/{bad}": "bad"}
 
-    copy = pipeline.run(pipeline.sql("orders", on_error="continue")["load"])[2]
+    copy = pipeline.run(pipeline.sql("orders", on_error="continue")["load"])[COPY]
     results = {urls[row[0]]: row[1:] for row in copy}
     assert results["good"] == ("LOADED", 1, 1, 1, 0, None, None, None, None)
     assert results["bad"] == (
@@ -284,7 +288,7 @@ def test_on_error_continue_skips_bad_rows_and_skip_file_skips_their_file(
     ids = {r["ORDER_ID"] for r in pipeline.rows('SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS"')}
     assert ids == {"ord_1", "ord_4"}
 
-    copy = pipeline.run(pipeline.sql("orders", on_error="skip_file")["load"])[2]
+    copy = pipeline.run(pipeline.sql("orders", on_error="skip_file")["load"])[COPY]
     results = {urls[row[0]]: row[1:6] for row in copy}
     assert results == {"good": ("LOADED", 1, 1, 1, 0), "bad": ("LOAD_FAILED", 3, 0, 1, 2)}
     ids = {r["ORDER_ID"] for r in pipeline.rows('SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS"')}
@@ -303,7 +307,7 @@ def test_a_string_longer_than_its_column_is_an_error_unless_truncated(pipeline: 
 def test_size_limit_stops_after_the_file_that_reaches_it(pipeline: Pipeline) -> None:
     for name in ("a", "b", "c"):
         pipeline.put("orders", name, [order(f"ord_{name}", "placed", "2026-01-01 00:00:01.000")])
-    copy = pipeline.run(pipeline.sql("orders", size_limit_bytes=1)["load"])[2]
+    copy = pipeline.run(pipeline.sql("orders", size_limit_bytes=1)["load"])[COPY]
     assert [row[0].rsplit("/", 1)[1] for row in copy] == ["a"]  # at least one file loads
 
 
@@ -312,10 +316,10 @@ def test_gzipped_files_load_and_force_false_skips_loaded_files(pipeline: Pipelin
     key = f"processing/{BATCH}/orders/2026/01/01/00/a.gz"
     pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=gzip.compress(line.encode()))
     pipeline.files[("orders", BATCH)] = ["2026/01/01/00/a.gz"]
-    copy = pipeline.run(pipeline.sql("orders")["load"])[2]
+    copy = pipeline.run(pipeline.sql("orders")["load"])[COPY]
     assert copy[0][1:4] == ("LOADED", 1, 1)
     unforced = pipeline.sql("orders")["load"].replace("FORCE = TRUE", "FORCE = FALSE")
-    assert pipeline.run(unforced)[2] == [("Copy executed with 0 files processed.",)]
+    assert pipeline.run(unforced)[COPY] == [("Copy executed with 0 files processed.",)]
     assert pipeline.count('"RAW"."ORDERS"') == 0  # the load's DELETE ran; the COPY skipped
 
 
@@ -336,7 +340,7 @@ def test_a_row_missing_a_field_loads_with_null_and_the_merge_fails_fast(
     # A COPY with a transformation ignores ERROR_ON_COLUMN_COUNT_MISMATCH, as Snowflake does.
     short = order("ord_1", "placed", "2026-01-01 00:00:01.000").rsplit(",", 1)[0] + "\n"
     pipeline.put("orders", "a", [short])
-    copy = pipeline.run(pipeline.sql("orders")["load"])[2]
+    copy = pipeline.run(pipeline.sql("orders")["load"])[COPY]
     assert copy[0][1:4] == ("LOADED", 1, 1)
     assert pipeline.rows('SELECT "UPDATED_AT" FROM {db}."RAW"."ORDERS"') == [{"UPDATED_AT": None}]
     started = time.monotonic()
@@ -369,15 +373,15 @@ def test_airflow_snowflake_hook_runs_the_steps(
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     for name in ("customers", "orders"):
         sql = pipeline.sql(name)
-        hook.run(sql["load"])
-        hook.run(sql["transform"])
+        hook.run(sql["load"], autocommit=True)  # as the DAG's load and transform tasks
+        hook.run(sql["transform"], autocommit=True)
         assert set(hook.get_first(sql["check"])) == {True}
     assert pipeline.count('"MART"."ORDERS"') == 1
 
     pipeline.put("orders", "b", BAD_FILE)
     started = time.monotonic()
     with pytest.raises(ProgrammingError, match="is not recognized"):
-        hook.run(pipeline.sql("orders")["load"])
+        hook.run(pipeline.sql("orders")["load"], autocommit=True)
     assert time.monotonic() - started < 10
     assert pipeline.count('"RAW"."ORDERS"') == 1  # the hook's closed session rolled back
 
@@ -395,7 +399,7 @@ def test_the_load_reads_only_the_files_its_claim_named(pipeline: Pipeline) -> No
     stray = f"processing/{BATCH}/orders/2026/01/01/00/stray"  # in the folder, not in the claim
     body = order("ord_2", "placed", "2026-01-01 00:00:01.000").encode()
     pipeline.s3.put_object(Bucket=pipeline.bucket, Key=stray, Body=body)
-    copy = pipeline.run(pipeline.sql("orders")["load"])[2]
+    copy = pipeline.run(pipeline.sql("orders")["load"])[COPY]
     assert [row[0].rsplit("/", 1)[1] for row in copy] == ["a"]
     assert pipeline.count('"RAW"."ORDERS"') == 1
     pipeline.files[("orders", BATCH)].append("2026/01/01/00/gone")  # named, but not there

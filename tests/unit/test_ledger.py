@@ -29,30 +29,40 @@ def rows(runner: ledger.ConnectionRunner) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in runner.get_records(sql)]
 
 
-def test_upsert_sql_is_one_merge_keyed_by_feed_and_batch() -> None:
-    sql = ledger.upsert_sql(TABLE, ["status", "checks", "claimed_at"], count_run=True)
-    tree = sqlglot.parse_one(sql.replace("%(", ":").replace(")s", ""), read="snowflake")
-    assert isinstance(tree, exp.Merge)
-    assert 'ON t."FEED" = s."FEED" AND t."BATCH_ID" = s."BATCH_ID"' in sql
-    assert "PARSE_JSON(%(checks)s)" in sql and "CAST(%(claimed_at)s AS TIMESTAMP_LTZ)" in sql
-    with pytest.raises(ValueError, match="not ledger columns"):
-        ledger.upsert_sql(TABLE, ["nope"])
+def test_upsert_sql_updates_the_row_or_inserts_it_keyed_by_feed_and_batch() -> None:
+    names = ["feed", "batch_id", "status", "run_id", "checks", "claimed_at"]
+    update, insert = ledger.upsert_sql(TABLE, {n: f"%({n})s" for n in names}, count_run=True)
+    trees = [sqlglot.parse_one(s.replace("%(", ":").replace(")s", ""), read="snowflake")
+             for s in (update, insert)]  # fmt: skip
+    assert [type(t) for t in trees] == [exp.Update, exp.Insert]
+    key = '"FEED" = %(feed)s AND "BATCH_ID" = %(batch_id)s'
+    assert update.endswith(f"WHERE {key}") and insert.endswith(f"WHERE {key})")
+    assert "PARSE_JSON(%(checks)s)" in update and "CAST(%(claimed_at)s AS TIMESTAMP_LTZ)" in insert
+    with pytest.raises(ValueError, match="unknown: \\['nope'\\]"):
+        ledger.upsert_sql(TABLE, {"feed": "'x'", "batch_id": "'y'", "nope": "1"})
 
 
 def test_a_retried_write_updates_its_row_and_a_new_run_is_counted(
     warehouse: ledger.ConnectionRunner,
 ) -> None:
     started = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    claim = {"dag_id": "orders", "files": 3, "bytes_": 30, "empty_files": 0, "started": started}
-    ledger.record_claim(warehouse, TABLE, "orders", BATCH, run_id="run-1", **claim)
-    ledger.record_claim(warehouse, TABLE, "orders", BATCH, run_id="run-1", **claim)  # a retry
+    claim = {"dag_id": "orders", "files": 3, "bytes_": 30, "empty_files": 0, "started": started,
+             "claimed": started}  # fmt: skip
+
+    def load_records_claim(run_id: str) -> None:  # the load step's first statement, rendered
+        values = ledger.claim_values(run_id=run_id, **claim)  # type: ignore[arg-type]
+        for sql in ledger.claim_sql(TABLE, "orders", f"'{BATCH}'", values).split(";\n"):
+            warehouse.run(sql)
+
+    load_records_claim("run-'1")  # quoted: a run id may hold a quote
+    load_records_claim("run-'1")  # a retry
     [row] = rows(warehouse)
     assert (row["status"], row["runs"], row["files"], row["bytes"]) == ("claimed", 1, 3, 30)
     ledger.record(warehouse, TABLE, "orders", BATCH, {"status": "failed", "failed_step": "load",
                   "error": "x" * 5000, "failed_at": started})  # fmt: skip
     [row] = rows(warehouse)
     assert row["status"] == "failed" and len(row["error"]) == ledger.ERROR_CHARS
-    ledger.record_claim(warehouse, TABLE, "orders", BATCH, run_id="run-2", **claim)  # reprocess
+    load_records_claim("run-2")  # a reprocess
     [row] = rows(warehouse)
     assert (row["status"], row["runs"], row["error"], row["failed_step"]) == (
         "claimed", 2, None, None,
@@ -89,10 +99,14 @@ class Recorder:
         self.writes: list[dict[str, Any]] = []
 
     def run(self, sql: str, autocommit: bool = True, parameters: Any = None) -> None:
-        self.writes.append(dict(parameters or {}))
+        if sql.startswith("UPDATE"):  # one write: its UPDATE (its INSERT binds the same values)
+            self.writes.append(dict(parameters or {}))
 
     def get_records(self, sql: str, parameters: Any = None) -> list[Any]:
         return []
+
+    def close(self) -> None:
+        pass
 
 
 class FakeTaskInstance:
@@ -136,7 +150,9 @@ def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Recorder]]:
         yield s3, recorder
 
 
-def test_claim_records_the_batch_and_pushes_its_id_and_files(lake: tuple[Any, Recorder]) -> None:
+def test_claim_pushes_the_batch_its_files_and_its_ledger_values(
+    lake: tuple[Any, Recorder],
+) -> None:
     s3, recorder = lake
     s3.put_object(Bucket="lake", Key="landing/orders/it's", Body=b"a,b\n")
     s3.put_object(Bucket="lake", Key="landing/orders/empty", Body=b"")
@@ -145,10 +161,13 @@ def test_claim_records_the_batch_and_pushes_its_id_and_files(lake: tuple[Any, Re
     summary = tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
     assert summary == {"batch_id": "20260304T050607.000890Z", "files": 1, "bytes": 4,
                        "empty_files": 1}  # fmt: skip
-    assert ti.xcom == {"batch_id": "20260304T050607.000890Z", "copy_files": "'it\\'s'"}
-    [write] = recorder.writes
-    assert (write["status"], write["files"], write["empty_files"]) == ("claimed", 1, 1)
-    assert write["run_id"] == "manual__1" and write["loaded_at"] is None
+    assert ti.xcom["batch_id"] == "20260304T050607.000890Z"
+    claim = ti.xcom["claim"]  # for the SQL steps, one XCom read each
+    assert claim["batch_id"] == "20260304T050607.000890Z"
+    assert claim["copy_files"] == "'it\\'s'"
+    values = claim["ledger"]  # quoted for the load's first statements
+    assert (values["run_id"], values["files"], values["empty_files"]) == ("'manual__1'", "1", "1")
+    assert recorder.writes == []  # the claim itself needs no warehouse
 
 
 def test_a_claim_of_only_zero_byte_objects_is_an_empty_batch(lake: tuple[Any, Recorder]) -> None:
@@ -159,7 +178,8 @@ def test_a_claim_of_only_zero_byte_objects_is_an_empty_batch(lake: tuple[Any, Re
     context = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
     with pytest.raises(AirflowSkipException, match="holds no data"):
         tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
-    assert [w["status"] for w in recorder.writes] == ["claimed", "empty"]
+    [write] = recorder.writes
+    assert (write["status"], write["empty_files"], write["files"]) == ("empty", 1, 0)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
     assert "quarantine/20260304T050607.000890Z/orders/empty" in keys
     assert not tasks.detect_batch(**LAKE, **context)
@@ -223,7 +243,9 @@ def test_quarantine_is_refused_once_the_batch_reached_the_mart(
     lake: tuple[Any, Recorder], warehouse: ledger.ConnectionRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3, _ = lake
-    monkeypatch.setattr(tasks, "_warehouse", lambda conn_id: warehouse)
+    kept = ledger.ConnectionRunner(warehouse.connection)
+    monkeypatch.setattr(kept, "close", lambda: None)  # the fixture's connection outlives a task
+    monkeypatch.setattr(tasks, "_warehouse", lambda conn_id: kept)
     for name in ("good", "poison"):
         s3.put_object(Bucket="lake", Key=f"landing/orders/{name}", Body=b"a\n")
     ti = FakeTaskInstance()
@@ -241,4 +263,4 @@ def test_quarantine_is_refused_once_the_batch_reached_the_mart(
         tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
     ledger.record(warehouse, TABLE, "orders", batch_id, {"transformed_at": None})
     summary = tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
-    assert summary["files"] == 1 and again["ti"].xcom["copy_files"] == "'good'"
+    assert summary["files"] == 1 and again["ti"].xcom["claim"]["copy_files"] == "'good'"

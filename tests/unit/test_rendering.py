@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import shutil
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
@@ -13,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 from streamline.layout import RUNTIME_BATCH_ID, RUNTIME_COPY_FILES
+from streamline.ledger import claim_values
 from streamline.model import Feed, TableRef
 from streamline.project import Project, find_project
 from streamline.rendering import (
@@ -34,9 +36,15 @@ class FakeTaskInstance:
 
     start_date = dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
 
-    def xcom_pull(self, task_ids: str, key: str) -> str:
+    def xcom_pull(self, task_ids: str, key: str) -> Any:
         assert task_ids == "claim"
-        return {"batch_id": BATCH, "copy_files": "'f1', 'sub/f2'"}[key]
+        when = self.start_date
+        claimed = claim_values(
+            dag_id="orders", run_id="manual__x", files=2, bytes_=10, empty_files=0,
+            started=when, claimed=when,
+        )  # fmt: skip
+        assert key == "claim"
+        return {"batch_id": BATCH, "copy_files": "'f1', 'sub/f2'", "ledger": claimed}
 
 
 def as_run(sql: str) -> str:
@@ -80,7 +88,7 @@ def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step
 
 EXPECTED_STATEMENTS = {
     "ddl": ["Create"] * 8,
-    "load": ["Transaction", "Delete", "Copy", "Update", "Commit"],
+    "load": ["Update", "Insert", "Transaction", "Delete", "Copy", "Update", "Commit"],
     "transform": ["Transaction", "Merge", "Update", "Commit"],
     "check": ["Select"],
 }
@@ -162,8 +170,11 @@ def test_load_is_one_transaction_that_replaces_the_batch(
         "load"
     ]
     statements = [s for s in sqlglot.parse(as_run(load), read="snowflake") if s is not None]
-    assert isinstance(statements[0], exp.Transaction)
-    assert isinstance(statements[1], exp.Delete)
+    # The claimed batch, recorded on its own (autocommit), then the transaction.
+    assert [type(s) for s in statements[:2]] == [exp.Update, exp.Insert]
+    assert statements[0].this.name == "STREAMLINE_BATCHES"
+    assert isinstance(statements[2], exp.Transaction)
+    assert isinstance(statements[3], exp.Delete)
     assert isinstance(statements[-1], exp.Commit)
 
 

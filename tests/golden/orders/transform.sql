@@ -1,3 +1,4 @@
+{%- set claim = ti.xcom_pull(task_ids="claim", key="claim") %}
 -- StreamLine transform for feed orders: templates/transforms/merge_latest.sql.j2 and the ledger, in one transaction.
 BEGIN;
 -- StreamLine transform merge_latest for feed orders: upsert the latest row per key.
@@ -14,7 +15,7 @@ USING (
     "UPDATED_AT",
     "BATCH_ID"
   FROM "STREAMLINE"."RAW"."ORDERS"
-  WHERE "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}'
+  WHERE "BATCH_ID" = '{{ claim.batch_id }}'
     AND "ORDER_ID" IS NOT NULL
   QUALIFY ROW_NUMBER() OVER (
     PARTITION BY "ORDER_ID"
@@ -60,5 +61,5 @@ UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
-WHERE "FEED" = 'orders' AND "BATCH_ID" = '{{ ti.xcom_pull(task_ids="claim", key="batch_id") }}';
+WHERE "FEED" = 'orders' AND "BATCH_ID" = '{{ claim.batch_id }}';
 COMMIT;
