@@ -739,7 +739,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     """Stream synthetic customers and orders CSV events (the edge generator; --help for flags)."""
     from streamline_edge.cli import main as edge_main
 
-    return edge_main(args.edge_args)
+    return int(edge_main(args.edge_args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

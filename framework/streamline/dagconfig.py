@@ -100,7 +100,7 @@ def build_dag_config(
             "dependencies": ["check"],
         },
     }
-    callback = {"feed": feed.feed, **ledger}
+    callback = {**lake, **ledger}
     config: dict[str, Any] = {
         "description": feed.description or f"StreamLine feed {feed.feed}",
         "default_args": {

@@ -723,6 +723,15 @@ def release(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> Non
     _update_register(s3, bucket, layout, change, f"releasing batch {batch_id}")
 
 
+def open_batch_owner(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> str | None:
+    """The DAG run an open batch belongs to now; "" when the batch is finished (in processed/),
+    None when there is no such batch."""
+    current = read_register(s3, bucket, layout).batches.get(batch_id)
+    if current is not None:
+        return current.run_id or ""
+    return "" if _read(s3, bucket, layout.manifest(PROCESSED, batch_id)) is not None else None
+
+
 def batch_manifest(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> Manifest | None:
     """The batch as the register has it while open, else its finished manifest; None if none."""
     current = read_register(s3, bucket, layout).batches.get(batch_id)

@@ -295,6 +295,9 @@ def record_failure(
     context: dict[str, Any],
     *,
     feed: str,
+    bucket: str,
+    prefix: str,
+    aws_conn_id: str,
     snowflake_conn_id: str,
     ledger: dict[str, str],
     final: bool = True,
@@ -303,7 +306,8 @@ def record_failure(
 
     With final (no retries left) the batch's status becomes failed; a retry keeps the status and
     records the attempt's error. Runs without a batch (detect, or a claim that committed nothing)
-    record nothing. Airflow runs task callbacks after the task, in its process:
+    record nothing, and neither does a run whose batch another run has taken over (a reprocess)
+    or finished. Airflow runs task callbacks after the task, in its process:
     https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/logging-monitoring/callbacks.html
     """
     ti = context["ti"]
@@ -312,6 +316,11 @@ def record_failure(
     batch_id = ti.xcom_pull(task_ids=CLAIM_TASK, key=XCOM_BATCH_ID)
     if not batch_id:
         log.info("no batch was committed by this run: nothing to record in the ledger")
+        return
+    owner = _batch_owner(context, bucket, prefix, aws_conn_id, batch_id)
+    if owner is not None and owner != context["dag_run"].run_id:
+        taken = f"run {owner}" if owner else "processed/ (finished)"
+        log.warning("batch %s is with %s: not recording this run's failure", batch_id, taken)
         return
     exception = context.get("exception")
     error = f"{type(exception).__name__}: {exception}" if exception else "failed"
@@ -336,12 +345,30 @@ def record_failure(
                 values["error"] = f"checks failed: {', '.join(failed)}"
     if final:
         values["status"] = "failed"
+    elif ti.task_id == CLAIM_TASK:  # the batch is claimed; its load has not recorded it yet
+        values["status"] = "claimed"
     try:
-        record(warehouse, _table(ledger), feed, check_batch_id(batch_id), values)
+        record(warehouse, _table(ledger), feed, check_batch_id(batch_id), values, count_run=True)
     except Exception:  # the callback must not hide the task's own error
         log.exception("could not record the failure of batch %s in the ledger", batch_id)
     finally:
         warehouse.close()
+
+
+def _batch_owner(
+    context: dict[str, Any], bucket: str, prefix: str, aws_conn_id: str, batch_id: str
+) -> str | None:
+    """The run that has the batch now (lake.open_batch_owner), or None when that cannot be told:
+    then the failure is recorded anyway."""
+    from streamline.lake import open_batch_owner
+
+    try:
+        if "{{" in bucket:  # callbacks' arguments are not rendered by Airflow
+            bucket = str(context["task"].render_template(bucket, context))
+        return open_batch_owner(_s3_client(aws_conn_id), bucket, LakeLayout(prefix), batch_id)
+    except Exception:
+        log.exception("could not read the claims register of batch %s", batch_id)
+        return None
 
 
 def record_retry(context: dict[str, Any], **kwargs: Any) -> None:

@@ -220,14 +220,25 @@ def test_failure_callbacks_record_only_batches_that_exist(lake: tuple[Any, Recor
     _, recorder = lake
     context = {"ti": FakeTaskInstance("load"), "dag_run": FakeDagRun(),
                "exception": RuntimeError("boom")}  # fmt: skip
-    tasks.record_failure(context, feed="orders", **LEDGER)
+    tasks.record_failure(context, **LAKE, **LEDGER)
     assert recorder.writes == []  # the claim committed no batch
-    context["ti"].xcom["batch_id"] = BATCH
-    tasks.record_retry(context, feed="orders", **LEDGER)
-    tasks.record_failure(context, feed="orders", **LEDGER)
+    s3, _ = lake
+    s3.put_object(Bucket="lake", Key="landing/orders/f", Body=b"a\n")
+    claim = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
+    tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **claim)
+    context["ti"].xcom["batch_id"] = claim["ti"].xcom["batch_id"]
+    tasks.record_retry(context, **LAKE, **LEDGER)
+    tasks.record_failure(context, **LAKE, **LEDGER)
     retry, final = recorder.writes
     assert "status" not in retry and retry["error"] == "RuntimeError: boom"
     assert (final["status"], final["failed_step"]) == ("failed", "load")
+    # A reprocess took the batch over: the old run's late failure is not recorded against it.
+    takeover = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun({"batch_id": context["ti"].xcom[
+        "batch_id"]}), "params": {}}  # fmt: skip
+    takeover["dag_run"].run_id = "manual__2"
+    tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **takeover)
+    tasks.record_failure(context, **LAKE, **LEDGER)
+    assert len(recorder.writes) == 2
 
 
 def test_a_reprocess_detects_its_batch_not_new_files(lake: tuple[Any, Recorder]) -> None:
