@@ -732,6 +732,43 @@ def open_batch_owner(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: st
     return "" if _read(s3, bucket, layout.manifest(PROCESSED, batch_id)) is not None else None
 
 
+@dataclass(frozen=True)
+class Unregistered:
+    """Objects of a feed's batch in processing/ that no open batch of the claims register holds:
+    left by a run from before the register, or moved there by hand."""
+
+    batch_id: str
+    objects: int
+    has_manifest: bool
+    last_modified: dt.datetime
+
+
+def unregistered_batches(
+    s3: S3Client, bucket: str, layout: LakeLayout, register: Register | None = None
+) -> list[Unregistered]:
+    """Batches with objects of this feed in processing/ that are not in the claims register,
+    in batch id order. Lists all of processing/ (open batches only, so short). register, read
+    before the listing (pass the one you have), keeps a batch finishing meanwhile out; one
+    claimed meanwhile shows, with fresh objects (judge by last_modified)."""
+    open_ids = (register or read_register(s3, bucket, layout)).batches
+    found: dict[str, list[LandedObject]] = {}
+    manifests: set[str] = set()
+    for obj in list_landed(s3, bucket, f"{PROCESSING}/"):
+        batch_id, _, rest = obj.key[len(PROCESSING) + 1 :].partition("/")
+        if rest == f"{layout.prefix}.manifest.json":
+            manifests.add(batch_id)
+        elif not rest.startswith(f"{layout.prefix}/"):
+            continue  # another feed's
+        found.setdefault(batch_id, []).append(obj)
+    return [
+        Unregistered(
+            batch_id, len(objects), batch_id in manifests, max(o.last_modified for o in objects)
+        )
+        for batch_id, objects in sorted(found.items())
+        if batch_id not in open_ids
+    ]
+
+
 def batch_manifest(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> Manifest | None:
     """The batch as the register has it while open, else its finished manifest; None if none."""
     current = read_register(s3, bucket, layout).batches.get(batch_id)

@@ -118,7 +118,7 @@ def feed_status(
     now: dt.datetime,
 ) -> FeedStatus:
     """One feed's status from its ledger rows and the lake."""
-    from streamline.lake import list_landed, read_register
+    from streamline.lake import list_landed, read_register, unregistered_batches
 
     layout: LakeLayout = feed.layout.lake
     status = FeedStatus(feed.feed, batches=list(rows))
@@ -181,6 +181,23 @@ def feed_status(
                     + (f"{recorded.status} in the ledger" if recorded else "not in the ledger"),
                     batch.batch_id,
                     f"to finish it: {reprocess}{batch.batch_id}",
+                )
+            )
+    for left in unregistered_batches(s3, bucket, layout, register):
+        idle = _age(now, left.last_modified)
+        if idle > feed.batch.stuck_after_seconds:
+            where = f"s3://{bucket}/{PROCESSING}/{left.batch_id}/"
+            status.problems.append(
+                Problem(
+                    STUCK,
+                    f"batch {left.batch_id} has {left.objects} objects in {where} untouched for "
+                    f"{_seconds(idle)} and is not in the claims register (claimed before the "
+                    "register existed, or moved by hand)",
+                    left.batch_id,
+                    f"to finish it: {reprocess}{left.batch_id}"
+                    if left.has_manifest
+                    else f"it has no manifest: move its files back to s3://{bucket}/"
+                    f"{layout.landing} to load them in a new batch",
                 )
             )
     waited = _age(now, status.backlog.oldest)

@@ -110,6 +110,31 @@ def test_an_open_batch_missing_from_the_ledger_is_stuck_after_the_threshold(
     assert problem.kind == "stuck" and "not in the ledger" in problem.message
 
 
+def test_a_batch_in_processing_outside_the_register_is_stuck_after_the_threshold(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    """Left by a version before the claims register, or moved there by hand."""
+    old, bare = "20251231T235959Z", "20251231T235958Z"
+    s3.put_object(Bucket="lake", Key=f"processing/{old}/orders.manifest.json", Body=b"{}")
+    s3.put_object(Bucket="lake", Key=f"processing/{old}/orders/f1", Body=b"x\n")
+    s3.put_object(Bucket="lake", Key=f"processing/{bare}/orders/f2", Body=b"x\n")
+    s3.put_object(Bucket="lake", Key=f"processing/{old}/customers/f3", Body=b"x\n")  # not ours
+    s3.put_object(Bucket="lake", Key="landing/orders/f4", Body=b"x\n")
+    lake.register_batch(s3, "lake", "orders", orders.layout.lake, "20260101T000000.000000Z", "r1")
+    lake.claim(s3, "lake", "orders", "orders", "20260101T000000.000000Z", "r1")  # open: not left
+    assert status(orders, s3, warehouse).healthy  # just written: maybe a claim under way
+    later = orders.batch.stuck_after_seconds + 60
+    problems = status(orders, s3, warehouse, later).feeds[0].problems
+    left = {p.batch_id: p for p in problems if "claims register" in p.message}
+    assert sorted(left) == [bare, old]
+    assert "2 objects in s3://lake/processing/20251231T235959Z/" in left[old].message
+    assert left[old].hint == f"to finish it: streamline reprocess orders {old}"
+    assert left[bare].hint == (
+        "it has no manifest: move its files back to s3://lake/landing/orders/ to load them in "
+        "a new batch"
+    )
+
+
 def test_data_waiting_too_long_in_landing_is_reported(
     orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
 ) -> None:
