@@ -7,7 +7,8 @@ import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -282,12 +283,14 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--local",
-        nargs="?",
-        const=Path(".scratch/up"),
+        action="store_true",
+        help="use a running `streamline up` (its lake, warehouse and API server)",
+    )
+    parser.add_argument(
+        "--workdir",
         type=Path,
-        metavar="WORKDIR",
-        help="use the running `streamline up` in WORKDIR (default .scratch/up): its lake, "
-        "warehouse and API server",
+        default=Path(".scratch/up"),
+        help="with --local: the `streamline up` --workdir (.scratch/up)",
     )
     parser.add_argument(
         "--bucket",
@@ -302,7 +305,7 @@ def _use_local(args: argparse.Namespace) -> dict[str, Any] | None:
     from streamline.local.stack import StackError, read_stack_file
 
     try:
-        stack = read_stack_file(args.local.resolve())
+        stack = read_stack_file(args.workdir.resolve())
     except StackError as exc:
         raise UsageError(str(exc)) from None
     os.environ.update(stack["env"])
@@ -316,12 +319,26 @@ def _lake_bucket(args: argparse.Namespace) -> str:
     return bucket
 
 
-def _quiet_airflow(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
-    """Airflow logs to stdout as it is imported and its hooks run: keep it to warnings (all with
-    --debug), on stderr, so stdout holds only the report (and --json stays parseable)."""
-    if not args.debug:
+@contextlib.contextmanager
+def _quiet_airflow(args: argparse.Namespace) -> Iterator[None]:
+    """Around Airflow hooks: its logs kept to warnings (all with --debug) on stderr, so stdout
+    holds only the report (and --json stays parseable); its deprecation warnings hidden (shown
+    with --debug); a connection that is not defined is a usage error naming what to set."""
+    if not args.debug:  # before Airflow is imported: it sets its logging up then
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    return contextlib.redirect_stdout(sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        if not args.debug:  # Airflow's DeprecatedImportWarning is a FutureWarning
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            yield
+        except AirflowNotFoundException as exc:
+            raise UsageError(
+                f"{exc}: define it (an AIRFLOW_CONN_<CONN_ID> environment variable or Airflow's "
+                "secrets backend), or add --local to use a running `streamline up`"
+            ) from None
 
 
 def _hooks() -> tuple[Any, Any]:
@@ -658,6 +675,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             raise UsageError(f"--quarantine takes FILE=REASON, got {item!r}")
         quarantine[name] = reason.strip()
     stack = _use_local(args)
+    with _quiet_airflow(args):
+        _check_reprocess(args, feed, batch_id, quarantine)
     api: Any
     if stack is not None:
         if not stack.get("api_url"):
@@ -695,22 +714,71 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     with _quiet_airflow(args):
         row = _ledger_row(feed, batch_id)
-    if row is not None:
-        out.print(
-            f"batch {batch_id}: {row.status}, {row.rows_loaded} rows loaded from "
-            f"{row.files_loaded} files"
-            + (f"; failed at {row.failed_step}: {row.error}" if row.status == "failed" else ""),
+    status_command = f"streamline status {feed.feed}{' --local' * args.local}"
+    if row is not None and row.run_id != run_id:
+        err.print(
+            f"batch {batch_id}: the ledger has no record of run {run_id} (the run stopped before "
+            f"taking the batch over; the batch's last run, {row.run_id}, left it {row.status}); "
+            "the run's task logs in Airflow say why",
             markup=False,
         )
-    published = row is None or row.status in ("published", "empty")
+        row = None
+        published = False
+    elif row is not None:
+        out.print(_batch_summary(row), markup=False)
+        published = row.status in ("published", "empty")
+    else:  # the ledger could not be read from here: the run's state decides
+        published = True
     if outcome.state == "success" and published:
         return EXIT_OK
     err.print(
         f"batch {batch_id} is not published: DAG run {run_id} is {outcome.state} after "
-        f"{outcome.seconds:.0f} s; `streamline status {feed.feed}` shows why",
+        f"{outcome.seconds:.0f} s; `{status_command}` shows the batch",
         markup=False,
     )
     return EXIT_INVALID
+
+
+def _batch_summary(row: Any) -> str:
+    """One line on a batch's ledger row, e.g. `batch B: published, 10 rows loaded from 2 files`."""
+    parts = [f"batch {row.batch_id}: {row.status}"]
+    if row.rows_loaded is not None:
+        files = f" from {row.files_loaded} files" if row.files_loaded is not None else ""
+        parts.append(f"{row.rows_loaded} rows loaded{files}")
+    if row.files_skipped:
+        parts.append(f"{row.files_skipped} files skipped or set aside")
+    if row.status == "failed":
+        parts.append(f"failed at {row.failed_step or 'an unknown step'}: {row.error}")
+    return ", ".join(parts[:2]) + "".join(f"; {p}" for p in parts[2:])
+
+
+def _check_reprocess(
+    args: argparse.Namespace, feed: Any, batch_id: str, quarantine: dict[str, str]
+) -> None:
+    """Refuse, before any DAG run, a batch the lake does not hold and --quarantine names that
+    are not files of the batch. When the lake cannot be read from here, the DAG run checks."""
+    from streamline.lake import batch_manifest
+
+    s3, _ = _hooks()
+    bucket = _lake_bucket(args)
+    layout = feed.layout.lake
+    try:
+        manifest = batch_manifest(s3(feed.dag.aws_conn_id), bucket, layout, batch_id)
+    except Exception as exc:  # no credentials here, say: the DAG's detect and claim check it
+        err.print(f"could not read the lake from here ({exc}); the DAG run checks the batch")
+        return
+    if manifest is None:
+        raise UsageError(
+            f"no batch {batch_id} of {feed.feed} in s3://{bucket}: not open in the claims "
+            f"register ({layout.claims}) and no manifest in processing/ or processed/; "
+            f"`streamline status {feed.feed}{' --local' * args.local}` lists its batches"
+        )
+    names = {e.relative_key for e in manifest.files}
+    if unknown := sorted(set(quarantine) - names):
+        listed = ", ".join(sorted(names)[:10]) + (" ..." if len(names) > 10 else "")
+        raise UsageError(
+            f"--quarantine {unknown[0]!r} is not a file of batch {batch_id}; its files: {listed}"
+        )
 
 
 def _select(feeds: Sequence[Any], names: Sequence[str]) -> list[Any]:

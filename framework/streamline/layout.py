@@ -91,7 +91,12 @@ LEDGER_COLUMNS = (
     Column("batch_id", BATCH_ID_TYPE, "the batch", nullable=False),
     Column("dag_id", "VARCHAR(250)", "the feed's DAG"),
     Column("run_id", "VARCHAR(250)", "the DAG run that last worked on the batch"),
-    Column("runs", "NUMBER(38,0)", "DAG runs that claimed the batch: 1, plus one per reprocess"),
+    Column(
+        "runs",
+        "NUMBER(38,0)",
+        "DAG runs that held the batch: 1, plus one per reprocess that took it over (a reprocess "
+        "that stopped before its claim, or a run killed before its load, is not counted)",
+    ),
     Column("status", "VARCHAR(16)", "claimed, loaded, transformed, published, empty or failed"),
     Column("failed_step", "VARCHAR(32)", "the task that failed (status failed, or retrying)"),
     Column("error", "VARCHAR(4000)", "that task's error, first 4000 characters"),

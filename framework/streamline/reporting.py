@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streamline.ledger import LedgerRow
@@ -41,7 +42,10 @@ def print_status(report: StatusReport, console: Console) -> None:
     """Per feed: its problems with hints, the landing backlog, open and latest batches."""
     now = report.checked_at
     for feed in report.feeds:
-        state = "[green]healthy[/]" if feed.healthy else f"[red]{len(feed.problems)} problems[/]"
+        count = len(feed.problems)
+        state = (
+            "[green]healthy[/]" if feed.healthy else f"[red]{count} problem{'s' * (count != 1)}[/]"
+        )
         backlog = feed.backlog
         waiting = (
             f"{backlog.files} files, {backlog.bytes} bytes, oldest {_ago(backlog.oldest, now)}"
@@ -52,7 +56,7 @@ def print_status(report: StatusReport, console: Console) -> None:
             waiting += f"; {backlog.empty_files} zero-byte objects"
         console.print(f"[bold]{feed.feed}[/]: {state}; landing backlog: {waiting}")
         for problem in feed.problems:
-            console.print(f"  [red]{problem.kind}[/]: {problem.message}", markup=True)
+            console.print(f"  [red]{problem.kind}[/]: {escape(problem.message)}")
             if problem.hint:
                 console.print(f"      hint: {problem.hint}", markup=False)
         if feed.open_batches:

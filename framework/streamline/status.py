@@ -115,9 +115,10 @@ def feed_status(
     s3: S3Client,
     bucket: str,
     rows: Sequence[LedgerRow],
-    now: dt.datetime,
+    now: dt.datetime | None = None,
 ) -> FeedStatus:
-    """One feed's status from its ledger rows and the lake."""
+    """One feed's status from its ledger rows and the lake, judged at now (default: after the
+    lake is read)."""
     from streamline.lake import list_landed, read_register, unregistered_batches
 
     layout: LakeLayout = feed.layout.lake
@@ -132,6 +133,8 @@ def feed_status(
         )
     owned = register.owned_keys()
     waiting = [o for o in list_landed(s3, bucket, layout.landing) if o.key not in owned]
+    leftovers = unregistered_batches(s3, bucket, layout, register)
+    now = now or dt.datetime.now(dt.UTC)
     data = [o for o in waiting if o.size > 0]
     status.backlog = Backlog(
         files=len(data),
@@ -183,7 +186,7 @@ def feed_status(
                     f"to finish it: {reprocess}{batch.batch_id}",
                 )
             )
-    for left in unregistered_batches(s3, bucket, layout, register):
+    for left in leftovers:
         idle = _age(now, left.last_modified)
         if idle > feed.batch.stuck_after_seconds:
             where = f"s3://{bucket}/{PROCESSING}/{left.batch_id}/"
@@ -223,8 +226,11 @@ def collect_status(
     latest: int = 5,
     now: dt.datetime | None = None,
 ) -> StatusReport:
-    """The status of these feeds. s3_for and warehouse_for give each feed's connections."""
-    now = now or dt.datetime.now(dt.UTC)
+    """The status of these feeds. s3_for and warehouse_for give each feed's connections.
+
+    now (default: the clock after each feed's reads) is the time ages are measured at, so a
+    batch claimed while the report is being made never shows a negative age.
+    """
     by_ledger: dict[tuple[str, str, str], list[Feed]] = {}
     for feed in feeds:
         table = feed.layout.ledger
@@ -235,4 +241,5 @@ def collect_status(
         names = [f.feed for f in members]
         for row in read_batches(runner, TableRef(database, schema, name), names, latest):
             rows[row.feed].append(row)
-    return StatusReport(now, [feed_status(f, s3_for(f), bucket, rows[f.feed], now) for f in feeds])
+    statuses = [feed_status(f, s3_for(f), bucket, rows[f.feed], now) for f in feeds]
+    return StatusReport(now or dt.datetime.now(dt.UTC), statuses)

@@ -46,6 +46,15 @@ def _skip(message: str) -> Exception:
     return AirflowSkipException(message)
 
 
+def _fail(message: str) -> Exception:
+    """An error that fails the task at once, without retries (retrying cannot help)."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # Airflow 2.x (MWAA 2.10/2.11)
+        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+    return AirflowFailException(message)
+
+
 def _s3_client(aws_conn_id: str) -> S3Client:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -84,8 +93,9 @@ def _table(ledger: dict[str, str]) -> TableRef:
 def detect_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any) -> bool:
     """Task `detect` (a PythonSensor's poke): is there work for this run?
 
-    For a reprocess run: the batch exists. Otherwise: landing/<prefix>/ holds an object that no
-    open batch owns; folder markers (keys ending in /) are not data.
+    For a reprocess run: the batch exists, else the task fails at once (no batch appears later
+    under an id no run holds). Otherwise: landing/<prefix>/ holds an object that no open batch
+    owns; folder markers (keys ending in /) are not data.
     """
     layout = LakeLayout(prefix)
     s3 = _s3_client(aws_conn_id)
@@ -93,7 +103,12 @@ def detect_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **contex
 
     batch_id = _conf(context).get("batch_id")
     if batch_id:
-        return batch_exists(s3, bucket, layout, check_batch_id(str(batch_id)))
+        if batch_exists(s3, bucket, layout, check_batch_id(str(batch_id))):
+            return True
+        raise _fail(
+            f"no batch {batch_id} of {feed} to reprocess: not open in the claims register "
+            f"(s3://{bucket}/{layout.claims}) and no manifest in processing/ or processed/"
+        )
     return has_claimable(s3, bucket, layout)
 
 

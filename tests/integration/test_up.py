@@ -71,7 +71,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def _status_and_reprocess(workdir: Path, env: dict[str, str]) -> None:
     """`status --local` reads the running stack's ledger and lake; `reprocess --local` starts a
     DAG run with the batch in its conf through the API server."""
-    status = _cli(env, "status", "--local", str(workdir), "--json")
+    status = _cli(env, "status", "--local", "--workdir", str(workdir), "--json")
     assert status.returncode == 0, (status.stdout[-2000:], status.stderr[-2000:])
     report = json.loads(status.stdout)
     published = {
@@ -80,7 +80,9 @@ def _status_and_reprocess(workdir: Path, env: dict[str, str]) -> None:
     }
     assert all(published.values()), report
     batch_id = published["customers"][0]
-    triggered = _cli(env, "reprocess", "customers", batch_id, "--local", str(workdir), "--no-wait")
+    triggered = _cli(
+        env, "reprocess", "customers", batch_id, "--local", "--workdir", str(workdir), "--no-wait"
+    )
     assert triggered.returncode == 0, triggered.stderr[-2000:]
     assert f"for batch {batch_id}" in triggered.stdout
     with sqlite3.connect(f"file:{workdir / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as db:

@@ -195,7 +195,10 @@ def test_plugins_zip_holds_a_streamline_wheel_for_mwaa(project: Path, tmp_path: 
     assert Path(shown.strip()).is_relative_to(tmp_path / "site")
 
 
-@pytest.mark.skipif(shutil.which("uv") is None, reason="needs uv to install the wheel")
+UV = os.environ.get("UV") or shutil.which("uv")  # `uv run` (make test) says where it is
+
+
+@pytest.mark.skipif(UV is None, reason="needs uv to install the wheel")
 def test_the_wheel_installs_from_the_plugins_folder_by_its_pin(
     project: Path, tmp_path: Path
 ) -> None:
@@ -212,7 +215,7 @@ def test_the_wheel_installs_from_the_plugins_folder_by_its_pin(
     requirements.write_text(f"--find-links {plugins}\n{pin}\n")
     done = subprocess.run(
         [
-            *("uv", "pip", "install", "--offline", "--no-index", "--no-deps"),
+            *(str(UV), "pip", "install", "--offline", "--no-index", "--no-deps"),
             *("--target", str(tmp_path / "site"), "-r", str(requirements)),
         ],
         capture_output=True,

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 import sqlglot
+from airflow.sdk.exceptions import AirflowFailException
 from moto import mock_aws
 from sqlglot import exp
 
@@ -245,7 +246,9 @@ def test_a_reprocess_detects_its_batch_not_new_files(lake: tuple[Any, Recorder])
     s3, _ = lake
     s3.put_object(Bucket="lake", Key="landing/orders/new", Body=b"a\n")
     reprocess = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun({"batch_id": BATCH})}
-    assert not tasks.detect_batch(**LAKE, **reprocess)
+    # No such batch: fail at once (no retries), not wait out the sensor's timeout.
+    with pytest.raises(AirflowFailException, match=f"no batch {BATCH} of orders to reprocess"):
+        tasks.detect_batch(**LAKE, **reprocess)
     s3.put_object(Bucket="lake", Key=LakeLayout("orders").manifest("processed", BATCH), Body=b"{}")
     assert tasks.detect_batch(**LAKE, **reprocess)
 

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from streamline import lake, ledger
+from streamline import cli, lake, ledger
 from streamline.model import Feed, TableRef
 from streamline.project import find_project
 from streamline.reporting import print_status
@@ -148,3 +148,46 @@ def test_data_waiting_too_long_in_landing_is_reported(
     later = orders.batch.landing_stale_after_seconds + 60
     [problem] = status(orders, s3, warehouse, later).feeds[0].problems
     assert problem.kind == "stale" and "1 files have waited" in problem.message
+
+
+@pytest.fixture
+def cli_lake(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The CLI's connections, by conn id: the in-process lake; no warehouse."""
+
+    def no_warehouse(conn_id: str) -> Any:
+        raise AssertionError("the refusals need no warehouse")
+
+    monkeypatch.setattr(cli, "_hooks", lambda: (lambda conn_id: s3, no_warehouse))
+    return s3
+
+
+def test_reprocess_refuses_a_batch_the_lake_does_not_hold_before_any_run(
+    cli_lake: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unreachable = ("--airflow-url", "http://127.0.0.1:9", "--bucket", "lake")  # never called
+    assert cli.main(["reprocess", "orders", "20200101T000000Z", *unreachable]) == 2
+    assert "no batch 20200101T000000Z of orders in s3://lake" in capsys.readouterr().err
+
+
+def test_reprocess_refuses_a_quarantine_file_the_batch_does_not_have(
+    orders: Feed, cli_lake: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = "20260101T000000.000000Z"
+    cli_lake.put_object(Bucket="lake", Key="landing/orders/bad.csv", Body=b"x\n")
+    lake.claim(cli_lake, "lake", "orders", "orders", batch, "r1")
+    args = ["reprocess", "orders", batch, "--quarantine", "poison.csv=bad export"]
+    assert cli.main([*args, "--airflow-url", "http://127.0.0.1:9", "--bucket", "lake"]) == 2
+    assert (
+        f"--quarantine 'poison.csv' is not a file of batch {batch}; its files: bad.csv"
+        in capsys.readouterr().err
+    )
+
+
+def test_status_without_a_connection_says_what_to_define(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_STREAMLINE_SNOWFLAKE", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
+    assert cli.main(["status", "orders"]) == 2
+    err = capsys.readouterr().err
+    assert "streamline_snowflake" in err and "add --local" in err and "internal error" not in err

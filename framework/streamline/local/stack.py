@@ -188,13 +188,23 @@ def read_stack_file(workdir: Path) -> dict[str, Any]:
     path = workdir / STACK_FILE
     try:
         body: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        os.kill(int(body["pid"]), 0)
+        pid = int(body["pid"])
+    except FileNotFoundError:
+        reason = f"no {path}"
     except (OSError, ValueError, KeyError) as exc:
-        raise StackError(
-            f"no running `streamline up` in {workdir} ({path}: {exc}); start one, or point "
-            "--local at its --workdir"
-        ) from None
-    return body
+        reason = f"{path} is unreadable: {exc}"
+    else:
+        try:
+            os.kill(pid, 0)
+            return body
+        except ProcessLookupError:
+            reason = f"the `up` that wrote {path} (pid {pid}) has exited"
+        except OSError as exc:
+            reason = f"cannot check process {pid}: {exc}"
+    raise StackError(
+        f"no running `streamline up` in {workdir}: {reason}; start one (`streamline up`), or "
+        "give --workdir the folder of the one that runs"
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -770,6 +770,15 @@ def _stream_and_watch(
 # ------------------------------------------------------------------------------------ reports
 
 
+def _cli() -> str:
+    """How to run this CLI again from a shell: `uv run streamline` when uv is on PATH (or its
+    path, which `uv run` passes as $UV), else this process's own streamline script."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv:
+        return f"{'uv' if shutil.which('uv') == uv else uv} run streamline"
+    return sys.argv[0] if Path(sys.argv[0]).name == "streamline" else "streamline"
+
+
 def _print_endpoints(
     console: Console, stack: Stack, workdir: Path, base_url: str, modes: dict[str, str]
 ) -> None:
@@ -783,7 +792,7 @@ def _print_endpoints(
         "logs": f"{workdir / 'logs'}  (one per component; task logs in logs/tasks)",
         "batches": str(workdir / "batches.jsonl"),
         "pids": str(workdir / "pids.json"),
-        "status": f"uv run streamline status --local {workdir}",
+        "status": f"{_cli()} status --local --workdir {workdir}",
     }
     for name, value in rows.items():
         console.print(f"  [bold]{name:<12}[/] {value}", highlight=False)
