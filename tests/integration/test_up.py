@@ -58,6 +58,28 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _stop(up: subprocess.Popen[bytes], workdir: Path) -> None:
+    """However the test ended: Ctrl-C to `up`, then SIGKILL to whatever it left running (its
+    components run in process groups of their own, which outlive a killed `up`)."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+    try:
+        pids = json.loads((workdir / "pids.json").read_text())
+    except (OSError, ValueError):
+        return
+    for pgid in pids.get("groups", []):
+        if pgid != os.getpgid(0) and _group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+    for pid in pids.get("children", {}).values():  # moto and the warehouse: in up's group
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(none)"
 
@@ -123,9 +145,7 @@ def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         code = up.wait(timeout=EXIT_TIMEOUT)
         assert code == 0, f"exit {code}:\n{_tail(output)}"
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+        _stop(up, workdir)
     children = pids["children"]
     assert isinstance(children, dict)
     assert {"api-server", "scheduler", "dag-processor", "triggerer", "moto", "warehouse"} <= set(
