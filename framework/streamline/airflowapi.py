@@ -108,6 +108,14 @@ def trigger_run(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
     return str(answer.get("dag_run_id") or run_id)
 
 
+def run_state(api: Api, dag_id: str, run_id: str) -> str | None:
+    """A DAG run's state (queued, running, success, failed), or None when it cannot be read."""
+    try:
+        return str(api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").get("state"))
+    except ApiError:
+        return None
+
+
 def wait_for_run(
     api: Api,
     dag_id: str,

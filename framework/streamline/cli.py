@@ -656,7 +656,14 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     checks and publishes it; re-running a published batch adds no rows. Exit 0 when the batch is
     published, 1 otherwise.
     """
-    from streamline.airflowapi import ApiError, MwaaApi, RestApi, trigger_run, wait_for_run
+    from streamline.airflowapi import (
+        ApiError,
+        MwaaApi,
+        RestApi,
+        run_state,
+        trigger_run,
+        wait_for_run,
+    )
     from streamline.batches import check_batch_id
     from streamline.errors import BatchError
 
@@ -676,7 +683,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         quarantine[name] = reason.strip()
     stack = _use_local(args)
     with _quiet_airflow(args):
-        _check_reprocess(args, feed, batch_id, quarantine)
+        owner = _check_reprocess(args, feed, batch_id, quarantine)
     api: Any
     if stack is not None:
         if not stack.get("api_url"):
@@ -697,6 +704,12 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     if quarantine:
         conf["quarantine"] = quarantine
     dag_id = feed.dag.dag_id
+    busy = run_state(api, dag_id, owner) if owner else None
+    if busy in ("queued", "running"):
+        raise UsageError(
+            f"batch {batch_id} is held by DAG run {owner}, which is {busy}: a reprocess now "
+            "would race it; wait for it to end (or mark it failed in Airflow), then reprocess"
+        )
     try:
         run_id = trigger_run(api, dag_id, conf)
         out.print(f"triggered DAG run {run_id} of {dag_id} for batch {batch_id}", markup=False)
@@ -754,10 +767,11 @@ def _batch_summary(row: Any) -> str:
 
 def _check_reprocess(
     args: argparse.Namespace, feed: Any, batch_id: str, quarantine: dict[str, str]
-) -> None:
+) -> str | None:
     """Refuse, before any DAG run, a batch the lake does not hold and --quarantine names that
-    are not files of the batch. When the lake cannot be read from here, the DAG run checks."""
-    from streamline.lake import batch_manifest
+    are not files of the batch; the DAG run holding the batch when it is open, else None.
+    When the lake cannot be read from here, the DAG run checks."""
+    from streamline.lake import batch_manifest, open_batch_owner
 
     s3, _ = _hooks()
     bucket = _lake_bucket(args)
@@ -766,7 +780,7 @@ def _check_reprocess(
         manifest = batch_manifest(s3(feed.dag.aws_conn_id), bucket, layout, batch_id)
     except Exception as exc:  # no credentials here, say: the DAG's detect and claim check it
         err.print(f"could not read the lake from here ({exc}); the DAG run checks the batch")
-        return
+        return None
     if manifest is None:
         raise UsageError(
             f"no batch {batch_id} of {feed.feed} in s3://{bucket}: not open in the claims "
@@ -779,6 +793,7 @@ def _check_reprocess(
         raise UsageError(
             f"--quarantine {unknown[0]!r} is not a file of batch {batch_id}; its files: {listed}"
         )
+    return open_batch_owner(s3(feed.dag.aws_conn_id), bucket, layout, batch_id) or None
 
 
 def _select(feeds: Sequence[Any], names: Sequence[str]) -> list[Any]:

@@ -133,10 +133,14 @@ class Manifest:
 
 @dataclass
 class Register:
-    """A feed's claims register: its open batches (batch id -> manifest) and the S3 ETag read."""
+    """A feed's claims register: its open batches (batch id -> manifest), the S3 ETag read, and
+    its version, counted up on every write: the body never repeats, so neither does its ETag (an
+    If-Match write of a stale read cannot succeed after the register went back to the same
+    batches, the ABA problem)."""
 
     batches: dict[str, Manifest] = field(default_factory=dict)
     etag: str | None = None
+    version: int = 0
 
     def owned_keys(self) -> set[str]:
         """Landing keys that belong to an open batch."""
@@ -145,6 +149,7 @@ class Register:
     def to_json(self, layout: LakeLayout) -> str:
         body = {
             "prefix": layout.prefix,
+            "version": self.version + 1,
             "batches": {b: m.body() for b, m in sorted(self.batches.items())},
         }
         return json.dumps(body, indent=1, sort_keys=True)
@@ -263,18 +268,33 @@ def _read(s3: S3Client, bucket: str, key: str) -> tuple[str, str] | None:
     return response["Body"].read().decode("utf-8"), str(response["ETag"]).strip('"')
 
 
-def _exists(s3: S3Client, bucket: str, key: str) -> bool:
+def _etag(s3: S3Client, bucket: str, key: str) -> str | None:
+    """The object's ETag (unquoted), or None when there is none."""
     try:
-        s3.head_object(Bucket=bucket, Key=key)
+        head = s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
         if _is_missing(exc):
-            return False
+            return None
         raise
-    return True
+    return str(head["ETag"]).strip('"')
 
 
-def copy_object(s3: S3Client, bucket: str, source: str, target: str, size: int) -> None:
-    """Copy within the bucket: one CopyObject, or a managed multipart copy for large objects."""
+def _exists(s3: S3Client, bucket: str, key: str) -> bool:
+    return _etag(s3, bucket, key) is not None
+
+
+def _changed(exc: Exception) -> bool:
+    """S3 refused a conditional request: the object is not the version asked for."""
+    return _code(exc) in ("PreconditionFailed", "412")
+
+
+def copy_object(
+    s3: S3Client, bucket: str, source: str, target: str, size: int, etag: str | None = None
+) -> None:
+    """Copy within the bucket: one CopyObject, or a managed multipart copy for large objects.
+    With etag, only that version of the source (CopySourceIfMatch; 412 otherwise):
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html"""
+    extra = {"CopySourceIfMatch": f'"{etag}"'} if etag else {}
     if size >= MULTIPART_COPY_THRESHOLD:
         from boto3.s3.transfer import TransferConfig
 
@@ -283,24 +303,42 @@ def copy_object(s3: S3Client, bucket: str, source: str, target: str, size: int) 
             multipart_chunksize=MULTIPART_CHUNK_BYTES,
             max_concurrency=4,
         )
-        s3.copy({"Bucket": bucket, "Key": source}, bucket, target, Config=config)
+        s3.copy({"Bucket": bucket, "Key": source}, bucket, target, ExtraArgs=extra, Config=config)
     else:
-        s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
+        s3.copy_object(
+            Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source}, **extra
+        )
 
 
 def copy_to(
-    s3: S3Client, bucket: str, sources: Sequence[str], target: str, size: int
+    s3: S3Client,
+    bucket: str,
+    sources: Sequence[str],
+    target: str,
+    size: int,
+    guard: tuple[str, str] | None = None,
 ) -> str | None:
     """Copy to target from the first source that exists; the source to delete (None when the
-    object was already at target). Raises BatchError when it is at no source and not at target.
+    object was already at target). guard (key, etag): that source counts only while it holds
+    that version; a producer that wrote the key again made a new object, for a later batch.
+    Raises BatchError when it is at no source and not at target.
     """
     for source in sources:
         if source == target:
             continue
+        etag = guard[1] if guard and guard[0] == source else None
+        if etag is not None:  # checked here too: moto does not honour CopySourceIfMatch
+            now = _etag(s3, bucket, source)
+            if now is None:
+                continue
+            if now != etag:
+                log.warning("s3://%s/%s was written again (ETag %s, the batch's is %s): "
+                            "left for a later batch", bucket, source, now, etag)  # fmt: skip
+                continue
         try:
-            copy_object(s3, bucket, source, target, size)
+            copy_object(s3, bucket, source, target, size, etag)
         except Exception as exc:
-            if _is_missing(exc):
+            if _is_missing(exc) or _changed(exc):
                 continue
             raise
         return source
@@ -309,19 +347,32 @@ def copy_to(
     return None
 
 
-def delete_keys(s3: S3Client, bucket: str, keys: Sequence[str]) -> list[tuple[str, str]]:
-    """Delete keys, 1000 per DeleteObjects request; (key, error) for those S3 did not delete."""
+def delete_keys(
+    s3: S3Client, bucket: str, keys: Sequence[str], etags: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Delete keys, 1000 per DeleteObjects request; (key, error) for those S3 did not delete.
+    A key with an ETag in etags is deleted only while it holds that version (a conditional
+    delete: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html);
+    one written again since is left, not an error. (moto ignores the condition.)"""
+    etags = etags or {}
     failed: list[tuple[str, str]] = []
     for start in range(0, len(keys), 1000):
-        chunk = [{"Key": key} for key in keys[start : start + 1000]]
-        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
-        failed += [
-            (e["Key"], f"{e.get('Code')}: {e.get('Message')}") for e in answer.get("Errors", [])
+        chunk: list[Any] = [
+            {"Key": key, "ETag": f'"{etags[key]}"'} if key in etags else {"Key": key}
+            for key in keys[start : start + 1000]
         ]
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+        for e in answer.get("Errors", []):
+            if e.get("Code") == "PreconditionFailed":
+                log.warning("s3://%s/%s was written again: left for a later batch", bucket,
+                            e["Key"])  # fmt: skip
+                continue
+            failed.append((e["Key"], f"{e.get('Code')}: {e.get('Message')}"))
     return failed
 
 
-Move = tuple[tuple[str, ...], str, int]
+Move = tuple[tuple[str, ...], str, int, tuple[str, str] | None]
+"""(where the object may be, likeliest first; where it goes; its size; (landing key, ETag))"""
 
 
 def move_all(s3: S3Client, bucket: str, moves: Sequence[Move], what: str) -> None:
@@ -334,11 +385,12 @@ def move_all(s3: S3Client, bucket: str, moves: Sequence[Move], what: str) -> Non
         return
     failures: list[tuple[str, object]] = []
     copied: list[str] = []
+    guards = {guard[0]: guard[1] for *_, guard in moves if guard}
 
     def run(item: Move) -> None:
-        sources, target, size = item
+        sources, target, size, guard = item
         try:
-            source = copy_to(s3, bucket, sources, target, size)
+            source = copy_to(s3, bucket, sources, target, size, guard)
         except Exception as exc:
             failures.append((sources[0], exc))
             return
@@ -348,7 +400,7 @@ def move_all(s3: S3Client, bucket: str, moves: Sequence[Move], what: str) -> Non
     with ThreadPoolExecutor(max_workers=min(MOVE_THREADS, len(moves))) as pool:
         list(pool.map(run, moves))
     try:
-        failures += delete_keys(s3, bucket, sorted(copied))
+        failures += delete_keys(s3, bucket, sorted(copied), guards)
     except Exception as exc:
         failures += [(key, exc) for key in copied]
     if failures:
@@ -366,9 +418,17 @@ def read_register(s3: S3Client, bucket: str, layout: LakeLayout) -> Register:
     if found is None:
         return Register()
     text, etag = found
-    body = json.loads(text)
-    batches = {b: Manifest.from_body(m) for b, m in body.get("batches", {}).items()}
-    return Register(batches, etag)
+    try:
+        body = json.loads(text)
+        batches = {b: Manifest.from_body(m) for b, m in body.get("batches", {}).items()}
+        version = int(body.get("version", 0))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise BatchError(
+            f"the claims register s3://{bucket}/{layout.claims} is unreadable "
+            f"({type(exc).__name__}: {exc}); restore its last good version (S3 versioning keeps "
+            "it) or repair it by hand: no run of this feed can claim until then"
+        ) from None
+    return Register(batches, etag, version)
 
 
 def _write_register(s3: S3Client, bucket: str, layout: LakeLayout, register: Register) -> bool:
@@ -480,10 +540,12 @@ def register_batch(
                 f"{done.run_id or 'unknown'}; reprocess it with conf batch_id"
             )
         if done is not None:  # a reprocess, or a cleared run claiming its own batch again
+            # Loaded files load again; files set aside stay set aside, with their reasons;
+            # deferred ones went back to landing/ and belong to later batches now.
             files = tuple(
-                replace(e, outcome=CLAIMED, reason=None)
+                replace(e, outcome=CLAIMED, reason=None) if e.outcome in (CLAIMED, LOADED) else e
                 for e in done.files
-                if e.is_data and e.outcome in (CLAIMED, LOADED)
+                if e.outcome != DEFERRED
             )
             manifest = _set_aside(
                 Manifest(feed, batch_id, layout.prefix, files, run_id, now), quarantine or {}
@@ -594,6 +656,7 @@ def move_batch(
             _whereabouts(layout, manifest.batch_id, e, finished),
             _home(layout, manifest.batch_id, e, finished),
             e.size,
+            (e.landing_key, e.etag) if e.etag else None,
         )
         for e in manifest.files
     ]
@@ -680,16 +743,23 @@ def finalize(
     prefix: str,
     batch_id: str,
     results: Sequence[CopyResult] | None = None,
+    run_id: str | None = None,
 ) -> Manifest:
     """Move a loaded batch on: loaded files to processed/, the rest by outcome; the manifest to
     processed/; then the batch leaves the claims register. Safe to repeat.
 
-    Raises BatchError when there is no such batch.
+    run_id, the DAG run finalizing: a batch another run has taken over (a reprocess) is left to
+    that run. Raises BatchError when there is no such batch or another run holds it.
     """
     check_batch_id(batch_id)
     layout = LakeLayout(prefix)
     register = read_register(s3, bucket, layout)
     current = register.batches.get(batch_id)
+    if current is not None and run_id and current.run_id not in (None, run_id):
+        raise BatchError(
+            f"batch {batch_id} of prefix {prefix} was taken over by DAG run {current.run_id} "
+            f"(a reprocess): run {run_id} leaves it to that run"
+        )
     if current is None:
         done = _read(s3, bucket, layout.manifest(PROCESSED, batch_id))
         if done is not None:
@@ -710,15 +780,22 @@ def finalize(
         ContentType="application/json",
     )
     s3.delete_object(Bucket=bucket, Key=layout.manifest(PROCESSING, batch_id))
-    release(s3, bucket, layout, batch_id)
+    release(s3, bucket, layout, batch_id, run_id)
     return manifest
 
 
-def release(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> None:
-    """Take a finished batch out of the claims register."""
+def release(
+    s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str, run_id: str | None = None
+) -> None:
+    """Take a finished batch out of the claims register; with run_id, only while that DAG run
+    holds it (a reprocess that took it over meanwhile keeps it)."""
 
     def change(register: Register) -> tuple[bool, None]:
-        return register.batches.pop(batch_id, None) is not None, None
+        current = register.batches.get(batch_id)
+        if current is None or (run_id and current.run_id not in (None, run_id)):
+            return False, None
+        del register.batches[batch_id]
+        return True, None
 
     _update_register(s3, bucket, layout, change, f"releasing batch {batch_id}")
 

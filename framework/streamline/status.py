@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from streamline.errors import BatchError
 from streamline.layout import FINISHED_STATUSES, PROCESSING, LakeLayout
 from streamline.ledger import LedgerRow, read_batches
 from streamline.model import Feed, TableRef
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from streamline.ledger import Runner
 
-FAILED, STUCK, STALE = "failed", "stuck", "stale"
+FAILED, STUCK, STALE, UNREADABLE = "failed", "stuck", "stale", "unreadable"
 
 
 @dataclass(frozen=True)
@@ -241,5 +242,11 @@ def collect_status(
         names = [f.feed for f in members]
         for row in read_batches(runner, TableRef(database, schema, name), names, latest):
             rows[row.feed].append(row)
-    statuses = [feed_status(f, s3_for(f), bucket, rows[f.feed], now) for f in feeds]
+    statuses = []
+    for feed in feeds:
+        try:
+            statuses.append(feed_status(feed, s3_for(feed), bucket, rows[feed.feed], now))
+        except BatchError as exc:  # one feed's damaged lake state: report it, go on
+            problem = Problem(UNREADABLE, str(exc), hint="fix it, then run status again")
+            statuses.append(FeedStatus(feed.feed, batches=rows[feed.feed], problems=[problem]))
     return StatusReport(now or dt.datetime.now(dt.UTC), statuses)

@@ -270,7 +270,14 @@ def finalize_batch(
     with ThreadPoolExecutor(max_workers=1) as pool:
         connecting = pool.submit(_warehouse, snowflake_conn_id)
         try:
-            manifest = finalize(_s3_client(aws_conn_id), bucket, prefix, batch_id, results)
+            manifest = finalize(
+                _s3_client(aws_conn_id),
+                bucket,
+                prefix,
+                batch_id,
+                results,
+                context["dag_run"].run_id,
+            )
         finally:
             warehouse = connecting.result()
     counts = {

@@ -170,10 +170,10 @@ def test_an_interrupted_claim_is_finished_by_the_retry(
         put(s3, f"landing/orders/f{n}")
     real_copy = lake.copy_object
 
-    def flaky(client: Any, bucket: str, source: str, target: str, size: int) -> None:
-        if source.endswith(("f1", "f3")):
+    def flaky(*args: Any) -> None:  # s3, bucket, source, target, size, etag
+        if args[2].endswith(("f1", "f3")):
             raise ConnectionError("network blip")
-        real_copy(client, bucket, source, target, size)
+        real_copy(*args)
 
     monkeypatch.setattr(lake, "copy_object", flaky)
     with pytest.raises(BatchError, match="2 of 5 objects failed") as info:
@@ -197,10 +197,10 @@ def test_a_stuck_claim_is_never_taken_over_and_a_reprocess_completes_it(
         put(s3, f"landing/orders/{name}")
     real_copy = lake.copy_object
 
-    def poison(client: Any, bucket: str, source: str, target: str, size: int) -> None:
-        if source.endswith("f017"):
+    def poison(*args: Any) -> None:  # s3, bucket, source, target, size, etag
+        if args[2].endswith("f017"):
             raise OSError("SlowDown: please reduce your request rate")
-        real_copy(client, bucket, source, target, size)
+        real_copy(*args)
 
     monkeypatch.setattr(lake, "copy_object", poison)
     for _attempt in range(2):  # the task's retries
@@ -272,9 +272,7 @@ def test_an_interrupted_finalize_is_finished_by_the_retry(
     monkeypatch.setattr(
         lake,
         "copy_object",
-        lambda c, b, s, t, n: (
-            (_ for _ in ()).throw(OSError("down")) if s.endswith("f4") else real_copy(c, b, s, t, n)
-        ),
+        lambda *a: (_ for _ in ()).throw(OSError("down")) if a[2].endswith("f4") else real_copy(*a),
     )
     with pytest.raises(BatchError):
         lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names))
@@ -445,3 +443,84 @@ def test_a_backlog_of_1000_objects_becomes_five_batches_of_200(s3: Any) -> None:
     assert [n for b in batches for n in b] == names  # arrival order, each once
     assert keys(s3, "landing/") == [] and keys(s3, "processing/") == []
     assert_each_object_once(s3, names)
+
+
+def body(s3: Any, key: str) -> bytes:
+    data: bytes = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return data
+
+
+def test_a_landing_key_written_again_is_a_new_object_for_a_later_batch(s3: Any) -> None:
+    """A producer that reuses a key (a daily export.csv): the open batch keeps its own version,
+    a reprocess of the finished batch takes its own file back, and the new object waits for a
+    batch of its own."""
+    put(s3, "landing/orders/export.csv", b"v1\n")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    put(s3, "landing/orders/export.csv", b"v2\n")  # while the batch is open (say, failed)
+    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "rp-1", reprocess=True)
+    assert again is not None
+    assert body(s3, f"processing/{BATCH}/orders/export.csv") == b"v1\n"
+    assert body(s3, "landing/orders/export.csv") == b"v2\n"
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("export.csv"), "rp-1")
+    # Reprocessing the finished batch takes v1 back from processed/, not v2 from landing/.
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "rp-2", reprocess=True)
+    assert body(s3, f"processing/{BATCH}/orders/export.csv") == b"v1\n"
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("export.csv"), "rp-2")
+    assert body(s3, f"processed/{BATCH}/orders/export.csv") == b"v1\n"
+    later = lake.claim(s3, BUCKET, "orders", "orders", LATER, "run-2")
+    assert later is not None and [e.relative_key for e in later.files] == ["export.csv"]
+    assert body(s3, f"processing/{LATER}/orders/export.csv") == b"v2\n"
+
+
+def test_a_run_whose_batch_a_reprocess_took_over_cannot_finalize_or_release_it(s3: Any) -> None:
+    put(s3, "landing/orders/f1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "rp-1", reprocess=True)
+    with pytest.raises(BatchError, match="taken over by DAG run rp-1"):
+        lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), "run-1")
+    lake.release(s3, BUCKET, LAYOUT, BATCH, "run-1")  # a late release of the old run
+    assert BATCH in register(s3)["batches"]
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), "rp-1")
+    assert register(s3)["batches"] == {} and data_keys(s3) == [f"processed/{BATCH}/orders/f1"]
+
+
+def test_a_stale_register_read_cannot_be_written_after_the_register_came_back(s3: Any) -> None:
+    """ABA: a claim that read the register, stalled while another batch was claimed and
+    finished (the register's batches are as they were), must not write its stale read."""
+    put(s3, "landing/orders/f1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), "run-1")
+    stale = lake.read_register(s3, BUCKET, LAYOUT)
+    put(s3, "landing/orders/f2")
+    lake.claim(s3, BUCKET, "orders", "orders", LATER, "run-2")
+    lake.finalize(
+        s3, BUCKET, "orders", LATER,
+        [CopyResult(f"s3://{BUCKET}/processing/{LATER}/orders/f2", "LOADED", 1, 1, 0)], "run-2",
+    )  # fmt: skip
+    assert lake.read_register(s3, BUCKET, LAYOUT).batches == stale.batches == {}
+    assert not lake._write_register(s3, BUCKET, LAYOUT, stale)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"batches": {"x": {}}}', '{"batches": []}'])
+def test_an_unreadable_claims_register_is_named_with_how_to_recover(s3: Any, text: str) -> None:
+    put(s3, LAYOUT.claims, text.encode())
+    put(s3, "landing/orders/f1")
+    with pytest.raises(BatchError, match=r"claims register s3://lake/claims/orders.json is unre"):
+        lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+
+
+def test_a_reprocess_keeps_the_files_set_aside_and_their_reasons(s3: Any) -> None:
+    put(s3, "landing/orders/good")
+    put(s3, "landing/orders/poison")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    failed = CopyResult(f"s3://{BUCKET}/processing/{BATCH}/orders/poison", "LOAD_FAILED", 1, 0, 1,
+                        "Timestamp 'x' is not recognized")  # fmt: skip
+    lake.finalize(s3, BUCKET, "orders", BATCH, [*loaded("good"), failed], "run-1")
+    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "rp-1", reprocess=True)
+    assert again is not None
+    assert [e.relative_key for e in again.load_files] == ["good"]
+    done = lake.finalize(s3, BUCKET, "orders", BATCH, loaded("good"), "rp-1")
+    outcomes = {e.relative_key: (e.outcome, e.reason) for e in done.files}
+    assert outcomes["good"] == ("loaded", None)
+    assert outcomes["poison"][0] == "quarantined" and "not recognized" in str(outcomes["poison"][1])
+    assert data_keys(s3) == [f"processed/{BATCH}/orders/good", f"quarantine/{BATCH}/orders/poison"]

@@ -191,3 +191,16 @@ def test_status_without_a_connection_says_what_to_define(
     assert cli.main(["status", "orders"]) == 2
     err = capsys.readouterr().err
     assert "streamline_snowflake" in err and "add --local" in err and "internal error" not in err
+
+
+def test_an_unreadable_claims_register_is_reported_for_its_feed_alone(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    customers = dataclasses.replace(orders, feed="customers", source=dataclasses.replace(
+        orders.source, prefix="customers"))  # fmt: skip
+    s3.put_object(Bucket="lake", Key=orders.layout.lake.claims, Body=b"{not json")
+    now = dt.datetime.now(dt.UTC)
+    report = collect_status([orders, customers], lambda f: s3, lambda f: warehouse, "lake", now=now)
+    broken, fine = report.feeds
+    assert [p.kind for p in broken.problems] == ["unreadable"] and fine.healthy
+    assert "claims register s3://lake/claims/orders.json is unreadable" in text(report)
