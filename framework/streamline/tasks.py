@@ -93,23 +93,18 @@ def _table(ledger: dict[str, str]) -> TableRef:
 def detect_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **context: Any) -> bool:
     """Task `detect` (a PythonSensor's poke): is there work for this run?
 
-    For a reprocess run: the batch exists, else the task fails at once (no batch appears later
-    under an id no run holds). Otherwise: landing/<prefix>/ holds an object that no open batch
-    owns; folder markers (keys ending in /) are not data.
+    For a reprocess run: at once (there is nothing to wait for: the claim fails a batch that
+    does not exist; the sensor's soft_fail would turn a failure here into a skipped, "successful"
+    run). Otherwise: landing/<prefix>/ holds an object that no open batch owns; folder markers
+    (keys ending in /) are not data.
     """
-    layout = LakeLayout(prefix)
-    s3 = _s3_client(aws_conn_id)
-    from streamline.lake import batch_exists, has_claimable
+    from streamline.lake import has_claimable
 
     batch_id = _conf(context).get("batch_id")
     if batch_id:
-        if batch_exists(s3, bucket, layout, check_batch_id(str(batch_id))):
-            return True
-        raise _fail(
-            f"no batch {batch_id} of {feed} to reprocess: not open in the claims register "
-            f"(s3://{bucket}/{layout.claims}) and no manifest in processing/ or processed/"
-        )
-    return has_claimable(s3, bucket, layout)
+        check_batch_id(str(batch_id))
+        return True
+    return has_claimable(_s3_client(aws_conn_id), bucket, LakeLayout(prefix))
 
 
 def claim_batch(
@@ -130,7 +125,7 @@ def claim_batch(
     batch id, its files for COPY, and the claim's ledger values, which the load's first
     statements record: the claim itself needs no warehouse connection).
     """
-    from streamline.lake import Limits, finalize, move_batch, register_batch
+    from streamline.lake import Limits, batch_exists, finalize, move_batch, register_batch
 
     started = dt.datetime.now(dt.UTC)
     ti, dag_run = context["ti"], context["dag_run"]
@@ -142,6 +137,11 @@ def claim_batch(
     if not isinstance(quarantine, dict):
         raise BatchError('conf "quarantine" must map file names (relative keys) to reasons')
     table = _table(ledger)
+    if conf.get("batch_id") and not batch_exists(s3, bucket, layout, batch_id):
+        raise _fail(  # no retries: the batch will not appear
+            f"no batch {batch_id} of {feed} to reprocess: not open in the claims register "
+            f"(s3://{bucket}/{layout.claims}) and no manifest in processing/ or processed/"
+        )
     if quarantine:
         warehouse = _warehouse(snowflake_conn_id)
         try:

@@ -524,3 +524,19 @@ def test_a_reprocess_keeps_the_files_set_aside_and_their_reasons(s3: Any) -> Non
     assert outcomes["good"] == ("loaded", None)
     assert outcomes["poison"][0] == "quarantined" and "not recognized" in str(outcomes["poison"][1])
     assert data_keys(s3) == [f"processed/{BATCH}/orders/good", f"quarantine/{BATCH}/orders/poison"]
+
+
+def test_the_claims_deletes_are_conditional_on_the_claimed_version(s3: Any) -> None:
+    """moto ignores the ETag of a DeleteObjects entry, so the test checks that the request
+    asks for it: on S3 a key written again between the copy and the delete is kept."""
+    put(s3, "landing/orders/export.csv", b"v1\n")
+    etag = s3.head_object(Bucket=BUCKET, Key="landing/orders/export.csv")["ETag"]
+    sent: list[Any] = []
+    s3.meta.events.register(
+        "before-call.s3.DeleteObjects", lambda params, **_: sent.append(params["body"])
+    )
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    [request] = sent
+    text = request.decode() if isinstance(request, bytes) else str(request)
+    assert "<Key>landing/orders/export.csv</Key>" in text
+    assert f"<ETag>{etag}</ETag>".replace('"', "&quot;") in text or f"<ETag>{etag}</ETag>" in text

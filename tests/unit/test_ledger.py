@@ -246,9 +246,10 @@ def test_a_reprocess_detects_its_batch_not_new_files(lake: tuple[Any, Recorder])
     s3, _ = lake
     s3.put_object(Bucket="lake", Key="landing/orders/new", Body=b"a\n")
     reprocess = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun({"batch_id": BATCH})}
-    # No such batch: fail at once (no retries), not wait out the sensor's timeout.
+    # No such batch: detect lets the run go on at once, and the claim fails it (no retries).
+    assert tasks.detect_batch(**LAKE, **reprocess)
     with pytest.raises(AirflowFailException, match=f"no batch {BATCH} of orders to reprocess"):
-        tasks.detect_batch(**LAKE, **reprocess)
+        tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, params={}, **reprocess)
     s3.put_object(Bucket="lake", Key=LakeLayout("orders").manifest("processed", BATCH), Body=b"{}")
     assert tasks.detect_batch(**LAKE, **reprocess)
 
