@@ -771,7 +771,7 @@ def _check_reprocess(
     """Refuse, before any DAG run, a batch the lake does not hold and --quarantine names that
     are not files of the batch; the DAG run holding the batch when it is open, else None.
     When the lake cannot be read from here, the DAG run checks."""
-    from streamline.lake import batch_manifest, open_batch_owner
+    from streamline.lake import batch_manifest, no_batch, open_batch_owner
 
     s3, _ = _hooks()
     bucket = _lake_bucket(args)
@@ -783,8 +783,7 @@ def _check_reprocess(
         return None
     if manifest is None:
         raise UsageError(
-            f"no batch {batch_id} of {feed.feed} in s3://{bucket}: not open in the claims "
-            f"register ({layout.claims}) and no manifest in processing/ or processed/; "
+            f"{no_batch(feed.feed, bucket, layout, batch_id)}; "
             f"`streamline status {feed.feed}{' --local' * args.local}` lists its batches"
         )
     names = {e.relative_key for e in manifest.files}

@@ -553,10 +553,7 @@ def register_batch(
             register.batches[batch_id] = manifest
             return True, manifest
         if reprocess:
-            raise BatchError(
-                f"no batch {batch_id} under prefix {layout.prefix}: it is not open (claims "
-                "register) and has no manifest in processing/ or processed/"
-            )
+            raise no_batch(feed, bucket, layout, batch_id)
         objects = list_landed(s3, bucket, layout.landing)
         taken = select_batch(objects, register.owned_keys(), limits)
         if not taken:
@@ -844,6 +841,14 @@ def unregistered_batches(
         for batch_id, objects in sorted(found.items())
         if batch_id not in open_ids
     ]
+
+
+def no_batch(feed: str, bucket: str, layout: LakeLayout, batch_id: str) -> BatchError:
+    """The error for a reprocess of a batch the lake does not hold."""
+    return BatchError(
+        f"no batch {batch_id} of {feed} in s3://{bucket}: not open in the claims register "
+        f"({layout.claims}) and no manifest in processing/ or processed/"
+    )
 
 
 def batch_manifest(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> Manifest | None:

@@ -125,7 +125,14 @@ def claim_batch(
     batch id, its files for COPY, and the claim's ledger values, which the load's first
     statements record: the claim itself needs no warehouse connection).
     """
-    from streamline.lake import Limits, batch_exists, finalize, move_batch, register_batch
+    from streamline.lake import (
+        Limits,
+        batch_exists,
+        finalize,
+        move_batch,
+        no_batch,
+        register_batch,
+    )
 
     started = dt.datetime.now(dt.UTC)
     ti, dag_run = context["ti"], context["dag_run"]
@@ -138,10 +145,7 @@ def claim_batch(
         raise BatchError('conf "quarantine" must map file names (relative keys) to reasons')
     table = _table(ledger)
     if conf.get("batch_id") and not batch_exists(s3, bucket, layout, batch_id):
-        raise _fail(  # no retries: the batch will not appear
-            f"no batch {batch_id} of {feed} to reprocess: not open in the claims register "
-            f"(s3://{bucket}/{layout.claims}) and no manifest in processing/ or processed/"
-        )
+        raise _fail(str(no_batch(feed, bucket, layout, batch_id)))  # retries cannot help
     if quarantine:
         warehouse = _warehouse(snowflake_conn_id)
         try:

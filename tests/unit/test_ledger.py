@@ -248,7 +248,7 @@ def test_a_reprocess_detects_its_batch_not_new_files(lake: tuple[Any, Recorder])
     reprocess = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun({"batch_id": BATCH})}
     # No such batch: detect lets the run go on at once, and the claim fails it (no retries).
     assert tasks.detect_batch(**LAKE, **reprocess)
-    with pytest.raises(AirflowFailException, match=f"no batch {BATCH} of orders to reprocess"):
+    with pytest.raises(AirflowFailException, match=f"no batch {BATCH} of orders in s3://lake"):
         tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, params={}, **reprocess)
     s3.put_object(Bucket="lake", Key=LakeLayout("orders").manifest("processed", BATCH), Body=b"{}")
     assert tasks.detect_batch(**LAKE, **reprocess)
