@@ -786,11 +786,10 @@ def _check_reprocess(
             f"{no_batch(feed.feed, bucket, layout, batch_id)}; "
             f"`streamline status {feed.feed}{' --local' * args.local}` lists its batches"
         )
-    names = {e.relative_key for e in manifest.files}
-    if unknown := sorted(set(quarantine) - names):
-        listed = ", ".join(sorted(names)[:10]) + (" ..." if len(names) > 10 else "")
+    if unknown := manifest.unknown_files(quarantine):
         raise UsageError(
-            f"--quarantine {unknown[0]!r} is not a file of batch {batch_id}; its files: {listed}"
+            f"--quarantine {unknown[0]!r} is not a file of batch {batch_id}; its files: "
+            + manifest.file_list()
         )
     return open_batch_owner(s3(feed.dag.aws_conn_id), bucket, layout, batch_id) or None
 

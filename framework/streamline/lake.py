@@ -99,6 +99,15 @@ class Manifest:
     def count(self, outcome: str) -> int:
         return sum(1 for e in self.data_files if e.outcome == outcome)
 
+    def unknown_files(self, names: Iterable[str]) -> list[str]:
+        """Those of names (relative keys) that are not files of the batch, sorted."""
+        return sorted(set(names) - {e.relative_key for e in self.files})
+
+    def file_list(self, most: int = 10) -> str:
+        """The batch's files (relative keys), sorted, the first `most` of them."""
+        names = sorted(e.relative_key for e in self.files)
+        return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
+
     def body(self) -> dict[str, Any]:
         return {
             "feed": self.feed,
@@ -515,7 +524,8 @@ def register_batch(
     - A reprocess of a finished batch registers its loaded files again (from processed/).
     - Otherwise the batch takes the landed objects no open batch owns (see select_batch).
     quarantine (relative key -> reason) sets files of a resumed batch aside.
-    Raises BatchError when the batch id belongs to another run, or a reprocess finds no batch.
+    Raises BatchError when the batch id belongs to another run, NoBatchError when a reprocess
+    finds no batch.
     """
     check_batch_id(batch_id)
     limits = limits or Limits()
@@ -589,11 +599,10 @@ def register_batch(
 def _set_aside(manifest: Manifest, quarantine: dict[str, str]) -> Manifest:
     if not quarantine:
         return manifest
-    known = {e.relative_key for e in manifest.files}
-    if unknown := sorted(set(quarantine) - known):
+    if unknown := manifest.unknown_files(quarantine):
         raise BatchError(
             f"batch {manifest.batch_id} has no file {unknown[0]!r} to quarantine; its files: "
-            + ", ".join(sorted(known)[:10])
+            + manifest.file_list()
         )
     files = tuple(
         replace(e, outcome=QUARANTINED, reason=quarantine[e.relative_key])
@@ -843,9 +852,13 @@ def unregistered_batches(
     ]
 
 
-def no_batch(feed: str, bucket: str, layout: LakeLayout, batch_id: str) -> BatchError:
+class NoBatchError(BatchError):
+    """A reprocess of a batch the lake does not hold."""
+
+
+def no_batch(feed: str, bucket: str, layout: LakeLayout, batch_id: str) -> NoBatchError:
     """The error for a reprocess of a batch the lake does not hold."""
-    return BatchError(
+    return NoBatchError(
         f"no batch {batch_id} of {feed} in s3://{bucket}: not open in the claims register "
         f"({layout.claims}) and no manifest in processing/ or processed/"
     )
@@ -855,13 +868,6 @@ def batch_manifest(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str)
     """The batch as the register has it while open, else its finished manifest; None if none."""
     current = read_register(s3, bucket, layout).batches.get(batch_id)
     return current if current is not None else _finished_manifest(s3, bucket, layout, batch_id)
-
-
-def batch_exists(s3: S3Client, bucket: str, layout: LakeLayout, batch_id: str) -> bool:
-    """Whether a batch is open (in the register) or has a manifest in processing/ or processed/."""
-    if batch_id in read_register(s3, bucket, layout).batches:
-        return True
-    return any(_exists(s3, bucket, layout.manifest(z, batch_id)) for z in (PROCESSING, PROCESSED))
 
 
 def has_claimable(s3: S3Client, bucket: str, layout: LakeLayout) -> bool:
@@ -889,7 +895,6 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "Register",
-    "batch_exists",
     "claim",
     "copy_results",
     "decide_outcomes",

@@ -38,21 +38,23 @@ log = logging.getLogger(__name__)
 LOAD_TASK, CHECK_TASK, DETECT_TASK = "load", "check", "detect"
 
 
-def _skip(message: str) -> Exception:
+def _airflow_exception(name: str, message: str) -> Exception:
+    """Airflow's exception class `name`, from airflow.sdk (3.x) or airflow.exceptions (2.x)."""
     try:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk import exceptions
     except ImportError:  # Airflow 2.x (MWAA 2.10/2.11)
-        from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
-    return AirflowSkipException(message)
+        from airflow import exceptions  # type: ignore[no-redef]
+    cls: type[Exception] = getattr(exceptions, name)
+    return cls(message)
+
+
+def _skip(message: str) -> Exception:
+    return _airflow_exception("AirflowSkipException", message)
 
 
 def _fail(message: str) -> Exception:
     """An error that fails the task at once, without retries (retrying cannot help)."""
-    try:
-        from airflow.sdk.exceptions import AirflowFailException
-    except ImportError:  # Airflow 2.x (MWAA 2.10/2.11)
-        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-    return AirflowFailException(message)
+    return _airflow_exception("AirflowFailException", message)
 
 
 def _s3_client(aws_conn_id: str) -> S3Client:
@@ -125,14 +127,7 @@ def claim_batch(
     batch id, its files for COPY, and the claim's ledger values, which the load's first
     statements record: the claim itself needs no warehouse connection).
     """
-    from streamline.lake import (
-        Limits,
-        batch_exists,
-        finalize,
-        move_batch,
-        no_batch,
-        register_batch,
-    )
+    from streamline.lake import Limits, NoBatchError, finalize, move_batch, register_batch
 
     started = dt.datetime.now(dt.UTC)
     ti, dag_run = context["ti"], context["dag_run"]
@@ -144,25 +139,26 @@ def claim_batch(
     if not isinstance(quarantine, dict):
         raise BatchError('conf "quarantine" must map file names (relative keys) to reasons')
     table = _table(ledger)
-    if conf.get("batch_id") and not batch_exists(s3, bucket, layout, batch_id):
-        raise _fail(str(no_batch(feed, bucket, layout, batch_id)))  # retries cannot help
     if quarantine:
         warehouse = _warehouse(snowflake_conn_id)
         try:
             _check_quarantine(s3, bucket, layout, warehouse, table, feed, batch_id, set(quarantine))
         finally:
             warehouse.close()
-    manifest = register_batch(
-        s3,
-        bucket,
-        feed,
-        layout,
-        batch_id,
-        dag_run.run_id,
-        reprocess=bool(conf.get("batch_id")),
-        limits=Limits(max_files=max_files, max_bytes=max_bytes),
-        quarantine={str(k): str(v) for k, v in quarantine.items()},
-    )
+    try:
+        manifest = register_batch(
+            s3,
+            bucket,
+            feed,
+            layout,
+            batch_id,
+            dag_run.run_id,
+            reprocess=bool(conf.get("batch_id")),
+            limits=Limits(max_files=max_files, max_bytes=max_bytes),
+            quarantine={str(k): str(v) for k, v in quarantine.items()},
+        )
+    except NoBatchError as exc:
+        raise _fail(str(exc)) from None  # retries cannot help: the batch will not appear
     if manifest is None:
         raise _skip(f"no new files under s3://{bucket}/{layout.landing}")
     # From here on the batch exists: a failure is recorded against it in the ledger.

@@ -332,7 +332,7 @@ def test_a_cleared_run_reprocesses_its_own_finished_batch(s3: Any) -> None:
 def test_reprocessing_an_unknown_batch_fails_clearly(s3: Any) -> None:
     with pytest.raises(BatchError, match="no batch"):
         lake.claim(s3, BUCKET, "orders", "orders", BATCH, reprocess=True)
-    assert not lake.batch_exists(s3, BUCKET, LAYOUT, BATCH)
+    assert lake.batch_manifest(s3, BUCKET, LAYOUT, BATCH) is None
 
 
 def test_a_batch_claimed_before_the_register_can_be_finalized_and_reprocessed(s3: Any) -> None:
@@ -346,7 +346,7 @@ def test_a_batch_claimed_before_the_register_can_be_finalized_and_reprocessed(s3
     }  # fmt: skip
     put(s3, f"processing/{old}/orders.manifest.json", json.dumps(legacy).encode())
     put(s3, f"processing/{old}/orders/f1")
-    assert lake.batch_exists(s3, BUCKET, LAYOUT, old)
+    assert lake.batch_manifest(s3, BUCKET, LAYOUT, old) is not None
     done = lake.finalize(s3, BUCKET, "orders", old)
     assert [e.outcome for e in done.files] == ["loaded"]
     again = lake.claim(s3, BUCKET, "orders", "orders", old, "run-9", reprocess=True)
