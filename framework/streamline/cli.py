@@ -687,7 +687,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     api: Any
     if stack is not None:
         if not stack.get("api_url"):
-            raise UsageError(f"the local stack in {args.local} has no Airflow API server")
+            raise UsageError(f"the local stack in {args.workdir} has no Airflow API server")
         api = RestApi(stack["api_url"])
     elif args.mwaa_environment:
         api = MwaaApi(args.mwaa_environment)
@@ -735,11 +735,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             "the run's task logs in Airflow say why",
             markup=False,
         )
-        row = None
         published = False
     elif row is not None:
         out.print(_batch_summary(row), markup=False)
-        published = row.status in ("published", "empty")
+        published = row.finished
     else:  # the ledger could not be read from here: the run's state decides
         published = True
     if outcome.state == "success" and published:
@@ -804,16 +803,16 @@ def _select(feeds: Sequence[Any], names: Sequence[str]) -> list[Any]:
 
 def _ledger_row(feed: Any, batch_id: str) -> Any:
     """The batch's ledger row, when the warehouse can be reached from here; else None."""
-    from streamline.ledger import read_batches
+    from streamline.ledger import read_batch
 
     _, warehouse = _hooks()
     try:
-        rows = read_batches(warehouse(feed.dag.snowflake_conn_id), feed.layout.ledger,
-                            [feed.feed], 1000)  # fmt: skip
+        return read_batch(
+            warehouse(feed.dag.snowflake_conn_id), feed.layout.ledger, feed.feed, batch_id
+        )
     except Exception as exc:  # reported, not fatal: the run's state has been printed
         err.print(f"could not read the batch ledger from here: {exc}", markup=False)
         return None
-    return next((r for r in rows if r.batch_id == batch_id), None)
 
 
 def cmd_events(args: argparse.Namespace) -> int:

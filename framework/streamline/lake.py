@@ -246,11 +246,6 @@ def _is_missing(exc: Exception) -> bool:
     return _code(exc) in _MISSING_CODES or type(exc).__name__ == "NoSuchKey"
 
 
-def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    """Every object under prefix (key, size, etag), in key order."""
-    return [{"key": o.key, "size": o.size, "etag": o.etag} for o in list_landed(s3, bucket, prefix)]
-
-
 def list_landed(s3: S3Client, bucket: str, prefix: str) -> list[LandedObject]:
     """Every object under prefix except folder markers (keys ending in /), in key order."""
     found: list[LandedObject] = []
@@ -900,7 +895,6 @@ __all__ = [
     "decide_outcomes",
     "finalize",
     "has_claimable",
-    "list_keys",
     "list_landed",
     "move_batch",
     "read_register",
