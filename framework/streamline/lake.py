@@ -77,6 +77,11 @@ class Manifest:
     files: tuple[ManifestEntry, ...]
     run_id: str | None = None
     claimed_at: str | None = None
+    reclaimed: bool = False
+    """Taken over by a reprocess, or claimed again after it finished (a reprocess or a cleared
+    DAG run): its files may be in processed/ (the batch finished, or a finalize failed part-way).
+    Only such a claim moves files out of processed/; the original run's claim, still moving
+    when a reprocess took the batch over and published it, finds its files gone and fails."""
 
     @property
     def data_files(self) -> tuple[ManifestEntry, ...]:
@@ -115,6 +120,7 @@ class Manifest:
             "prefix": self.prefix,
             "run_id": self.run_id,
             "claimed_at": self.claimed_at,
+            "reclaimed": self.reclaimed,
             "file_count": len(self.files),
             "total_bytes": self.total_bytes,
             "files": [asdict(entry) for entry in self.files],
@@ -133,6 +139,7 @@ class Manifest:
             files=tuple(ManifestEntry(**entry) for entry in body["files"]),
             run_id=body.get("run_id"),
             claimed_at=body.get("claimed_at"),
+            reclaimed=bool(body.get("reclaimed", False)),
         )
 
     @classmethod
@@ -535,7 +542,7 @@ def register_batch(
                     f"{run_id} has the same batch id (trigger it again with another run_after)"
                 )
             updated = _set_aside(current, quarantine or {})
-            updated = replace(updated, run_id=run_id)
+            updated = replace(updated, run_id=run_id, reclaimed=updated.reclaimed or reprocess)
             register.batches[batch_id] = updated
             return updated != current, updated
         done = _finished_manifest(s3, bucket, layout, batch_id)
@@ -553,7 +560,8 @@ def register_batch(
                 if e.outcome != DEFERRED
             )
             manifest = _set_aside(
-                Manifest(feed, batch_id, layout.prefix, files, run_id, now), quarantine or {}
+                Manifest(feed, batch_id, layout.prefix, files, run_id, now, reclaimed=True),
+                quarantine or {},
             )
             register.batches[batch_id] = manifest
             return True, manifest
@@ -621,18 +629,21 @@ def _finished_manifest(
 
 
 def _whereabouts(
-    layout: LakeLayout, batch_id: str, entry: ManifestEntry, finished: bool
+    layout: LakeLayout, manifest: Manifest, entry: ManifestEntry, finished: bool
 ) -> tuple[str, ...]:
     """Every key an object of a batch can be at, the likeliest first: landing/ while claiming,
-    processing/ while finalizing (a reprocess looks in processed/ and quarantine/ too)."""
+    processing/ while finalizing. A finalize also looks in processed/ and quarantine/ (a retried
+    finalize); a claim looks in processed/ only when the batch is reclaimed (see Manifest).
+    """
     rel = entry.relative_key
-    processing = layout.folder(PROCESSING, batch_id) + rel
-    first = (processing, entry.landing_key) if finished else (entry.landing_key, processing)
-    return (
-        *first,
-        layout.folder(PROCESSED, batch_id) + rel,
-        layout.folder(QUARANTINE, batch_id) + rel,
-    )
+    processing = layout.folder(PROCESSING, manifest.batch_id) + rel
+    processed = layout.folder(PROCESSED, manifest.batch_id) + rel
+    if finished:
+        quarantine = layout.folder(QUARANTINE, manifest.batch_id) + rel
+        return processing, entry.landing_key, processed, quarantine
+    if manifest.reclaimed:
+        return entry.landing_key, processing, processed
+    return entry.landing_key, processing
 
 
 def _home(layout: LakeLayout, batch_id: str, entry: ManifestEntry, finished: bool) -> str:
@@ -654,7 +665,7 @@ def move_batch(
     """Move every object of the batch to where it belongs (see _home), from wherever it is."""
     moves = [
         (
-            _whereabouts(layout, manifest.batch_id, e, finished),
+            _whereabouts(layout, manifest, e, finished),
             _home(layout, manifest.batch_id, e, finished),
             e.size,
             (e.landing_key, e.etag) if e.etag else None,

@@ -246,6 +246,55 @@ def test_a_file_can_be_quarantined_by_a_reprocess(s3: Any) -> None:
         )
 
 
+def test_a_claim_paused_while_a_reprocess_published_its_batch_fails_and_moves_nothing(
+    s3: Any,
+) -> None:
+    """The original run registered its batch and then stalled before its moves; an operator's
+    reprocess took the batch over and published it. When the original run wakes, its moves must
+    not pull the loaded files back out of processed/: it fails, and the lake stays as published."""
+    names = ["f1", "f2", "f3"]
+    for name in names:
+        put(s3, f"landing/orders/{name}")
+    stalled = lake.register_batch(s3, BUCKET, "orders", LAYOUT, BATCH, "run-1")
+    assert stalled is not None and not stalled.reclaimed
+    taken = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2", reprocess=True)
+    assert taken is not None and taken.reclaimed
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-2")
+    published = sorted(keys(s3, "processed/"))
+    with pytest.raises(BatchError, match="gone"):
+        lake.move_batch(s3, BUCKET, LAYOUT, stalled, finished=False)
+    assert sorted(keys(s3, "processed/")) == published
+    assert keys(s3, "processing/") == [] and register(s3)["batches"] == {}
+    assert_each_object_once(s3, names)
+
+
+def test_a_reprocess_after_a_finalize_failed_part_way_takes_the_files_back(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finalize whose retries ran out left some files in processed/ and the batch open; the
+    reprocess that takes the batch over gathers them back and publishes the whole batch."""
+    names = [f"f{n}" for n in range(4)]
+    for name in names:
+        put(s3, f"landing/orders/{name}")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    real_copy = lake.copy_object
+    monkeypatch.setattr(
+        lake,
+        "copy_object",
+        lambda *a: (_ for _ in ()).throw(OSError("down")) if a[2].endswith("f3") else real_copy(*a),
+    )
+    with pytest.raises(BatchError):
+        lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-1")
+    assert len(data_keys(s3, "processed/")) == 3 and BATCH in register(s3)["batches"]
+    monkeypatch.setattr(lake, "copy_object", real_copy)
+    taken = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2", reprocess=True)
+    assert taken is not None and taken.reclaimed
+    assert len(data_keys(s3, f"processing/{BATCH}/")) == 4 and data_keys(s3, "processed/") == []
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-2")
+    assert len(data_keys(s3, f"processed/{BATCH}/")) == 4
+    assert_each_object_once(s3, names)
+
+
 def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
     put(s3, "landing/orders/f1")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)
