@@ -79,6 +79,10 @@ def upsert_sql(table: TableRef, values: Mapping[str, str], *, count_run: bool = 
     the run: RUNS + 1 when run_id differs from the row's. (Not a MERGE: one row each time, and the
     pair costs a tenth of a MERGE in the local warehouse.) One DAG run at a time works on a batch
     (the claims register hands a batch over), so the pair does not race itself.
+
+    A claim (values with run_id and claimed_at) is fenced: it does not overwrite a row another
+    run claimed later. A run that stalled while a reprocess took its batch over and published it
+    (a retried load re-records the claim from its XCom) leaves the reprocess's row alone.
     """
     unknown = [n for n in values if n not in _TYPES]
     if unknown or list(values)[:2] != list(_KEY):
@@ -100,8 +104,14 @@ def upsert_sql(table: TableRef, values: Mapping[str, str], *, count_run: bool = 
     columns.append("updated_at")
     inserted.append("CURRENT_TIMESTAMP()")
     where = f"{q('feed')} = {typed['feed']} AND {q('batch_id')} = {typed['batch_id']}"
+    fence = ""
+    if "run_id" in typed and "claimed_at" in typed:
+        fence = (
+            f"\n  AND ({q('claimed_at')} IS NULL OR {q('run_id')} = {typed['run_id']} "
+            f"OR {q('claimed_at')} <= {typed['claimed_at']})"
+        )
     table_sql = quote_table(table)
-    update = f"UPDATE {table_sql} SET\n  " + ",\n  ".join(sets) + f"\nWHERE {where}"
+    update = f"UPDATE {table_sql} SET\n  " + ",\n  ".join(sets) + f"\nWHERE {where}{fence}"
     insert = (
         f"INSERT INTO {table_sql} ({', '.join(q(n) for n in columns)})\n"
         f"SELECT\n  " + ",\n  ".join(inserted) + "\n"

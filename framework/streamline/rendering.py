@@ -234,6 +234,7 @@ def _context(
         "batch_literal": batch_literal,
         # The claim step's values (quoted by it) recorded in the ledger by the load's session.
         "claim_record": claim_sql(layout.ledger, feed.feed, batch_literal, claimed),
+        "claim_run_id": claimed["run_id"],
         "batch_path": layout.lake.folder(PROCESSING, batch),
         # The claim task quotes each file name with quote_literal before it reaches the XCom.
         "copy_files": RUNTIME_COPY_FILES,

@@ -37,7 +37,8 @@ def test_upsert_sql_updates_the_row_or_inserts_it_keyed_by_feed_and_batch() -> N
              for s in (update, insert)]  # fmt: skip
     assert [type(t) for t in trees] == [exp.Update, exp.Insert]
     key = '"FEED" = %(feed)s AND "BATCH_ID" = %(batch_id)s'
-    assert update.endswith(f"WHERE {key}") and insert.endswith(f"WHERE {key})")
+    fence = '("CLAIMED_AT" IS NULL OR "RUN_ID" = %(run_id)s OR "CLAIMED_AT" <= CAST('
+    assert f"WHERE {key}\n  AND {fence}" in update and insert.endswith(f"WHERE {key})")
     assert "PARSE_JSON(%(checks)s)" in update and "CAST(%(claimed_at)s AS TIMESTAMP_LTZ)" in insert
     with pytest.raises(ValueError, match="unknown: \\['nope'\\]"):
         ledger.upsert_sql(TABLE, {"feed": "'x'", "batch_id": "'y'", "nope": "1"})
@@ -70,6 +71,28 @@ def test_a_retried_write_updates_its_row_and_a_new_run_is_counted(
     )  # fmt: skip
     ledger.record(warehouse, TABLE, "orders", BATCH, {"checks": {"row_count": True}})
     assert json.loads(rows(warehouse)[0]["checks"]) == {"row_count": True}
+
+
+def test_a_stale_runs_claim_leaves_a_later_claim_alone(warehouse: ledger.ConnectionRunner) -> None:
+    """The original run stalled; a reprocess claimed the batch later and published it. The
+    original's retried load records its (earlier) claim again: the reprocess's row stands."""
+    first = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def load_records_claim(run_id: str, claimed: dt.datetime) -> None:
+        values = ledger.claim_values(run_id=run_id, dag_id="orders", files=3, bytes_=30,
+                                     empty_files=0, started=claimed, claimed=claimed)  # fmt: skip
+        for sql in ledger.claim_sql(TABLE, "orders", f"'{BATCH}'", values).split(";\n"):
+            warehouse.run(sql)
+
+    load_records_claim("original", first)
+    load_records_claim("reprocess", first + dt.timedelta(seconds=30))
+    ledger.record(warehouse, TABLE, "orders", BATCH, {"status": "published"})
+    load_records_claim("original", first)  # the stalled run's load, retried
+    [row] = rows(warehouse)
+    assert (row["status"], row["run_id"], row["runs"]) == ("published", "reprocess", 2)
+    load_records_claim("original", first + dt.timedelta(seconds=60))  # cleared and claimed again
+    [row] = rows(warehouse)
+    assert (row["status"], row["run_id"], row["runs"]) == ("claimed", "original", 3)
 
 
 def test_read_batches_gives_the_latest_and_every_unfinished_batch(

@@ -57,5 +57,6 @@ UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
-WHERE "FEED" = 'customers' AND "BATCH_ID" = '{{ claim.batch_id }}';
+WHERE "FEED" = 'customers' AND "BATCH_ID" = '{{ claim.batch_id }}'
+  AND "RUN_ID" = {{ claim.ledger.run_id }};
 COMMIT;

@@ -61,5 +61,6 @@ UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
-WHERE "FEED" = 'orders' AND "BATCH_ID" = '{{ claim.batch_id }}';
+WHERE "FEED" = 'orders' AND "BATCH_ID" = '{{ claim.batch_id }}'
+  AND "RUN_ID" = {{ claim.ledger.run_id }};
 COMMIT;
