@@ -78,9 +78,9 @@ class Manifest:
     run_id: str | None = None
     claimed_at: str | None = None
     reclaimed: bool = False
-    """Taken over by a reprocess, or claimed again after it finished (a reprocess or a cleared
-    DAG run): its files may be in processed/ (the batch finished, or a finalize failed part-way).
-    Only such a claim moves files out of processed/; the original run's claim, still moving
+    """Registered again after its first claim (the claim retried, the DAG run cleared, or a
+    reprocess): its files may be in processed/ (the batch finished, or a finalize failed
+    part-way). Only such a claim moves files out of processed/; a first claim, still moving
     when a reprocess took the batch over and published it, finds its files gone and fails."""
 
     @property
@@ -542,7 +542,8 @@ def register_batch(
                     f"{run_id} has the same batch id (trigger it again with another run_after)"
                 )
             updated = _set_aside(current, quarantine or {})
-            updated = replace(updated, run_id=run_id, reclaimed=updated.reclaimed or reprocess)
+            # Registered again (a retry, a cleared run, a reprocess): its files may be anywhere.
+            updated = replace(updated, run_id=run_id, reclaimed=True)
             register.batches[batch_id] = updated
             return updated != current, updated
         done = _finished_manifest(s3, bucket, layout, batch_id)
@@ -761,7 +762,8 @@ def finalize(
     processed/; then the batch leaves the claims register. Safe to repeat.
 
     run_id, the DAG run finalizing: a batch another run has taken over (a reprocess) is left to
-    that run. Raises BatchError when there is no such batch or another run holds it.
+    that run. Raises BatchError when there is no such batch, or another run holds it or
+    published it.
     """
     check_batch_id(batch_id)
     layout = LakeLayout(prefix)
@@ -774,8 +776,14 @@ def finalize(
         )
     if current is None:
         done = _read(s3, bucket, layout.manifest(PROCESSED, batch_id))
-        if done is not None:
-            return Manifest.from_json(done[0])  # finalized before
+        if done is not None:  # finalized before: by this run (a retry), or by a reprocess
+            finished = Manifest.from_json(done[0])
+            if run_id and finished.run_id not in (None, run_id):
+                raise BatchError(
+                    f"batch {batch_id} of prefix {prefix} was published by DAG run "
+                    f"{finished.run_id} (a reprocess that took it over): run {run_id} leaves it"
+                )
+            return finished
         legacy = _read(s3, bucket, layout.manifest(PROCESSING, batch_id))
         if legacy is None:
             raise BatchError(

@@ -133,7 +133,8 @@ def test_a_retried_claim_reuses_the_batch_and_ignores_new_arrivals(s3: Any) -> N
     first = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
     put(s3, "landing/orders/f2")  # lands after the claim: belongs to the next batch
     again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
-    assert again == first
+    assert again is not None and first is not None
+    assert again.files == first.files and again.reclaimed  # the same batch, registered again
     assert keys(s3, "landing/") == ["landing/orders/f2"]
 
 
@@ -293,6 +294,41 @@ def test_a_reprocess_after_a_finalize_failed_part_way_takes_the_files_back(
     lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-2")
     assert len(data_keys(s3, f"processed/{BATCH}/")) == 4
     assert_each_object_once(s3, names)
+
+
+def test_a_cleared_run_gathers_its_batch_back_after_a_finalize_failed_part_way(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clearing the DAG run from its claim (same run id) re-registers the open batch: its claim
+    takes back the files a failed finalize had already moved to processed/."""
+    names = [f"f{n}" for n in range(4)]
+    for name in names:
+        put(s3, f"landing/orders/{name}")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    real_copy = lake.copy_object
+    monkeypatch.setattr(
+        lake,
+        "copy_object",
+        lambda *a: (_ for _ in ()).throw(OSError("down")) if a[2].endswith("f3") else real_copy(*a),
+    )
+    with pytest.raises(BatchError):
+        lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-1")
+    monkeypatch.setattr(lake, "copy_object", real_copy)
+    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    assert again is not None and again.reclaimed
+    assert len(data_keys(s3, f"processing/{BATCH}/")) == 4 and data_keys(s3, "processed/") == []
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-1")
+    assert_each_object_once(s3, names)
+
+
+def test_a_run_whose_batch_a_reprocess_published_cannot_finalize_it(s3: Any) -> None:
+    put(s3, "landing/orders/f1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2", reprocess=True)
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), run_id="run-2")
+    with pytest.raises(BatchError, match="published by DAG run run-2"):
+        lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), run_id="run-1")
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), run_id="run-2")  # its own retry
 
 
 def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
