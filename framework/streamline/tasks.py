@@ -97,16 +97,24 @@ def detect_batch(feed: str, bucket: str, prefix: str, aws_conn_id: str, **contex
 
     For a reprocess run: at once (there is nothing to wait for: the claim fails a batch that
     does not exist; the sensor's soft_fail would turn a failure here into a skipped, "successful"
-    run). Otherwise: landing/<prefix>/ holds an object that no open batch owns; folder markers
-    (keys ending in /) are not data.
+    run). For a cleared run (the task's try number above 1: detect has no retries) whose batch
+    is still open and held by it: at once, so that its claim resumes the batch. Otherwise:
+    landing/<prefix>/ holds an object that no open batch owns; folder markers (keys ending in /)
+    are not data.
     """
-    from streamline.lake import has_claimable
+    from streamline.lake import has_claimable, read_register
 
     batch_id = _conf(context).get("batch_id")
     if batch_id:
         check_batch_id(str(batch_id))
         return True
-    return has_claimable(_s3_client(aws_conn_id), bucket, LakeLayout(prefix))
+    s3, layout = _s3_client(aws_conn_id), LakeLayout(prefix)
+    if (getattr(context.get("ti"), "try_number", None) or 1) > 1:
+        held = read_register(s3, bucket, layout).batches.get(run_batch_id(context))
+        if held is not None and held.run_id == context["dag_run"].run_id:
+            log.info("this run's batch %s is open: resuming it", held.batch_id)
+            return True
+    return has_claimable(s3, bucket, layout)
 
 
 def claim_batch(

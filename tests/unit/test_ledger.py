@@ -277,6 +277,22 @@ def test_a_reprocess_detects_its_batch_not_new_files(lake: tuple[Any, Recorder])
     assert tasks.detect_batch(**LAKE, **reprocess)
 
 
+def test_a_cleared_run_detects_its_own_open_batch(lake: tuple[Any, Recorder]) -> None:
+    """Clearing a whole DAG run whose batch stayed open (e.g. its finalize failed): detect lets
+    it resume the batch, though landing/ holds nothing new; a first try waits for files."""
+    s3, _ = lake
+    s3.put_object(Bucket="lake", Key="landing/orders/f", Body=b"a\n")
+    context = {"ti": FakeTaskInstance(), "dag_run": FakeDagRun(), "params": {}}
+    tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **context)
+    assert not tasks.detect_batch(**LAKE, **context)  # the first try: nothing new landed
+    cleared = {**context, "ti": FakeTaskInstance("detect")}
+    cleared["ti"].try_number = 2
+    assert tasks.detect_batch(**LAKE, **cleared)
+    other = FakeDagRun()
+    other.run_id = "manual__2"
+    assert not tasks.detect_batch(**LAKE, **{**cleared, "dag_run": other})  # not its batch
+
+
 def test_quarantine_is_refused_once_the_batch_reached_the_mart(
     lake: tuple[Any, Recorder], warehouse: ledger.ConnectionRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
