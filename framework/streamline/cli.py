@@ -22,6 +22,8 @@ from streamline.rendering import STEPS, RenderSettings, render_feed
 from streamline.validation import ValidationResult, validate_paths
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+UP_WORKDIR = Path(".scratch/up")
+"""Where `streamline up` keeps its stack, logs and metadata db unless told otherwise."""
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -209,9 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every feed in this trigger mode (a copy of the specs; pipelines/ is untouched)",
     )
     up.add_argument("--port", type=int, help="API server and UI port (default: a free one)")
-    up.add_argument(
-        "--workdir", type=Path, default=Path(".scratch/up"), help="scratch folder (.scratch/up)"
-    )
+    up.add_argument("--workdir", type=Path, default=UP_WORKDIR, help="scratch folder (.scratch/up)")
 
     status = command("status", cmd_status)
     status.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to report (default: all)")
@@ -289,7 +289,7 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir",
         type=Path,
-        default=Path(".scratch/up"),
+        default=UP_WORKDIR,
         help="with --local: the `streamline up` --workdir (.scratch/up)",
     )
     parser.add_argument(
@@ -310,6 +310,14 @@ def _use_local(args: argparse.Namespace) -> dict[str, Any] | None:
         raise UsageError(str(exc)) from None
     os.environ.update(stack["env"])
     return stack
+
+
+def _reprocess_target(args: argparse.Namespace) -> str:
+    """The flags a reprocess hint needs to reach the Airflow this status read from."""
+    if not args.local:
+        return "--airflow-url URL (or --mwaa-environment NAME)"
+    workdir = "" if args.workdir == UP_WORKDIR else f" --workdir {args.workdir}"
+    return "--local" + workdir
 
 
 def _lake_bucket(args: argparse.Namespace) -> str:
@@ -636,6 +644,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lambda feed: warehouse(feed.dag.snowflake_conn_id),
             _lake_bucket(args),
             latest=args.latest,
+            target=_reprocess_target(args),
         )
     if args.json:
         print_json(report.to_json(), out)
@@ -681,6 +690,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         if not sep or not name or not reason.strip():
             raise UsageError(f"--quarantine takes FILE=REASON, got {item!r}")
         quarantine[name] = reason.strip()
+    if not (args.local or args.mwaa_environment or args.airflow_url):
+        raise UsageError("say where Airflow runs: --local, --airflow-url or --mwaa-environment")
     stack = _use_local(args)
     with _quiet_airflow(args):
         owner = _check_reprocess(args, feed, batch_id, quarantine)
@@ -691,15 +702,13 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         api = RestApi(stack["api_url"])
     elif args.mwaa_environment:
         api = MwaaApi(args.mwaa_environment)
-    elif args.airflow_url:
+    else:
         api = RestApi(
             args.airflow_url,
             username=os.environ.get("STREAMLINE_AIRFLOW_USERNAME"),
             password=os.environ.get("STREAMLINE_AIRFLOW_PASSWORD"),
             token=os.environ.get("STREAMLINE_AIRFLOW_TOKEN"),
         )
-    else:
-        raise UsageError("say where Airflow runs: --local, --airflow-url or --mwaa-environment")
     conf: dict[str, Any] = {"batch_id": batch_id}
     if quarantine:
         conf["quarantine"] = quarantine

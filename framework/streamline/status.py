@@ -117,9 +117,11 @@ def feed_status(
     bucket: str,
     rows: Sequence[LedgerRow],
     now: dt.datetime | None = None,
+    *,
+    target: str = "",
 ) -> FeedStatus:
     """One feed's status from its ledger rows and the lake, judged at now (default: after the
-    lake is read)."""
+    lake is read); target ends each reprocess hint (see collect_status)."""
     from streamline.lake import list_landed, read_register, unregistered_batches
 
     layout: LakeLayout = feed.layout.lake
@@ -144,7 +146,10 @@ def feed_status(
         empty_files=len(waiting) - len(data),
     )
     by_id = {row.batch_id: row for row in rows}
-    reprocess = f"streamline reprocess {feed.feed} "
+
+    def reprocess(batch_id: str) -> str:
+        return f"streamline reprocess {feed.feed} {batch_id}" + (f" {target}" if target else "")
+
     for row in rows:
         if row.status == "failed":
             status.problems.append(
@@ -153,7 +158,12 @@ def feed_status(
                     f"batch {row.batch_id} failed at {row.failed_step or 'an unknown step'}: "
                     f"{row.error or 'no error recorded'}",
                     row.batch_id,
-                    f"fix the cause, then: {reprocess}{row.batch_id}",
+                    f"fix the cause, then: {reprocess(row.batch_id)}"
+                    + (
+                        " (a file that cannot load: add --quarantine FILE=REASON to set it aside)"
+                        if row.failed_step == "load"
+                        else ""
+                    ),
                 )
             )
         elif row.status not in FINISHED_STATUSES:
@@ -166,8 +176,8 @@ def feed_status(
                         f"{_seconds(idle)} (batch.stuck_after_seconds: "
                         f"{feed.batch.stuck_after_seconds})",
                         row.batch_id,
-                        f"check its DAG run {row.run_id}; to run it again: {reprocess}"
-                        f"{row.batch_id}",
+                        f"check its DAG run {row.run_id}; to run it again: "
+                        f"{reprocess(row.batch_id)}",
                     )
                 )
     for batch in status.open_batches:
@@ -184,7 +194,7 @@ def feed_status(
                     f"({batch.files} files, {where}) and is "
                     + (f"{recorded.status} in the ledger" if recorded else "not in the ledger"),
                     batch.batch_id,
-                    f"to finish it: {reprocess}{batch.batch_id}",
+                    f"to finish it: {reprocess(batch.batch_id)}",
                 )
             )
     for left in leftovers:
@@ -198,7 +208,7 @@ def feed_status(
                     f"{_seconds(idle)} and is not in the claims register (claimed before the "
                     "register existed, or moved by hand)",
                     left.batch_id,
-                    f"to finish it: {reprocess}{left.batch_id}"
+                    f"to finish it: {reprocess(left.batch_id)}"
                     if left.has_manifest
                     else f"it has no manifest: move its files back to s3://{bucket}/"
                     f"{layout.landing} to load them in a new batch",
@@ -226,8 +236,10 @@ def collect_status(
     *,
     latest: int = 5,
     now: dt.datetime | None = None,
+    target: str = "",
 ) -> StatusReport:
-    """The status of these feeds. s3_for and warehouse_for give each feed's connections.
+    """The status of these feeds. s3_for and warehouse_for give each feed's connections;
+    target, the flags that reach the feeds' Airflow, ends every reprocess hint.
 
     now (default: the clock after each feed's reads) is the time ages are measured at, so a
     batch claimed while the report is being made never shows a negative age.
@@ -245,7 +257,9 @@ def collect_status(
     statuses = []
     for feed in feeds:
         try:
-            statuses.append(feed_status(feed, s3_for(feed), bucket, rows[feed.feed], now))
+            statuses.append(
+                feed_status(feed, s3_for(feed), bucket, rows[feed.feed], now, target=target)
+            )
         except BatchError as exc:  # one feed's damaged lake state: report it, go on
             problem = Problem(UNREADABLE, str(exc), hint="fix it, then run status again")
             statuses.append(FeedStatus(feed.feed, batches=rows[feed.feed], problems=[problem]))

@@ -81,10 +81,19 @@ def test_a_failed_batch_is_named_with_its_error_and_how_to_recover(
     [problem] = report.feeds[0].problems
     assert problem.kind == "failed" and problem.batch_id == "20260101T000000.000000Z"
     assert "failed at load: Numeric value 'x' is not recognized" in problem.message
-    assert (
-        problem.hint == "fix the cause, then: streamline reprocess orders 20260101T000000.000000Z"
+    assert problem.hint == (
+        "fix the cause, then: streamline reprocess orders 20260101T000000.000000Z (a file that "
+        "cannot load: add --quarantine FILE=REASON to set it aside)"
     )
     assert "streamline reprocess orders 20260101T000000.000000Z" in text(report)
+    # The hint reaches the Airflow the status was read from: as printed, it runs.
+    now = dt.datetime.now(dt.UTC)
+    local = collect_status([orders], lambda f: s3, lambda f: warehouse, "lake", now=now,
+                           target="--local --workdir /tmp/up")  # fmt: skip
+    [problem] = local.feeds[0].problems
+    assert "streamline reprocess orders 20260101T000000.000000Z --local --workdir /tmp/up (" in (
+        problem.hint or ""
+    )
 
 
 def test_an_unfinished_batch_is_stuck_after_the_threshold(
@@ -167,6 +176,16 @@ def test_reprocess_refuses_a_batch_the_lake_does_not_hold_before_any_run(
     unreachable = ("--airflow-url", "http://127.0.0.1:9", "--bucket", "lake")  # never called
     assert cli.main(["reprocess", "orders", "20200101T000000Z", *unreachable]) == 2
     assert "no batch 20200101T000000Z of orders in s3://lake" in capsys.readouterr().err
+
+
+def test_reprocess_without_a_target_says_so_before_reading_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "_hooks", lambda: pytest.fail("read the lake before the usage"))
+    assert cli.main(["reprocess", "orders", "20200101T000000Z"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "say where Airflow runs: --local, --airflow-url or --mwaa-environment"
+    )
 
 
 def test_reprocess_refuses_a_quarantine_file_the_batch_does_not_have(

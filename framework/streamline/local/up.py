@@ -817,10 +817,10 @@ def _print_status(console: Console, monitor: Monitor, streaming: Streaming, seco
     parts = []
     for feed, batches in monitor.batches.items():
         lat = [x for b in batches for x in b.latencies]
-        parts.append(
-            f"{feed} {len(batches)} batches p50 {percentile(lat, 0.5):.1f} s "
-            f"p95 {percentile(lat, 0.95):.1f} s"
+        figures = (
+            f" p50 {percentile(lat, 0.5):.1f} s p95 {percentile(lat, 0.95):.1f} s" if lat else ""
         )
+        parts.append(f"{feed} {len(batches)} batches{figures}")
     lines = streaming.outcome.get("lines", 0)
     console.print(f"[{seconds:4.0f} s] {lines} events sent; " + "; ".join(parts), highlight=False)
 
