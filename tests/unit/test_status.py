@@ -183,9 +183,8 @@ def test_reprocess_without_a_target_says_so_before_reading_anything(
 ) -> None:
     monkeypatch.setattr(cli, "_hooks", lambda: pytest.fail("read the lake before the usage"))
     assert cli.main(["reprocess", "orders", "20200101T000000Z"]) == 2
-    assert capsys.readouterr().err.strip().endswith(
-        "say where Airflow runs: --local, --airflow-url or --mwaa-environment"
-    )
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("say where Airflow runs: --local, --airflow-url or --mwaa-environment")
 
 
 def test_reprocess_refuses_a_quarantine_file_the_batch_does_not_have(
