@@ -75,7 +75,46 @@ MART_LINEAGE = (
 )
 """Columns after a feed's own in every mart table, in this order."""
 
-RESERVED_COLUMNS = tuple(dict.fromkeys(c.name for c in (*RAW_LINEAGE, *MART_LINEAGE)))
+LANDING_COLUMNS = (
+    Column(
+        "extra_field",
+        "VARCHAR",
+        "the field after the feed's last column: set when a row has more fields than columns",
+    ),
+    *RAW_LINEAGE[:3],
+)
+"""Columns after a feed's own (all VARCHAR: the fields as the CSV parser read them) in its landing
+table, where the load step's COPY puts a batch's rows before it routes them to raw or quarantine."""
+
+QUARANTINE_COLUMNS = (
+    *RAW_LINEAGE[:3],
+    Column(
+        "record",
+        "VARCHAR",
+        "the row as read: its fields joined by the feed's delimiter, quoted where needed",
+    ),
+    Column(
+        "error_code",
+        "VARCHAR(32)",
+        "why, for machines: too_many_fields, too_few_fields, not_a_value (the column's type "
+        "cannot hold it), too_long, null_value (a NULL where the column, key or ordering needs a "
+        "value), file_skipped (on_error skip_file: another row of the file was rejected)",
+        nullable=False,
+    ),
+    Column("error", "VARCHAR(4000)", "why, for people: names the column and value", nullable=False),
+    Column("column_name", "VARCHAR(255)", "the column at fault, when there is one"),
+    Column("quarantined_at", "TIMESTAMP_LTZ(3)", "when the load step set the row aside",
+           nullable=False),
+)
+"""The quarantine table: one row per rejected row of a feed, with its reason."""
+
+REJECT_CODES = (
+    "too_many_fields", "too_few_fields", "not_a_value", "too_long", "null_value", "file_skipped"
+)
+
+RESERVED_COLUMNS = tuple(
+    dict.fromkeys(c.name for c in (*RAW_LINEAGE, *MART_LINEAGE, *LANDING_COLUMNS))
+)
 """Column names a spec may not use: StreamLine adds them itself."""
 
 LEDGER_TABLE = "streamline_batches"
@@ -197,6 +236,8 @@ class Layout:
     file_format: TableRef
     stage: TableRef
     ledger: TableRef
+    landing_table: TableRef
+    quarantine: TableRef
     firehose_stream: str
     queue: str
     dead_letter_queue: str
@@ -214,6 +255,8 @@ class Layout:
             file_format=TableRef(*schema, f"{feed.feed}_csv_format"),
             stage=TableRef(*schema, f"{feed.feed}_stage"),
             ledger=TableRef(*schema, LEDGER_TABLE),
+            landing_table=TableRef(*schema, f"{feed.feed}_landing"),
+            quarantine=TableRef(*schema, f"{feed.feed}_quarantine"),
             firehose_stream=aws_name(feed.feed),
             queue=queue,
             dead_letter_queue=f"{queue}-dlq",

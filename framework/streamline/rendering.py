@@ -19,16 +19,18 @@ import jinja2
 
 from streamline.batches import check_batch_id
 from streamline.layout import (
+    LANDING_COLUMNS,
     LEDGER_COLUMNS,
     MART_LINEAGE,
     PROCESSING,
+    QUARANTINE_COLUMNS,
     RAW_LINEAGE,
     RUNTIME_BATCH_ID,
     RUNTIME_CLAIM,
     RUNTIME_COPY_FILES,
     claim_expression,
 )
-from streamline.model import Feed, TableRef
+from streamline.model import CsvFormat, Feed, TableRef
 from streamline.project import Project
 
 STEPS = ("ddl", "load", "transform", "check")
@@ -100,6 +102,66 @@ def quote_literal(value: str | int | float | bool | None, *, runtime_value: bool
         value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
     )
     return f"'{escaped}'"
+
+
+_TEXT_TYPES = {"VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"}
+_TIMESTAMP_FUNCTIONS = {
+    "TIMESTAMP": "TRY_TO_TIMESTAMP_NTZ",
+    "DATETIME": "TRY_TO_TIMESTAMP_NTZ",
+    "TIMESTAMP_NTZ": "TRY_TO_TIMESTAMP_NTZ",
+    "TIMESTAMP_LTZ": "TRY_TO_TIMESTAMP_LTZ",
+    "TIMESTAMP_TZ": "TRY_TO_TIMESTAMP_TZ",
+}
+_TRY_FUNCTIONS = {
+    "BOOLEAN": "TRY_TO_BOOLEAN",
+    "TIME": "TRY_TO_TIME",
+    "VARIANT": "TRY_PARSE_JSON",
+    "OBJECT": "TRY_PARSE_JSON",
+    "ARRAY": "TRY_PARSE_JSON",
+    "BINARY": "TRY_TO_BINARY",
+    "VARBINARY": "TRY_TO_BINARY",
+    "GEOGRAPHY": "TRY_TO_GEOGRAPHY",
+    "GEOMETRY": "TRY_TO_GEOMETRY",
+}
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How the load step turns a field's text into a column's value.
+
+    typed is SQL over the text (NULL where the column's type cannot hold it: the TRY_ functions,
+    https://docs.snowflake.com/en/sql-reference/functions-conversion#error-handling-conversion-functions);
+    max_length is the longest text a text column takes (None: any, or the column truncates).
+    """
+
+    typed: str
+    max_length: int | None
+
+    @property
+    def may_fail(self) -> bool:
+        """Whether typed can be NULL where the text is not (text columns take any text)."""
+        return self.typed.startswith("TRY_")
+
+
+def conversion(column_type: str, text: str, fmt: CsvFormat, truncate: bool) -> Conversion:
+    """The conversion of text (a SQL expression) to a Snowflake column type, e.g. NUMBER(12,2)."""
+    name, _, args = column_type.partition("(")
+    name = name.strip()
+    params = [int(a) for a in args.rstrip(")").split(",")] if args else []
+    if name in _TEXT_TYPES:
+        default = 1 if name in {"CHAR", "CHARACTER", "NCHAR"} else None
+        length = params[0] if params else default
+        if length is not None and truncate:
+            return Conversion(f"LEFT({text}, {length})", None)
+        return Conversion(text, length)
+    if name in _TIMESTAMP_FUNCTIONS or name == "DATE":
+        function = _TIMESTAMP_FUNCTIONS.get(name, "TRY_TO_DATE")
+        pattern = fmt.date_format if name == "DATE" else fmt.timestamp_format
+        extra = "" if pattern.upper() == "AUTO" else f", {quote_literal(pattern)}"
+        return Conversion(f"{function}({text}{extra})", None)
+    if name in _TRY_FUNCTIONS:
+        return Conversion(f"{_TRY_FUNCTIONS[name]}({text})", None)
+    return Conversion(f"TRY_CAST({text} AS {column_type})", None)  # numbers
 
 
 @cache
@@ -212,7 +274,10 @@ def _context(
     # A run-time batch id is an Airflow expression: quoting happens around it, not through it.
     batch_literal = f"'{batch}'" if runtime else quote_literal(batch)
     claimed = {name: claim_expression("ledger", name) for name in CLAIM_VALUES}
-    owned = {c.name: quote_identifier(c.name) for c in (*RAW_LINEAGE, *MART_LINEAGE)}
+    owned = {
+        c.name: quote_identifier(c.name)
+        for c in (*RAW_LINEAGE, *MART_LINEAGE, *LANDING_COLUMNS, *QUARANTINE_COLUMNS)
+    }
     owned.update({c.name: quote_identifier(c.name) for c in LEDGER_COLUMNS})
     return {
         "feed": feed,
@@ -231,6 +296,19 @@ def _context(
         "file_format": quote_table(layout.file_format),
         "stage": quote_table(layout.stage),
         "ledger": quote_table(layout.ledger),
+        "landing_table": quote_table(layout.landing_table),
+        "quarantine": quote_table(layout.quarantine),
+        "landing_columns": LANDING_COLUMNS,
+        "quarantine_columns": QUARANTINE_COLUMNS,
+        # Per column: its Conversion from text (load.sql), and whether a row needs a value in it.
+        "conversions": {
+            c.name: conversion(c.type, "{text}", feed.source.format, feed.copy.truncate_columns)
+            for c in feed.columns
+        },
+        "required": [
+            c.name for c in feed.columns
+            if not c.nullable or c.name in feed.key or c.name == feed.ordering
+        ],
         "batch_literal": batch_literal,
         # The claim step's values (quoted by it) recorded in the ledger by the load's session.
         "claim_record": claim_sql(layout.ledger, feed.feed, batch_literal, claimed),
