@@ -24,6 +24,7 @@ START_DATE = "2025-01-01"
 SENSOR = "airflow.providers.standard.sensors.python.PythonSensor"
 PYTHON = "airflow.providers.standard.operators.python.PythonOperator"
 SQL_EXECUTE = "airflow.providers.common.sql.operators.sql.SQLExecuteQueryOperator"
+GATED_SQL = "streamline.gates.GatedSQLExecuteQueryOperator"
 SQL_CHECK = "airflow.providers.common.sql.operators.sql.SQLCheckOperator"
 
 
@@ -79,7 +80,7 @@ def build_dag_config(
             "dependencies": ["detect"],
         },
         "load": {
-            "operator": SQL_EXECUTE,
+            "operator": GATED_SQL,
             **statements,
             "sql": "load.sql",
             # Keep every statement's result: the COPY's rows (loaded, rejected) are in the XCom.

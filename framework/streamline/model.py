@@ -61,6 +61,7 @@ class CopyOptions:
     truncate_columns: bool
     error_on_column_count_mismatch: bool
     trim_space: bool
+    max_rejected_ratio: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import pytest
 from snowflake.connector.errors import IntegrityError, ProgrammingError
 from snowflake.connector.util_text import split_statements
 
+from streamline.gates import gated_fetch_all
 from streamline.ledger import claim_values
 from streamline.model import Feed
 from streamline.project import find_project
@@ -83,13 +84,14 @@ class Pipeline:
         return {step: jinja2.Template(sql).render(ti=ti) for step, sql in rendered.items()}
 
     def run(self, sql: str, conn: Any = None) -> list[list[tuple[Any, ...]]]:
-        """Run each statement as Airflow's SnowflakeHook does: split, one execute each."""
+        """Run each statement as the DAG's SQL steps do: split, one execute each, every result
+        through the gated handler (a failed gate rolls back and raises)."""
         results = []
         for statement, _ in split_statements(StringIO(sql)):
             if statement:
                 cursor = (conn or self.conn).cursor()
                 cursor.execute(statement)
-                results.append(cursor.fetchall())
+                results.append(gated_fetch_all(cursor) or [])
         return results
 
     def put(self, name: str, file: str, lines: Sequence[str], batch: str = BATCH) -> str:
@@ -237,62 +239,74 @@ BAD_FILE = [
 ]
 
 
+def quarantined(pipeline: Pipeline) -> list[tuple[Any, ...]]:
+    rows = pipeline.rows(
+        'SELECT "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD", "ERROR_CODE", "ERROR", "COLUMN_NAME" '
+        'FROM {db}."RAW"."ORDERS_QUARANTINE" ORDER BY 1, 2'
+    )
+    return [tuple(row.values()) for row in rows]
+
+
+FOLDER = f"processing/{BATCH}/orders/2026/01/01/00/"
+BAD_ROWS = [
+    (FOLDER + "b", 2, BAD_FILE[1].rstrip("\n"), "not_a_value",
+     "amount: 'N/A' is not a NUMBER(12,2)", "AMOUNT"),
+    (FOLDER + "b", 3, BAD_FILE[2].rstrip("\n"), "too_long",
+     "currency: 4 characters, longer than CHAR(3)", "CURRENCY"),
+]  # fmt: skip
+
+
 def test_a_bad_row_under_abort_statement_fails_the_load_and_changes_nothing(
     pipeline: Pipeline, warehouse: Any
 ) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     pipeline.run(pipeline.sql("orders")["load"])
     before = pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"')
     pipeline.put("orders", "b", BAD_FILE)
-    for _ in range(2):  # the retry must not meet the failed attempt's open transaction
+    for _ in range(2):  # a second attempt must not meet the first one's transaction
         conn = warehouse.connect()
-        with pytest.raises(ProgrammingError) as failure:
-            pipeline.run(pipeline.sql("orders")["load"], conn)  # stops at COPY, as Airflow does
-        conn.close()  # the session's open transaction (its DELETE) is rolled back
-        assert failure.value.errno == 100038
-        assert "Numeric value 'N/A' is not recognized" in failure.value.msg
-        assert f"File 'processing/{BATCH}/orders/2026/01/01/00/b', line 2" in failure.value.msg
-        assert 'column "ORDERS"["AMOUNT":5]' in failure.value.msg
+        with pytest.raises(AirflowFailException) as failure:
+            pipeline.run(pipeline.sql("orders")["load"], conn)  # stops at the gate
+        conn.close()
+        assert str(failure.value) == (
+            f"1 check failed: rejected_rows: 2 rows (first: {FOLDER}b, row 2: amount: 'N/A' "
+            "is not a NUMBER(12,2))"
+        )
         assert pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"') == before
+        assert pipeline.count('"RAW"."ORDERS_QUARANTINE"') == 0
+        assert pipeline.count('"RAW"."ORDERS_LANDING"') == 0
 
 
-def test_a_failed_copy_inside_a_transaction_leaves_no_rows_after_rollback(
+def test_on_error_continue_quarantines_bad_rows_and_skip_file_their_whole_file(
     pipeline: Pipeline,
 ) -> None:
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     pipeline.put("orders", "b", BAD_FILE)
-    update, insert, begin, delete, copy, _ = pipeline.sql("orders")["load"].split(";\n", 5)
-    pipeline.run(update + ";\n" + insert + ";")
-    pipeline.run(begin + ";")
-    pipeline.run(delete + ";")
-    with pytest.raises(ProgrammingError):
-        pipeline.run(copy + ";")
-    pipeline.run("ROLLBACK")
-    assert pipeline.count('"RAW"."ORDERS"') == 0
+    raw_ids = 'SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS" ORDER BY 1'
+
+    pipeline.run(pipeline.sql("orders", on_error="continue", max_rejected_ratio=0.5)["load"])
+    assert [r["ORDER_ID"] for r in pipeline.rows(raw_ids)] == ["ord_1", "ord_4"]
+    assert quarantined(pipeline) == BAD_ROWS
+
+    pipeline.run(pipeline.sql("orders", on_error="skip_file", max_rejected_ratio=1)["load"])
+    assert [r["ORDER_ID"] for r in pipeline.rows(raw_ids)] == ["ord_1"]
+    skipped = (FOLDER + "b", 1, BAD_FILE[0].rstrip("\n"), "file_skipped",
+               f"file skipped (on_error: skip_file): row 2 was rejected: {BAD_ROWS[0][4]}",
+               None)  # fmt: skip
+    assert quarantined(pipeline) == [skipped, *BAD_ROWS]
 
 
-def test_on_error_continue_skips_bad_rows_and_skip_file_skips_their_file(
+def test_more_rejected_rows_than_max_rejected_ratio_fail_the_load_under_continue(
     pipeline: Pipeline,
 ) -> None:
-    good = pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
-    bad = pipeline.put("orders", "b", BAD_FILE)
-    urls = {f"s3://{pipeline.bucket}/{good}": "good", f"s3://{pipeline.bucket}/{bad}": "bad"}
+    from airflow.sdk.exceptions import AirflowFailException
 
-    copy = pipeline.run(pipeline.sql("orders", on_error="continue")["load"])[COPY]
-    results = {urls[row[0]]: row[1:] for row in copy}
-    assert results["good"] == ("LOADED", 1, 1, 1, 0, None, None, None, None)
-    assert results["bad"] == (
-        "PARTIALLY_LOADED", 3, 1, 3, 2,
-        "Numeric value 'N/A' is not recognized", 2, 27, '"ORDERS"["AMOUNT":5]',
-    )  # fmt: skip
-    ids = {r["ORDER_ID"] for r in pipeline.rows('SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS"')}
-    assert ids == {"ord_1", "ord_4"}
-
-    copy = pipeline.run(pipeline.sql("orders", on_error="skip_file")["load"])[COPY]
-    results = {urls[row[0]]: row[1:6] for row in copy}
-    assert results == {"good": ("LOADED", 1, 1, 1, 0), "bad": ("LOAD_FAILED", 3, 0, 1, 2)}
-    ids = {r["ORDER_ID"] for r in pipeline.rows('SELECT "ORDER_ID" FROM {db}."RAW"."ORDERS"')}
-    assert ids == {"ord_1"}
+    pipeline.put("orders", "b", BAD_FILE)  # 2 of 3 rows rejected; the default allows 10%
+    with pytest.raises(AirflowFailException, match="rejected_rows: 2 rows"):
+        pipeline.run(pipeline.sql("orders", on_error="continue")["load"])
+    assert pipeline.count('"RAW"."ORDERS"') == 0
 
 
 def test_a_string_longer_than_its_column_is_an_error_unless_truncated(pipeline: Pipeline) -> None:

@@ -1,0 +1,115 @@
+"""Gates: queries inside a SQL step's transaction that decide whether the step may commit.
+
+A gate is a query whose result has the columns GATE_COLUMNS, one row per check:
+
+    STREAMLINE_CHECK  the check's name, e.g. accepted_values__status or rejected_rows
+    SEVERITY          error (a failure blocks: the step rolls back and fails) or warn (logged)
+    PASSED            TRUE or FALSE
+    FAILING_ROWS      how many rows fail it
+    DETAIL            what a person needs to find them: file, row, column, value
+
+The SQL steps run through GatedSQLExecuteQueryOperator, the common.sql provider's operator with a
+handler that reads every statement's rows (they become the task's XCom, as before) and, for a
+gate, rolls the open transaction back and fails the task when an error-severity check failed.
+The hook calls the handler after each statement, on the statement's cursor:
+https://airflow.apache.org/docs/apache-airflow-providers-common-sql/stable/_api/airflow/providers/common/sql/hooks/sql/index.html
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+log = logging.getLogger(__name__)
+
+GATE_COLUMNS = ("STREAMLINE_CHECK", "SEVERITY", "PASSED", "FAILING_ROWS", "DETAIL")
+SEVERITIES = ("error", "warn")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of a gate."""
+
+    name: str
+    severity: str
+    passed: bool
+    failing_rows: int
+    detail: str | None = None
+
+    def describe(self) -> str:
+        rows = f"{self.failing_rows} row{'s' if self.failing_rows != 1 else ''}"
+        return f"{self.name}: {rows}" + (f" ({self.detail})" if self.detail else "")
+
+
+class GateFailed(Exception):
+    """An error-severity check of a gate failed; the step's transaction was rolled back."""
+
+    def __init__(self, failed: Sequence[CheckResult]) -> None:
+        self.failed = tuple(failed)
+        names = "; ".join(result.describe() for result in failed)
+        super().__init__(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: {names}")
+
+
+def gate_results(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[CheckResult] | None:
+    """The checks of a gate's result (names: its column names), or None for any other result."""
+    if tuple(name.upper() for name in names) != GATE_COLUMNS:
+        return None
+    return [
+        CheckResult(str(name), str(severity).lower(), bool(passed), int(failing or 0), detail)
+        for name, severity, passed, failing, detail in rows
+    ]
+
+
+def gated_fetch_all(cursor: Any) -> list[tuple[Any, ...]] | None:
+    """The statement's rows (the hook's fetch_all_handler), after judging a gate.
+
+    Raises AirflowFailException (no retries: the data will not change) after a ROLLBACK when an
+    error-severity check of a gate failed.
+    """
+    if cursor.description is None:
+        return None
+    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    results = gate_results([column[0] for column in cursor.description], rows)
+    for result in results or ():
+        if not result.passed and result.severity == "warn":
+            log.warning("check failed (warn, publishing anyway): %s", result.describe())
+    failed = [r for r in results or () if not r.passed and r.severity == "error"]
+    if failed:
+        cursor.execute("ROLLBACK")
+        from streamline.tasks import _fail
+
+        raise _fail(str(GateFailed(failed)))
+    return rows
+
+
+def checks_in(value: Any) -> list[CheckResult]:
+    """Every gate row in a SQL step's XCom (its statements' rows), in order."""
+    found: list[CheckResult] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
+            walk(item["__data__"])
+        elif isinstance(item, list | tuple):
+            if len(item) == len(GATE_COLUMNS) and isinstance(item[0], str) and (
+                str(item[1]).lower() in SEVERITIES and isinstance(item[2], bool)
+            ):
+                found.append(CheckResult(item[0], str(item[1]).lower(), item[2], int(item[3] or 0),
+                                         item[4]))  # fmt: skip
+                return
+            for child in item:
+                walk(child)
+
+    walk(value)
+    return found
+
+
+class GatedSQLExecuteQueryOperator(SQLExecuteQueryOperator):
+    """SQLExecuteQueryOperator whose statements may be gates (see the module)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("handler", gated_fetch_all)
+        super().__init__(**kwargs)
