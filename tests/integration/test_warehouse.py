@@ -310,10 +310,11 @@ def test_more_rejected_rows_than_max_rejected_ratio_fail_the_load_under_continue
 
 
 def test_a_string_longer_than_its_column_is_an_error_unless_truncated(pipeline: Pipeline) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
     pipeline.put("orders", "a", [BAD_FILE[2]])  # currency EURO for CHAR(3)
-    with pytest.raises(ProgrammingError, match=r"User character length limit \(3\) exceeded"):
+    with pytest.raises(AirflowFailException, match=r"currency: 4 characters, longer than CHAR\(3\)"):
         pipeline.run(pipeline.sql("orders")["load"])
-    pipeline.run("ROLLBACK")
     pipeline.run(pipeline.sql("orders", truncate_columns=True)["load"])
     assert pipeline.rows('SELECT "CURRENCY" FROM {db}."RAW"."ORDERS"') == [{"CURRENCY": "EUR"}]
 
@@ -348,20 +349,32 @@ def test_the_check_query_is_false_exactly_where_a_check_fails(pipeline: Pipeline
     assert set(pipeline.check("customers").values()) == {True}
 
 
-def test_a_row_missing_a_field_loads_with_null_and_the_merge_fails_fast(
-    pipeline: Pipeline,
+@pytest.mark.parametrize(
+    ("line", "code", "error", "column"),
+    [
+        (order("ord_1", "placed", "2026-01-01 00:00:01.000").rstrip("\n") + ",\n",
+         "too_many_fields", "more than 8 fields; expected 8 (a delimiter too many?)", None),
+        (order("ord_1", "placed", "2026-01-01 00:00:01.000").rsplit(",", 1)[0] + "\n",
+         "too_few_fields", "7 fields; expected 8", None),
+        (order("ord_1", "placed", "yesterday"), "not_a_value",
+         "updated_at: 'yesterday' is not a TIMESTAMP_NTZ(3)", "UPDATED_AT"),
+        (order("", "placed", "2026-01-01 00:00:01.000"), "null_value",
+         "order_id: NULL, but it is part of the key", "ORDER_ID"),
+        (order("ord_1", "placed", "NULL"), "null_value",
+         "updated_at: NULL, but it is the ordering column", "UPDATED_AT"),
+        (order("ord_1", "", "2026-01-01 00:00:01.000"), "null_value",
+         "status: NULL, but the column is not nullable", "STATUS"),
+    ],
+)  # fmt: skip
+def test_a_rejected_row_is_quarantined_with_its_reason(
+    pipeline: Pipeline, line: str, code: str, error: str, column: str | None
 ) -> None:
-    # A COPY with a transformation ignores ERROR_ON_COLUMN_COUNT_MISMATCH, as Snowflake does.
-    short = order("ord_1", "placed", "2026-01-01 00:00:01.000").rsplit(",", 1)[0] + "\n"
-    pipeline.put("orders", "a", [short])
-    copy = pipeline.run(pipeline.sql("orders")["load"])[COPY]
-    assert copy[0][1:4] == ("LOADED", 1, 1)
-    assert pipeline.rows('SELECT "UPDATED_AT" FROM {db}."RAW"."ORDERS"') == [{"UPDATED_AT": None}]
-    started = time.monotonic()
-    with pytest.raises(IntegrityError) as failure:  # an error, not an HTTP 500 retried
-        pipeline.run(pipeline.sql("orders")["transform"])
-    assert failure.value.errno == 100072
-    assert time.monotonic() - started < 10
+    """Snowflake ignores ERROR_ON_COLUMN_COUNT_MISMATCH in a COPY that transforms: the load
+    counts fields itself, and finds the NULLs the mart could not take before any MERGE."""
+    pipeline.put("orders", "a", [line])
+    pipeline.run(pipeline.sql("orders", on_error="continue", max_rejected_ratio=1)["load"])
+    assert quarantined(pipeline) == [(FOLDER + "a", 1, line.rstrip("\n"), code, error, column)]
+    assert pipeline.count('"RAW"."ORDERS"') == 0
 
 
 def test_a_merge_into_a_missing_table_fails_as_in_snowflake(pipeline: Pipeline) -> None:
@@ -392,12 +405,16 @@ def test_airflow_snowflake_hook_runs_the_steps(
         assert set(hook.get_first(sql["check"])) == {True}
     assert pipeline.count('"MART"."ORDERS"') == 1
 
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from streamline.gates import gated_fetch_all
+
     pipeline.put("orders", "b", BAD_FILE)
     started = time.monotonic()
-    with pytest.raises(ProgrammingError, match="is not recognized"):
-        hook.run(pipeline.sql("orders")["load"], autocommit=True)
+    with pytest.raises(AirflowFailException, match="rejected_rows: 2 rows"):
+        hook.run(pipeline.sql("orders")["load"], autocommit=True, handler=gated_fetch_all)
     assert time.monotonic() - started < 10
-    assert pipeline.count('"RAW"."ORDERS"') == 1  # the hook's closed session rolled back
+    assert pipeline.count('"RAW"."ORDERS"') == 1  # the gate rolled back
 
 
 def test_install_refuses_another_fakesnow_version(monkeypatch: pytest.MonkeyPatch) -> None:
