@@ -94,8 +94,10 @@ def checks_in(value: Any) -> list[CheckResult]:
         if isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
             walk(item["__data__"])
         elif isinstance(item, list | tuple):
-            if len(item) == len(GATE_COLUMNS) and isinstance(item[0], str) and (
-                str(item[1]).lower() in SEVERITIES and isinstance(item[2], bool)
+            if (
+                len(item) == len(GATE_COLUMNS)
+                and isinstance(item[0], str)
+                and (str(item[1]).lower() in SEVERITIES and isinstance(item[2], bool))
             ):
                 found.append(CheckResult(item[0], str(item[1]).lower(), item[2], int(item[3] or 0),
                                          item[4]))  # fmt: skip

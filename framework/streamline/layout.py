@@ -103,13 +103,19 @@ QUARANTINE_COLUMNS = (
     ),
     Column("error", "VARCHAR(4000)", "why, for people: names the column and value", nullable=False),
     Column("column_name", "VARCHAR(255)", "the column at fault, when there is one"),
-    Column("quarantined_at", "TIMESTAMP_LTZ(3)", "when the load step set the row aside",
-           nullable=False),
+    Column(
+        "quarantined_at", "TIMESTAMP_LTZ(3)", "when the load step set the row aside", nullable=False
+    ),
 )
 """The quarantine table: one row per rejected row of a feed, with its reason."""
 
 REJECT_CODES = (
-    "too_many_fields", "too_few_fields", "not_a_value", "too_long", "null_value", "file_skipped"
+    "too_many_fields",
+    "too_few_fields",
+    "not_a_value",
+    "too_long",
+    "null_value",
+    "file_skipped",
 )
 
 RESERVED_COLUMNS = tuple(

@@ -306,7 +306,8 @@ def _context(
             for c in feed.columns
         },
         "required": [
-            c.name for c in feed.columns
+            c.name
+            for c in feed.columns
             if not c.nullable or c.name in feed.key or c.name == feed.ordering
         ],
         "batch_literal": batch_literal,

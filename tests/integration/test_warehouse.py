@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 import pytest
-from snowflake.connector.errors import IntegrityError, ProgrammingError
+from snowflake.connector.errors import ProgrammingError
 from snowflake.connector.util_text import split_statements
 
 from streamline.gates import gated_fetch_all
@@ -313,7 +313,9 @@ def test_a_string_longer_than_its_column_is_an_error_unless_truncated(pipeline: 
     from airflow.sdk.exceptions import AirflowFailException
 
     pipeline.put("orders", "a", [BAD_FILE[2]])  # currency EURO for CHAR(3)
-    with pytest.raises(AirflowFailException, match=r"currency: 4 characters, longer than CHAR\(3\)"):
+    with pytest.raises(
+        AirflowFailException, match=r"currency: 4 characters, longer than CHAR\(3\)"
+    ):
         pipeline.run(pipeline.sql("orders")["load"])
     pipeline.run(pipeline.sql("orders", truncate_columns=True)["load"])
     assert pipeline.rows('SELECT "CURRENCY" FROM {db}."RAW"."ORDERS"') == [{"CURRENCY": "EUR"}]
