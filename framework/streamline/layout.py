@@ -153,7 +153,7 @@ LEDGER_COLUMNS = (
     Column("files_deferred", "NUMBER(38,0)", "files past SIZE_LIMIT: back in landing"),
     Column("rows_parsed", "NUMBER(38,0)", "rows COPY read"),
     Column("rows_loaded", "NUMBER(38,0)", "rows in raw for the batch"),
-    Column("rows_rejected", "NUMBER(38,0)", "rows COPY rejected (errors seen)"),
+    Column("rows_rejected", "NUMBER(38,0)", "rows the load step quarantined"),
     Column("checks", "VARIANT", "check name -> passed (true/false)"),
     Column("claim_started_at", "TIMESTAMP_LTZ(3)", "when the claim step started"),
     Column("claimed_at", "TIMESTAMP_LTZ(3)", "when the claims register took the batch"),

@@ -293,8 +293,7 @@ def finalize_batch(
         "files_skipped": manifest.count(QUARANTINED),
         "files_deferred": manifest.count(DEFERRED),
         "rows_parsed": sum(r.rows_parsed for r in results),
-        "rows_rejected": sum(r.errors_seen for r in results),
-    }
+    }  # rows_loaded and rows_rejected (quarantined) are the load step's, in its transaction
     try:
         record(
             warehouse,
