@@ -12,7 +12,7 @@ from streamline.batches import BATCH_ID_EXAMPLE, BATCH_ID_RE
 from streamline.layout import CLAIM_TASK
 from streamline.model import Feed
 
-TASKS = ("detect", CLAIM_TASK, "load", "transform", "check", "finalize")
+TASKS = ("detect", CLAIM_TASK, "load", "transform", "finalize")
 """Task ids, in run order; the SQL tasks read <task>.sql from the feed's SQL folder."""
 
 LAKE_BUCKET = "{{ var.value.get('streamline_lake_bucket', 'streamline-lake') }}"
@@ -88,17 +88,16 @@ def build_dag_config(
             "dependencies": [CLAIM_TASK],
         },
         "transform": {
-            "operator": SQL_EXECUTE,
+            "operator": GATED_SQL,
             **statements,
             "sql": "transform.sql",
             "dependencies": ["load"],
         },
-        "check": {"operator": SQL_CHECK, **sql, "sql": "check.sql", "dependencies": ["transform"]},
         "finalize": {
             "operator": PYTHON,
             "python_callable": "streamline.tasks.finalize_batch",
             "op_kwargs": {**lake, **ledger, "checks": [c.name for c in feed.checks]},
-            "dependencies": ["check"],
+            "dependencies": ["transform"],
         },
     }
     callback = {**lake, **ledger}

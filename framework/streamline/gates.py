@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
@@ -46,12 +46,16 @@ class CheckResult:
 
 
 class GateFailed(Exception):
-    """An error-severity check of a gate failed; the step's transaction was rolled back."""
+    """An error-severity check of a gate failed; the step's transaction was rolled back.
 
-    def __init__(self, failed: Sequence[CheckResult]) -> None:
-        self.failed = tuple(failed)
-        names = "; ".join(result.describe() for result in failed)
-        super().__init__(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: {names}")
+    results holds every check of the gate, failed the error-severity ones that failed."""
+
+    def __init__(self, results: Sequence[CheckResult]) -> None:
+        self.results = tuple(results)
+        self.failed = tuple(r for r in results if not r.passed and r.severity == "error")
+        names = "; ".join(result.describe() for result in self.failed)
+        count = len(self.failed)
+        super().__init__(f"{count} check{'s' if count != 1 else ''} failed: {names}")
 
 
 def gate_results(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[CheckResult] | None:
@@ -67,8 +71,7 @@ def gate_results(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Ch
 def gated_fetch_all(cursor: Any) -> list[tuple[Any, ...]] | None:
     """The statement's rows (the hook's fetch_all_handler), after judging a gate.
 
-    Raises AirflowFailException (no retries: the data will not change) after a ROLLBACK when an
-    error-severity check of a gate failed.
+    Raises GateFailed after a ROLLBACK when an error-severity check of a gate failed.
     """
     if cursor.description is None:
         return None
@@ -77,12 +80,9 @@ def gated_fetch_all(cursor: Any) -> list[tuple[Any, ...]] | None:
     for result in results or ():
         if not result.passed and result.severity == "warn":
             log.warning("check failed (warn, publishing anyway): %s", result.describe())
-    failed = [r for r in results or () if not r.passed and r.severity == "error"]
-    if failed:
+    if any(not r.passed and r.severity == "error" for r in results or ()):
         cursor.execute("ROLLBACK")
-        from streamline.tasks import _fail
-
-        raise _fail(str(GateFailed(failed)))
+        raise GateFailed(results or [])
     return rows
 
 
@@ -109,9 +109,26 @@ def checks_in(value: Any) -> list[CheckResult]:
     return found
 
 
+XCOM_CHECKS = "checks"
+"""XCom key under which a step whose gate failed keeps that gate's checks (for the ledger)."""
+
+
 class GatedSQLExecuteQueryOperator(SQLExecuteQueryOperator):
-    """SQLExecuteQueryOperator whose statements may be gates (see the module)."""
+    """SQLExecuteQueryOperator whose statements may be gates (see the module).
+
+    A failed gate fails the task without retries (AirflowFailException: the data will not change
+    by trying again), after pushing the gate's checks to XCom under XCOM_CHECKS.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("handler", gated_fetch_all)
         super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except GateFailed as failed:
+            context["ti"].xcom_push(key=XCOM_CHECKS, value=[asdict(r) for r in failed.results])
+            from streamline.tasks import _fail
+
+            raise _fail(str(failed)) from None

@@ -78,6 +78,7 @@ class Check:
     values: tuple[str, ...] = ()
     min: float | None = None
     max: float | None = None
+    severity: str = "error"
 
     @property
     def name(self) -> str:
@@ -234,6 +235,7 @@ def _build_check(data: dict[str, Any]) -> Check:
         values=tuple(data.get("values", ())),
         min=data.get("min"),
         max=data.get("max"),
+        severity=data.get("severity", "error"),
     )
 
 

@@ -33,8 +33,9 @@ from streamline.layout import (
 from streamline.model import CsvFormat, Feed, TableRef
 from streamline.project import Project
 
-STEPS = ("ddl", "load", "transform", "check")
-"""Rendered steps; load, transform and check are DAG tasks, ddl is run when provisioning."""
+STEPS = ("ddl", "load", "transform")
+"""Rendered steps; load and transform (with the checks) are DAG tasks, ddl is run when
+provisioning."""
 
 _IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*\Z")
 _TRANSACTION_RE = re.compile(

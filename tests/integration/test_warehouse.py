@@ -25,7 +25,7 @@ import pytest
 from snowflake.connector.errors import ProgrammingError
 from snowflake.connector.util_text import split_statements
 
-from streamline.gates import gated_fetch_all
+from streamline.gates import CheckResult, GateFailed, checks_in, gated_fetch_all
 from streamline.ledger import claim_values
 from streamline.model import Feed
 from streamline.project import find_project
@@ -109,11 +109,10 @@ class Pipeline:
     def count(self, table: str) -> int:
         return int(self.rows(f"SELECT COUNT(*) AS N FROM {{db}}.{table}")[0]["N"])
 
-    def check(self, name: str, batch: str = BATCH) -> dict[str, Any]:
-        cursor = self.conn.cursor()
-        cursor.execute(self.sql(name, batch)["check"])
-        row = cursor.fetchone()
-        return dict(zip([d.name for d in cursor.description], row, strict=True))
+    def transform(self, name: str, batch: str = BATCH, **copy: Any) -> dict[str, CheckResult]:
+        """Run the transform step; its checks (the gate's rows) by name."""
+        results = self.run(self.sql(name, batch, **copy)["transform"])
+        return {check.name: check for check in checks_in(results)}
 
 
 @pytest.fixture
@@ -171,8 +170,8 @@ def test_both_feeds_load_transform_and_check_like_production(pipeline: Pipeline)
         sql = pipeline.sql(name)
         copy = pipeline.run(sql["load"])[COPY]
         assert {row[1] for row in copy} == {"LOADED"}  # status per file
-        pipeline.run(sql["transform"])
-        assert set(pipeline.check(name).values()) == {True}
+        checks = pipeline.transform(name)
+        assert checks and all(check.passed for check in checks.values())
     assert sum(row[3] for row in copy) == len(orders)  # rows_loaded
 
     raw = pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"')
@@ -202,15 +201,15 @@ def test_both_feeds_load_transform_and_check_like_production(pipeline: Pipeline)
     for _ in range(2):  # re-running the batch adds zero rows to raw and mart
         sql = pipeline.sql("orders")
         pipeline.run(sql["load"])
-        pipeline.run(sql["transform"])
+        assert all(check.passed for check in pipeline.transform("orders").values())
         assert pipeline.count('"RAW"."ORDERS"') == len(orders)
         assert pipeline.count('"MART"."ORDERS"') == len(latest)
-    assert set(pipeline.check("orders").values()) == {True}
 
 
 def test_a_later_batch_replaces_a_mart_row_only_with_a_newer_one(pipeline: Pipeline) -> None:
     pipeline.put("customers", "c", [CUSTOMER])
-    pipeline.run(pipeline.sql("customers")["load"])
+    for step in ("load", "transform"):  # the orders' references need their customer
+        pipeline.run(pipeline.sql("customers")[step])
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     pipeline.put("orders", "b", [order("ord_2", "placed", "2026-01-01 00:00:01.000")])
     for step in ("load", "transform"):
@@ -259,15 +258,13 @@ BAD_ROWS = [
 def test_a_bad_row_under_abort_statement_fails_the_load_and_changes_nothing(
     pipeline: Pipeline, warehouse: Any
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     pipeline.run(pipeline.sql("orders")["load"])
     before = pipeline.rows('SELECT * FROM {db}."RAW"."ORDERS"')
     pipeline.put("orders", "b", BAD_FILE)
     for _ in range(2):  # a second attempt must not meet the first one's transaction
         conn = warehouse.connect()
-        with pytest.raises(AirflowFailException) as failure:
+        with pytest.raises(GateFailed) as failure:
             pipeline.run(pipeline.sql("orders")["load"], conn)  # stops at the gate
         conn.close()
         assert str(failure.value) == (
@@ -301,21 +298,15 @@ def test_on_error_continue_quarantines_bad_rows_and_skip_file_their_whole_file(
 def test_more_rejected_rows_than_max_rejected_ratio_fail_the_load_under_continue(
     pipeline: Pipeline,
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
     pipeline.put("orders", "b", BAD_FILE)  # 2 of 3 rows rejected; the default allows 10%
-    with pytest.raises(AirflowFailException, match="rejected_rows: 2 rows"):
+    with pytest.raises(GateFailed, match="rejected_rows: 2 rows"):
         pipeline.run(pipeline.sql("orders", on_error="continue")["load"])
     assert pipeline.count('"RAW"."ORDERS"') == 0
 
 
 def test_a_string_longer_than_its_column_is_an_error_unless_truncated(pipeline: Pipeline) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
     pipeline.put("orders", "a", [BAD_FILE[2]])  # currency EURO for CHAR(3)
-    with pytest.raises(
-        AirflowFailException, match=r"currency: 4 characters, longer than CHAR\(3\)"
-    ):
+    with pytest.raises(GateFailed, match=r"currency: 4 characters, longer than CHAR\(3\)"):
         pipeline.run(pipeline.sql("orders")["load"])
     pipeline.run(pipeline.sql("orders", truncate_columns=True)["load"])
     assert pipeline.rows('SELECT "CURRENCY" FROM {db}."RAW"."ORDERS"') == [{"CURRENCY": "EUR"}]
@@ -340,15 +331,54 @@ def test_gzipped_files_load_and_force_false_skips_loaded_files(pipeline: Pipelin
     assert pipeline.count('"RAW"."ORDERS"') == 0  # the load's DELETE ran; the COPY skipped
 
 
-def test_the_check_query_is_false_exactly_where_a_check_fails(pipeline: Pipeline) -> None:
+def test_a_failing_check_rolls_the_mart_back_and_names_each_check_with_its_rows(
+    pipeline: Pipeline,
+) -> None:
     pipeline.put("customers", "c", [CUSTOMER])
-    pipeline.put("orders", "a", [order("ord_1", "lost", "2026-01-01 00:00:01.000", "-1.00")])
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     for name in ("customers", "orders"):
-        for step in ("load", "transform"):
-            pipeline.run(pipeline.sql(name)[step])
-    failed = {name for name, ok in pipeline.check("orders").items() if not ok}
-    assert failed == {"ACCEPTED_VALUES__STATUS", "RANGE__AMOUNT"}
-    assert set(pipeline.check("customers").values()) == {True}
+        pipeline.run(pipeline.sql(name)["load"])
+        assert all(check.passed for check in pipeline.transform(name).values())
+    mart = pipeline.rows('SELECT * FROM {db}."MART"."ORDERS"')
+    bad = [order("ord_1", "lost", "2026-01-01 00:00:02.000", "-1.00"),
+           order("ord_2", "lost", "2026-01-01 00:00:02.000")]  # fmt: skip
+    pipeline.put("orders", "b", bad, batch=LATER)
+    pipeline.run(pipeline.sql("orders", LATER)["load"])
+    with pytest.raises(GateFailed) as failure:
+        pipeline.transform("orders", LATER)
+    assert str(failure.value) == (
+        "2 checks failed: "
+        f"accepted_values__status: 2 rows (first: processing/{LATER}/orders/2026/01/01/00/b, "
+        "row 1: 'lost'); "
+        f"range__amount: 1 row (first: processing/{LATER}/orders/2026/01/01/00/b, row 1: -1.00)"
+    )
+    assert pipeline.rows('SELECT * FROM {db}."MART"."ORDERS"') == mart  # unchanged
+    ledger = pipeline.rows('SELECT "STATUS" FROM {db}."RAW"."STREAMLINE_BATCHES" '
+                           f"WHERE \"BATCH_ID\" = '{LATER}'")  # fmt: skip
+    assert ledger == [{"STATUS": "loaded"}]  # the transform's ledger update rolled back too
+
+
+def test_a_warn_check_is_recorded_and_the_batch_publishes(
+    pipeline: Pipeline, spec_feeds: tuple[Any, list[Feed]]
+) -> None:
+    pipeline.put("customers", "c", [CUSTOMER])
+    pipeline.put("orders", "a", [order("ord_1", "lost", "2026-01-01 00:00:01.000")])
+    pipeline.run(pipeline.sql("customers")["load"])
+    pipeline.transform("customers")
+    orders = pipeline.feed("orders")
+    checks = tuple(
+        dataclasses.replace(c, severity="warn") if c.type == "accepted_values" else c
+        for c in orders.checks
+    )
+    pipeline.feeds = [dataclasses.replace(f, checks=checks) if f.feed == "orders" else f
+                      for f in pipeline.feeds]  # fmt: skip
+    pipeline.run(pipeline.sql("orders")["load"])
+    results = pipeline.transform("orders")
+    assert not results["accepted_values__status"].passed
+    assert results["accepted_values__status"].severity == "warn"
+    assert [r["STATUS"] for r in pipeline.rows('SELECT "STATUS" FROM {db}."MART"."ORDERS"')] == [
+        "lost"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -402,18 +432,16 @@ def test_airflow_snowflake_hook_runs_the_steps(
     pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000")])
     for name in ("customers", "orders"):
         sql = pipeline.sql(name)
-        hook.run(sql["load"], autocommit=True)  # as the DAG's load and transform tasks
-        hook.run(sql["transform"], autocommit=True)
-        assert set(hook.get_first(sql["check"])) == {True}
+        hook.run(sql["load"], autocommit=True, handler=gated_fetch_all)  # as the DAG's tasks
+        results = hook.run(
+            sql["transform"], autocommit=True, handler=gated_fetch_all, return_last=False
+        )
+        assert checks_in(results) and all(check.passed for check in checks_in(results))
     assert pipeline.count('"MART"."ORDERS"') == 1
-
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from streamline.gates import gated_fetch_all
 
     pipeline.put("orders", "b", BAD_FILE)
     started = time.monotonic()
-    with pytest.raises(AirflowFailException, match="rejected_rows: 2 rows"):
+    with pytest.raises(GateFailed, match="rejected_rows: 2 rows"):
         hook.run(pipeline.sql("orders")["load"], autocommit=True, handler=gated_fetch_all)
     assert time.monotonic() - started < 10
     assert pipeline.count('"RAW"."ORDERS"') == 1  # the gate rolled back
