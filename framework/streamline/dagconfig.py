@@ -23,9 +23,7 @@ START_DATE = "2025-01-01"
 # S3KeySensor's key pattern cannot express: the standard provider's PythonSensor pokes our callable.
 SENSOR = "airflow.providers.standard.sensors.python.PythonSensor"
 PYTHON = "airflow.providers.standard.operators.python.PythonOperator"
-SQL_EXECUTE = "airflow.providers.common.sql.operators.sql.SQLExecuteQueryOperator"
 GATED_SQL = "streamline.gates.GatedSQLExecuteQueryOperator"
-SQL_CHECK = "airflow.providers.common.sql.operators.sql.SQLCheckOperator"
 
 
 def _seconds(value: float) -> dict[str, Any]:
@@ -91,12 +89,14 @@ def build_dag_config(
             "operator": GATED_SQL,
             **statements,
             "sql": "transform.sql",
+            # Keep every statement's result: the gate's checks are in the XCom.
+            "return_last": False,
             "dependencies": ["load"],
         },
         "finalize": {
             "operator": PYTHON,
             "python_callable": "streamline.tasks.finalize_batch",
-            "op_kwargs": {**lake, **ledger, "checks": [c.name for c in feed.checks]},
+            "op_kwargs": {**lake, **ledger},
             "dependencies": ["transform"],
         },
     }

@@ -126,7 +126,7 @@ class GatedSQLExecuteQueryOperator(SQLExecuteQueryOperator):
 
     def execute(self, context: Any) -> Any:
         try:
-            return super().execute(context)
+            return super().execute(context)  # type: ignore[no-untyped-call]
         except GateFailed as failed:
             context["ti"].xcom_push(key=XCOM_CHECKS, value=[asdict(r) for r in failed.results])
             from streamline.tasks import _fail

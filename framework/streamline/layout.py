@@ -154,7 +154,11 @@ LEDGER_COLUMNS = (
     Column("rows_parsed", "NUMBER(38,0)", "rows COPY read"),
     Column("rows_loaded", "NUMBER(38,0)", "rows in raw for the batch"),
     Column("rows_rejected", "NUMBER(38,0)", "rows the load step quarantined"),
-    Column("checks", "VARIANT", "check name -> passed (true/false)"),
+    Column(
+        "checks",
+        "VARIANT",
+        "check name -> {passed, severity, failing_rows, detail}, from the steps' gates",
+    ),
     Column("claim_started_at", "TIMESTAMP_LTZ(3)", "when the claim step started"),
     Column("claimed_at", "TIMESTAMP_LTZ(3)", "when the claims register took the batch"),
     Column("load_started_at", "TIMESTAMP_LTZ(3)", "when the load step started"),

@@ -202,7 +202,7 @@ class LedgerRow:
     rows_parsed: int | None
     rows_loaded: int | None
     rows_rejected: int | None
-    checks: dict[str, bool] | None
+    checks: dict[str, Any] | None
     claimed_at: dt.datetime | None
     loaded_at: dt.datetime | None
     transformed_at: dt.datetime | None

@@ -31,11 +31,14 @@ from streamline.rendering import quote_literal
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from streamline.gates import CheckResult
     from streamline.ledger import Runner
 
 log = logging.getLogger(__name__)
 
-LOAD_TASK, CHECK_TASK, DETECT_TASK = "load", "check", "detect"
+LOAD_TASK, TRANSFORM_TASK, DETECT_TASK = "load", "transform", "detect"
+GATED_TASKS = (LOAD_TASK, TRANSFORM_TASK)
+"""The SQL steps whose gates (streamline.gates) decide whether they commit."""
 
 
 def _airflow_exception(name: str, message: str) -> Exception:
@@ -264,10 +267,11 @@ def finalize_batch(
     aws_conn_id: str,
     snowflake_conn_id: str,
     ledger: dict[str, str],
-    checks: Sequence[str],
     **context: Any,
 ) -> dict[str, Any]:
-    """Task `finalize`: move the batch on by each file's COPY outcome; record it published."""
+    """Task `finalize`: move the batch on by each file's COPY outcome; record it published, with
+    the outcome of every check its steps' gates ran (warn-severity failures included)."""
+    from streamline.gates import checks_in
     from streamline.lake import DEFERRED, LOADED, QUARANTINED, copy_results, finalize
 
     ti = context["ti"]
@@ -303,7 +307,9 @@ def finalize_batch(
             {
                 "status": "published",
                 **counts,
-                "checks": dict.fromkeys(checks, True),
+                "checks": _checks_record(
+                    [r for task in GATED_TASKS for r in checks_in(ti.xcom_pull(task_ids=task))]
+                ),
                 "checked_at": started,
                 "published_at": dt.datetime.now(dt.UTC),
                 "failed_step": None,
@@ -364,14 +370,11 @@ def record_failure(
         "failed_at": dt.datetime.now(dt.UTC),
         "run_id": context["dag_run"].run_id,
     }
-    if ti.task_id == CHECK_TASK and final:
-        outcomes = _check_outcomes(context, warehouse)
-        if outcomes:
-            failed = [name for name, passed in outcomes.items() if not passed]
-            values["checks"] = outcomes
+    if ti.task_id in GATED_TASKS and final:
+        checks = _failed_gate(ti)
+        if checks:
+            values["checks"] = _checks_record(checks)
             values["checked_at"] = values["failed_at"]
-            if failed:
-                values["error"] = f"checks failed: {', '.join(failed)}"
     if final:
         values["status"] = "failed"
     elif ti.task_id == CLAIM_TASK:  # the batch is claimed; its load has not recorded it yet
@@ -405,17 +408,22 @@ def record_retry(context: dict[str, Any], **kwargs: Any) -> None:
     record_failure(context, **{**kwargs, "final": False})
 
 
-def _check_outcomes(context: dict[str, Any], warehouse: Any) -> dict[str, bool] | None:
-    """Each check's result, by running the check step's rendered query again."""
-    sql = getattr(context.get("task"), "sql", None)
-    if not isinstance(sql, str):
-        return None
+def _failed_gate(ti: Any) -> list[CheckResult]:
+    """The checks of the gate that failed the task (GatedSQLExecuteQueryOperator's XCom)."""
+    from streamline.gates import XCOM_CHECKS, CheckResult
+
     try:
-        with warehouse.connection.cursor() as cursor:
-            cursor.execute(sql)
-            row = cursor.fetchone()
-            names = [d[0].lower() for d in cursor.description]
-    except Exception:
-        log.exception("could not re-run the checks to record their outcomes")
-        return None
-    return {name: bool(value) for name, value in zip(names, row or (), strict=False)}
+        pushed = ti.xcom_pull(task_ids=ti.task_id, key=XCOM_CHECKS) or []
+        return [CheckResult(**item) for item in pushed]
+    except Exception:  # the callback must not hide the task's own error
+        log.exception("could not read the failed checks of %s", ti.task_id)
+        return []
+
+
+def _checks_record(checks: Sequence[CheckResult]) -> dict[str, Any]:
+    """The ledger's CHECKS value: check name -> passed, severity, failing rows, detail."""
+    return {
+        c.name: {"passed": c.passed, "severity": c.severity, "failing_rows": c.failing_rows,
+                 "detail": c.detail}
+        for c in checks
+    }  # fmt: skip

@@ -76,7 +76,7 @@ def test_dependencies_and_sql_resolve(tmp_path: Path, monkeypatch: pytest.Monkey
         assert dag.get_task(before).downstream_task_ids == {after}
     # The SQL tasks reference files that exist in the DAG's template search path.
     searchpath = Path(dag.template_searchpath[0])
-    for step in ("load", "transform", "check"):
+    for step in ("load", "transform"):
         assert (searchpath / f"{step}.sql").is_file()
     assert dag.tags and "streamline" in dag.tags
 

@@ -39,7 +39,7 @@ def test_tasks_run_in_step_order(feeds: list[Feed]) -> None:
     for before, after in itertools.pairwise(TASKS):
         assert config["tasks"][after]["dependencies"] == [before]
     assert config["template_searchpath"] == str(SQL_DIR / "orders")
-    for step in ("load", "transform", "check"):
+    for step in ("load", "transform"):
         assert config["tasks"][step]["sql"] == f"{step}.sql"
 
 

@@ -582,8 +582,9 @@ def test_snowflake_setup_parses(project: Project, feeds: list[Feed], with_ddl: b
     kinds = [type(s).__name__ for s in statements]
     assert kinds.count("Copy") == 0 and kinds.count("Merge") == 0
     create_tables = [s for s in statements if isinstance(s, exp.Create) and s.kind == "TABLE"]
-    # raw, mart, and the batch ledger of the raw schema (IF NOT EXISTS: once per feed is fine)
-    assert len(create_tables) == (3 * len(feeds) if with_ddl else 0)
+    # landing, quarantine, raw, mart, and the batch ledger of the raw schema (IF NOT EXISTS: once
+    # per feed is fine)
+    assert len(create_tables) == (5 * len(feeds) if with_ddl else 0)
 
 
 def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Feed]) -> None:

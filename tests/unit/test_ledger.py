@@ -138,12 +138,15 @@ class FakeTaskInstance:
         self.task_id = task_id
         self.xcom: dict[str, Any] = {}
         self.load = load
+        self.transform: Any = None
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
 
     def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
-        return self.load if task_ids == "load" else self.xcom.get(key)
+        if key == "return_value" and task_ids in ("load", "transform"):
+            return getattr(self, task_ids)
+        return self.xcom.get(key)
 
 
 class FakeDagRun:
@@ -231,12 +234,19 @@ def test_finalize_records_the_copy_outcome_and_publishes(lake: tuple[Any, Record
     ti.load = [[["Statement executed successfully."]], [
         [folder + "ok", "LOADED", 3, 3, 3, 0, None, None, None, None],
         [folder + "bad", "LOAD_FAILED", 2, 0, 2, 2, "bad value", 2, 1, '"T"["A":1]'],
-    ]]  # fmt: skip
-    done = tasks.finalize_batch(**LAKE, **LEDGER, checks=["row_count"], **context)
+    ], [["rejected_rows", "error", True, 0, None]]]  # fmt: skip
+    ti.transform = [[["ok"]], [["row_count", "error", True, 0, None],
+                               ["range__amount", "warn", False, 2, "first: f, row 1: -1"]]]  # fmt: skip
+    done = tasks.finalize_batch(**LAKE, **LEDGER, **context)
     assert done["files_loaded"] == 1 and done["files_skipped"] == 1
     write = recorder.writes[-1]
-    assert write["status"] == "published" and write["checks"] == '{"row_count": true}'
-    assert (write["rows_parsed"], write["rows_rejected"]) == (5, 2)
+    assert write["status"] == "published" and json.loads(write["checks"]) == {
+        "rejected_rows": {"passed": True, "severity": "error", "failing_rows": 0, "detail": None},
+        "row_count": {"passed": True, "severity": "error", "failing_rows": 0, "detail": None},
+        "range__amount": {"passed": False, "severity": "warn", "failing_rows": 2,
+                          "detail": "first: f, row 1: -1"},
+    }  # fmt: skip
+    assert write["rows_parsed"] == 5 and "rows_rejected" not in write
     assert not tasks.detect_batch(**LAKE, **context)  # nothing left to claim
 
 

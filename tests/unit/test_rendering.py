@@ -87,10 +87,26 @@ def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step
 
 
 EXPECTED_STATEMENTS = {
-    "ddl": ["Create"] * 8,
-    "load": ["Update", "Insert", "Transaction", "Delete", "Copy", "Update", "Commit"],
-    "transform": ["Transaction", "Merge", "Update", "Commit"],
-    "check": ["Select"],
+    "ddl": ["Create"] * 10,
+    # The claim record; then: landing rows out, COPY, raw and quarantine rows out, quarantine,
+    # raw, the rejected_rows gate, landing rows out, the ledger.
+    "load": [
+        "Update",
+        "Insert",
+        "Transaction",
+        "Delete",
+        "Copy",
+        "Delete",
+        "Delete",
+        "Insert",
+        "Insert",
+        "Select",
+        "Delete",
+        "Update",
+        "Commit",
+    ],
+    # The MERGE, the checks' gate, the ledger.
+    "transform": ["Transaction", "Merge", "Union", "Update", "Commit"],
 }
 
 
@@ -222,7 +238,7 @@ def test_append_template_renders_and_parses(project: Project, feeds: list[Feed])
     )
     sql = render_feed(project, append, feeds, steps=["transform"])["transform"]
     kinds = [type(s).__name__ for s in sqlglot.parse(as_run(sql), read="snowflake") if s]
-    assert kinds == ["Transaction", "Delete", "Insert", "Update", "Commit"]
+    assert kinds == ["Transaction", "Delete", "Insert", "Union", "Update", "Commit"]
 
 
 @pytest.mark.parametrize(

@@ -528,8 +528,8 @@ def test_apply_defaults_reads_the_schema_and_leaves_its_input_alone() -> None:
     assert filled["dag"]["owner"] == "streamline"
     assert filled["transform"] == {"template": "merge_latest", "params": {}}
     assert "source" not in filled  # no default in the schema: nothing invented
-    assert filled["checks"][0] == {"type": "row_count", "min": 1}  # if/then branch defaults
-    assert filled["checks"][1] == {"type": "range", "column": "x", "max": 1}
+    assert filled["checks"][0] == {"type": "row_count", "min": 1, "severity": "error"}  # if/then
+    assert filled["checks"][1] == {"type": "range", "column": "x", "max": 1, "severity": "error"}
     assert data == {
         "feed": "events",
         "dag": {"retries": 0},

@@ -1,5 +1,7 @@
 {%- set claim = ti.xcom_pull(task_ids="claim", key="claim") %}
--- StreamLine load for feed customers: record the claimed batch, then replace its raw rows in one transaction.
+-- StreamLine load for feed customers: record the claimed batch; then, in one transaction, COPY
+-- the batch's rows as text into the landing table, convert them, and put each row in raw, or in
+-- quarantine with the reason it was rejected (on_error: abort_statement).
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'claimed',
   "DAG_ID" = {{ claim.ledger.dag_id }},
@@ -61,8 +63,8 @@ SELECT
   CURRENT_TIMESTAMP()
 WHERE NOT EXISTS (SELECT 1 FROM "STREAMLINE"."RAW"."STREAMLINE_BATCHES" WHERE "FEED" = 'customers' AND "BATCH_ID" = '{{ claim.batch_id }}');
 BEGIN;
-DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
-COPY INTO "STREAMLINE"."RAW"."CUSTOMERS" (
+DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+COPY INTO "STREAMLINE"."RAW"."CUSTOMERS_LANDING" (
   "CUSTOMER_ID",
   "EMAIL",
   "FULL_NAME",
@@ -70,7 +72,7 @@ COPY INTO "STREAMLINE"."RAW"."CUSTOMERS" (
   "TIER",
   "CREATED_AT",
   "UPDATED_AT",
-  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "LOADED_AT"
+  "EXTRA_FIELD", "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER"
 )
 FROM (
   SELECT
@@ -81,19 +83,195 @@ FROM (
     $5,
     $6,
     $7,
-    '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, CURRENT_TIMESTAMP()
+    $8, '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER
   FROM @"STREAMLINE"."RAW"."CUSTOMERS_STAGE"/processing/{{ claim.batch_id }}/customers/
 )
 FILES = ({{ claim.copy_files }})
 FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."CUSTOMERS_CSV_FORMAT"')
-ON_ERROR = ABORT_STATEMENT
-TRUNCATECOLUMNS = FALSE
+ON_ERROR = CONTINUE
 FORCE = TRUE;
+DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+INSERT INTO "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE" (
+  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD",
+  "ERROR_CODE", "ERROR", "COLUMN_NAME", "QUARANTINED_AT"
+)
+SELECT
+  '{{ claim.batch_id }}', c."SOURCE_FILE", c."SOURCE_ROW_NUMBER",
+  CASE WHEN CONTAINS(c."F1", ',') OR CONTAINS(c."F1", '"') OR CONTAINS(c."F1", CHR(10)) THEN '"' || REPLACE(c."F1", '"', '""') || '"' ELSE c."F1" END ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F2", ',') OR CONTAINS(c."F2", '"') OR CONTAINS(c."F2", CHR(10)) THEN '"' || REPLACE(c."F2", '"', '""') || '"' ELSE c."F2" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F3", ',') OR CONTAINS(c."F3", '"') OR CONTAINS(c."F3", CHR(10)) THEN '"' || REPLACE(c."F3", '"', '""') || '"' ELSE c."F3" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F4", ',') OR CONTAINS(c."F4", '"') OR CONTAINS(c."F4", CHR(10)) THEN '"' || REPLACE(c."F4", '"', '""') || '"' ELSE c."F4" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F5", ',') OR CONTAINS(c."F5", '"') OR CONTAINS(c."F5", CHR(10)) THEN '"' || REPLACE(c."F5", '"', '""') || '"' ELSE c."F5" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F6", ',') OR CONTAINS(c."F6", '"') OR CONTAINS(c."F6", CHR(10)) THEN '"' || REPLACE(c."F6", '"', '""') || '"' ELSE c."F6" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F7", ',') OR CONTAINS(c."F7", '"') OR CONTAINS(c."F7", CHR(10)) THEN '"' || REPLACE(c."F7", '"', '""') || '"' ELSE c."F7" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."EXTRA_FIELD", ',') OR CONTAINS(c."EXTRA_FIELD", '"') OR CONTAINS(c."EXTRA_FIELD", CHR(10)) THEN '"' || REPLACE(c."EXTRA_FIELD", '"', '""') || '"' ELSE c."EXTRA_FIELD" END, ''),
+  CASE
+    WHEN c."PROBLEM" = 1 THEN 'too_many_fields'
+    WHEN c."PROBLEM" = 2 THEN 'too_few_fields'
+    WHEN MOD(c."PROBLEM", 10) = 1 THEN 'not_a_value'
+    WHEN MOD(c."PROBLEM", 10) = 2 THEN 'too_long'
+    ELSE 'null_value'
+  END,
+  CASE c."PROBLEM"
+    WHEN 1 THEN 'more than 7 fields; expected 7 (a delimiter too many?)'
+    WHEN 2 THEN TO_VARCHAR(IFF(c."F1" IS NULL, 0, 1) + IFF(c."F2" IS NULL, 0, 1) + IFF(c."F3" IS NULL, 0, 1) + IFF(c."F4" IS NULL, 0, 1) + IFF(c."F5" IS NULL, 0, 1) + IFF(c."F6" IS NULL, 0, 1) + IFF(c."F7" IS NULL, 0, 1)) || ' fields; expected 7'
+    WHEN 12 THEN 'customer_id: ' || TO_VARCHAR(LENGTH(c."V1")) || ' characters, longer than VARCHAR(16)'
+    WHEN 13 THEN 'customer_id: NULL, but it is part of the key'
+    WHEN 22 THEN 'email: ' || TO_VARCHAR(LENGTH(c."V2")) || ' characters, longer than VARCHAR(254)'
+    WHEN 32 THEN 'full_name: ' || TO_VARCHAR(LENGTH(c."V3")) || ' characters, longer than VARCHAR(200)'
+    WHEN 42 THEN 'country: ' || TO_VARCHAR(LENGTH(c."V4")) || ' characters, longer than CHAR(2)'
+    WHEN 52 THEN 'tier: ' || TO_VARCHAR(LENGTH(c."V5")) || ' characters, longer than VARCHAR(16)'
+    WHEN 61 THEN 'created_at: \'' || LEFT(c."V6", 100) || '\' is not a TIMESTAMP_NTZ(3)'
+    WHEN 63 THEN 'created_at: NULL, but the column is not nullable'
+    WHEN 71 THEN 'updated_at: \'' || LEFT(c."V7", 100) || '\' is not a TIMESTAMP_NTZ(3)'
+    WHEN 73 THEN 'updated_at: NULL, but it is the ordering column'
+  END,
+  CASE FLOOR(c."PROBLEM" / 10) WHEN 1 THEN 'CUSTOMER_ID' WHEN 2 THEN 'EMAIL' WHEN 3 THEN 'FULL_NAME' WHEN 4 THEN 'COUNTRY' WHEN 5 THEN 'TIER' WHEN 6 THEN 'CREATED_AT' WHEN 7 THEN 'UPDATED_AT' END,
+  CURRENT_TIMESTAMP()
+FROM (
+  SELECT
+    t.*,
+    CASE
+      WHEN t."EXTRA_FIELD" IS NOT NULL THEN 1
+      WHEN t."F7" IS NULL THEN 2
+      WHEN LENGTH(t."V1") > 16 THEN 12
+      WHEN t."T1" IS NULL THEN 13
+      WHEN LENGTH(t."V2") > 254 THEN 22
+      WHEN LENGTH(t."V3") > 200 THEN 32
+      WHEN LENGTH(t."V4") > 2 THEN 42
+      WHEN LENGTH(t."V5") > 16 THEN 52
+      WHEN t."V6" IS NOT NULL AND t."T6" IS NULL THEN 61
+      WHEN t."T6" IS NULL THEN 63
+      WHEN t."V7" IS NOT NULL AND t."T7" IS NULL THEN 71
+      WHEN t."T7" IS NULL THEN 73
+    END AS "PROBLEM"
+  FROM (
+    SELECT
+      l.*,
+      l."V1" AS "T1",
+      l."V2" AS "T2",
+      l."V3" AS "T3",
+      l."V4" AS "T4",
+      l."V5" AS "T5",
+      TRY_TO_TIMESTAMP_NTZ(l."V6", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T6",
+      TRY_TO_TIMESTAMP_NTZ(l."V7", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T7"
+    FROM (
+      SELECT
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "CUSTOMER_ID" AS "F1",
+        CASE WHEN "CUSTOMER_ID" IN ('', 'NULL') THEN NULL ELSE "CUSTOMER_ID" END AS "V1",
+        "EMAIL" AS "F2",
+        CASE WHEN "EMAIL" IN ('', 'NULL') THEN NULL ELSE "EMAIL" END AS "V2",
+        "FULL_NAME" AS "F3",
+        CASE WHEN "FULL_NAME" IN ('', 'NULL') THEN NULL ELSE "FULL_NAME" END AS "V3",
+        "COUNTRY" AS "F4",
+        CASE WHEN "COUNTRY" IN ('', 'NULL') THEN NULL ELSE "COUNTRY" END AS "V4",
+        "TIER" AS "F5",
+        CASE WHEN "TIER" IN ('', 'NULL') THEN NULL ELSE "TIER" END AS "V5",
+        "CREATED_AT" AS "F6",
+        CASE WHEN "CREATED_AT" IN ('', 'NULL') THEN NULL ELSE "CREATED_AT" END AS "V6",
+        "UPDATED_AT" AS "F7",
+        CASE WHEN "UPDATED_AT" IN ('', 'NULL') THEN NULL ELSE "UPDATED_AT" END AS "V7"
+      FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING"
+      WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    ) AS l
+  ) AS t
+) AS c
+WHERE c."PROBLEM" IS NOT NULL;
+INSERT INTO "STREAMLINE"."RAW"."CUSTOMERS" (
+  "CUSTOMER_ID",
+  "EMAIL",
+  "FULL_NAME",
+  "COUNTRY",
+  "TIER",
+  "CREATED_AT",
+  "UPDATED_AT",
+  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "LOADED_AT"
+)
+SELECT
+  c."T1",
+  c."T2",
+  c."T3",
+  c."T4",
+  c."T5",
+  c."T6",
+  c."T7",
+  '{{ claim.batch_id }}', c."SOURCE_FILE", c."SOURCE_ROW_NUMBER", CURRENT_TIMESTAMP()
+FROM (
+  SELECT
+    t.*,
+    CASE
+      WHEN t."EXTRA_FIELD" IS NOT NULL THEN 1
+      WHEN t."F7" IS NULL THEN 2
+      WHEN LENGTH(t."V1") > 16 THEN 12
+      WHEN t."T1" IS NULL THEN 13
+      WHEN LENGTH(t."V2") > 254 THEN 22
+      WHEN LENGTH(t."V3") > 200 THEN 32
+      WHEN LENGTH(t."V4") > 2 THEN 42
+      WHEN LENGTH(t."V5") > 16 THEN 52
+      WHEN t."V6" IS NOT NULL AND t."T6" IS NULL THEN 61
+      WHEN t."T6" IS NULL THEN 63
+      WHEN t."V7" IS NOT NULL AND t."T7" IS NULL THEN 71
+      WHEN t."T7" IS NULL THEN 73
+    END AS "PROBLEM"
+  FROM (
+    SELECT
+      l.*,
+      l."V1" AS "T1",
+      l."V2" AS "T2",
+      l."V3" AS "T3",
+      l."V4" AS "T4",
+      l."V5" AS "T5",
+      TRY_TO_TIMESTAMP_NTZ(l."V6", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T6",
+      TRY_TO_TIMESTAMP_NTZ(l."V7", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T7"
+    FROM (
+      SELECT
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "CUSTOMER_ID" AS "F1",
+        CASE WHEN "CUSTOMER_ID" IN ('', 'NULL') THEN NULL ELSE "CUSTOMER_ID" END AS "V1",
+        "EMAIL" AS "F2",
+        CASE WHEN "EMAIL" IN ('', 'NULL') THEN NULL ELSE "EMAIL" END AS "V2",
+        "FULL_NAME" AS "F3",
+        CASE WHEN "FULL_NAME" IN ('', 'NULL') THEN NULL ELSE "FULL_NAME" END AS "V3",
+        "COUNTRY" AS "F4",
+        CASE WHEN "COUNTRY" IN ('', 'NULL') THEN NULL ELSE "COUNTRY" END AS "V4",
+        "TIER" AS "F5",
+        CASE WHEN "TIER" IN ('', 'NULL') THEN NULL ELSE "TIER" END AS "V5",
+        "CREATED_AT" AS "F6",
+        CASE WHEN "CREATED_AT" IN ('', 'NULL') THEN NULL ELSE "CREATED_AT" END AS "V6",
+        "UPDATED_AT" AS "F7",
+        CASE WHEN "UPDATED_AT" IN ('', 'NULL') THEN NULL ELSE "UPDATED_AT" END AS "V7"
+      FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING"
+      WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    ) AS l
+  ) AS t
+) AS c
+WHERE c."PROBLEM" IS NULL
+;
+-- Gate: rejected rows. on_error abort_statement allows none; continue and skip_file allow at
+-- most copy.max_rejected_ratio (0.1) of the batch's rows.
+SELECT
+  'rejected_rows' AS "STREAMLINE_CHECK",
+  'error' AS "SEVERITY",
+  COUNT(*) = 0 AS "PASSED",
+  COUNT(*) AS "FAILING_ROWS",
+  (
+    SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
+    FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE"
+    WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    ORDER BY "ERROR_CODE" = 'file_skipped', "SOURCE_FILE", "SOURCE_ROW_NUMBER"
+    LIMIT 1
+  ) AS "DETAIL"
+FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE"
+WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'loaded',
   "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
   "LOADED_AT" = CURRENT_TIMESTAMP(),
   "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
+  "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()

@@ -1,5 +1,7 @@
 {%- set claim = ti.xcom_pull(task_ids="claim", key="claim") %}
--- StreamLine load for feed orders: record the claimed batch, then replace its raw rows in one transaction.
+-- StreamLine load for feed orders: record the claimed batch; then, in one transaction, COPY
+-- the batch's rows as text into the landing table, convert them, and put each row in raw, or in
+-- quarantine with the reason it was rejected (on_error: abort_statement).
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'claimed',
   "DAG_ID" = {{ claim.ledger.dag_id }},
@@ -61,8 +63,8 @@ SELECT
   CURRENT_TIMESTAMP()
 WHERE NOT EXISTS (SELECT 1 FROM "STREAMLINE"."RAW"."STREAMLINE_BATCHES" WHERE "FEED" = 'orders' AND "BATCH_ID" = '{{ claim.batch_id }}');
 BEGIN;
-DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
-COPY INTO "STREAMLINE"."RAW"."ORDERS" (
+DELETE FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+COPY INTO "STREAMLINE"."RAW"."ORDERS_LANDING" (
   "ORDER_ID",
   "CUSTOMER_ID",
   "STATUS",
@@ -71,7 +73,7 @@ COPY INTO "STREAMLINE"."RAW"."ORDERS" (
   "CURRENCY",
   "ORDERED_AT",
   "UPDATED_AT",
-  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "LOADED_AT"
+  "EXTRA_FIELD", "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER"
 )
 FROM (
   SELECT
@@ -83,19 +85,213 @@ FROM (
     $6,
     $7,
     $8,
-    '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, CURRENT_TIMESTAMP()
+    $9, '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER
   FROM @"STREAMLINE"."RAW"."ORDERS_STAGE"/processing/{{ claim.batch_id }}/orders/
 )
 FILES = ({{ claim.copy_files }})
 FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."ORDERS_CSV_FORMAT"')
-ON_ERROR = ABORT_STATEMENT
-TRUNCATECOLUMNS = FALSE
+ON_ERROR = CONTINUE
 FORCE = TRUE;
+DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+DELETE FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+INSERT INTO "STREAMLINE"."RAW"."ORDERS_QUARANTINE" (
+  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD",
+  "ERROR_CODE", "ERROR", "COLUMN_NAME", "QUARANTINED_AT"
+)
+SELECT
+  '{{ claim.batch_id }}', c."SOURCE_FILE", c."SOURCE_ROW_NUMBER",
+  CASE WHEN CONTAINS(c."F1", ',') OR CONTAINS(c."F1", '"') OR CONTAINS(c."F1", CHR(10)) THEN '"' || REPLACE(c."F1", '"', '""') || '"' ELSE c."F1" END ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F2", ',') OR CONTAINS(c."F2", '"') OR CONTAINS(c."F2", CHR(10)) THEN '"' || REPLACE(c."F2", '"', '""') || '"' ELSE c."F2" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F3", ',') OR CONTAINS(c."F3", '"') OR CONTAINS(c."F3", CHR(10)) THEN '"' || REPLACE(c."F3", '"', '""') || '"' ELSE c."F3" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F4", ',') OR CONTAINS(c."F4", '"') OR CONTAINS(c."F4", CHR(10)) THEN '"' || REPLACE(c."F4", '"', '""') || '"' ELSE c."F4" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F5", ',') OR CONTAINS(c."F5", '"') OR CONTAINS(c."F5", CHR(10)) THEN '"' || REPLACE(c."F5", '"', '""') || '"' ELSE c."F5" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F6", ',') OR CONTAINS(c."F6", '"') OR CONTAINS(c."F6", CHR(10)) THEN '"' || REPLACE(c."F6", '"', '""') || '"' ELSE c."F6" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F7", ',') OR CONTAINS(c."F7", '"') OR CONTAINS(c."F7", CHR(10)) THEN '"' || REPLACE(c."F7", '"', '""') || '"' ELSE c."F7" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."F8", ',') OR CONTAINS(c."F8", '"') OR CONTAINS(c."F8", CHR(10)) THEN '"' || REPLACE(c."F8", '"', '""') || '"' ELSE c."F8" END, '') ||
+  COALESCE(',' || CASE WHEN CONTAINS(c."EXTRA_FIELD", ',') OR CONTAINS(c."EXTRA_FIELD", '"') OR CONTAINS(c."EXTRA_FIELD", CHR(10)) THEN '"' || REPLACE(c."EXTRA_FIELD", '"', '""') || '"' ELSE c."EXTRA_FIELD" END, ''),
+  CASE
+    WHEN c."PROBLEM" = 1 THEN 'too_many_fields'
+    WHEN c."PROBLEM" = 2 THEN 'too_few_fields'
+    WHEN MOD(c."PROBLEM", 10) = 1 THEN 'not_a_value'
+    WHEN MOD(c."PROBLEM", 10) = 2 THEN 'too_long'
+    ELSE 'null_value'
+  END,
+  CASE c."PROBLEM"
+    WHEN 1 THEN 'more than 8 fields; expected 8 (a delimiter too many?)'
+    WHEN 2 THEN TO_VARCHAR(IFF(c."F1" IS NULL, 0, 1) + IFF(c."F2" IS NULL, 0, 1) + IFF(c."F3" IS NULL, 0, 1) + IFF(c."F4" IS NULL, 0, 1) + IFF(c."F5" IS NULL, 0, 1) + IFF(c."F6" IS NULL, 0, 1) + IFF(c."F7" IS NULL, 0, 1) + IFF(c."F8" IS NULL, 0, 1)) || ' fields; expected 8'
+    WHEN 12 THEN 'order_id: ' || TO_VARCHAR(LENGTH(c."V1")) || ' characters, longer than VARCHAR(20)'
+    WHEN 13 THEN 'order_id: NULL, but it is part of the key'
+    WHEN 22 THEN 'customer_id: ' || TO_VARCHAR(LENGTH(c."V2")) || ' characters, longer than VARCHAR(16)'
+    WHEN 23 THEN 'customer_id: NULL, but the column is not nullable'
+    WHEN 32 THEN 'status: ' || TO_VARCHAR(LENGTH(c."V3")) || ' characters, longer than VARCHAR(16)'
+    WHEN 33 THEN 'status: NULL, but the column is not nullable'
+    WHEN 41 THEN 'quantity: \'' || LEFT(c."V4", 100) || '\' is not a NUMBER(9,0)'
+    WHEN 51 THEN 'amount: \'' || LEFT(c."V5", 100) || '\' is not a NUMBER(12,2)'
+    WHEN 62 THEN 'currency: ' || TO_VARCHAR(LENGTH(c."V6")) || ' characters, longer than CHAR(3)'
+    WHEN 71 THEN 'ordered_at: \'' || LEFT(c."V7", 100) || '\' is not a TIMESTAMP_NTZ(3)'
+    WHEN 73 THEN 'ordered_at: NULL, but the column is not nullable'
+    WHEN 81 THEN 'updated_at: \'' || LEFT(c."V8", 100) || '\' is not a TIMESTAMP_NTZ(3)'
+    WHEN 83 THEN 'updated_at: NULL, but it is the ordering column'
+  END,
+  CASE FLOOR(c."PROBLEM" / 10) WHEN 1 THEN 'ORDER_ID' WHEN 2 THEN 'CUSTOMER_ID' WHEN 3 THEN 'STATUS' WHEN 4 THEN 'QUANTITY' WHEN 5 THEN 'AMOUNT' WHEN 6 THEN 'CURRENCY' WHEN 7 THEN 'ORDERED_AT' WHEN 8 THEN 'UPDATED_AT' END,
+  CURRENT_TIMESTAMP()
+FROM (
+  SELECT
+    t.*,
+    CASE
+      WHEN t."EXTRA_FIELD" IS NOT NULL THEN 1
+      WHEN t."F8" IS NULL THEN 2
+      WHEN LENGTH(t."V1") > 20 THEN 12
+      WHEN t."T1" IS NULL THEN 13
+      WHEN LENGTH(t."V2") > 16 THEN 22
+      WHEN t."T2" IS NULL THEN 23
+      WHEN LENGTH(t."V3") > 16 THEN 32
+      WHEN t."T3" IS NULL THEN 33
+      WHEN t."V4" IS NOT NULL AND t."T4" IS NULL THEN 41
+      WHEN t."V5" IS NOT NULL AND t."T5" IS NULL THEN 51
+      WHEN LENGTH(t."V6") > 3 THEN 62
+      WHEN t."V7" IS NOT NULL AND t."T7" IS NULL THEN 71
+      WHEN t."T7" IS NULL THEN 73
+      WHEN t."V8" IS NOT NULL AND t."T8" IS NULL THEN 81
+      WHEN t."T8" IS NULL THEN 83
+    END AS "PROBLEM"
+  FROM (
+    SELECT
+      l.*,
+      l."V1" AS "T1",
+      l."V2" AS "T2",
+      l."V3" AS "T3",
+      TRY_CAST(l."V4" AS NUMBER(9,0)) AS "T4",
+      TRY_CAST(l."V5" AS NUMBER(12,2)) AS "T5",
+      l."V6" AS "T6",
+      TRY_TO_TIMESTAMP_NTZ(l."V7", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T7",
+      TRY_TO_TIMESTAMP_NTZ(l."V8", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T8"
+    FROM (
+      SELECT
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "ORDER_ID" AS "F1",
+        CASE WHEN "ORDER_ID" IN ('', 'NULL') THEN NULL ELSE "ORDER_ID" END AS "V1",
+        "CUSTOMER_ID" AS "F2",
+        CASE WHEN "CUSTOMER_ID" IN ('', 'NULL') THEN NULL ELSE "CUSTOMER_ID" END AS "V2",
+        "STATUS" AS "F3",
+        CASE WHEN "STATUS" IN ('', 'NULL') THEN NULL ELSE "STATUS" END AS "V3",
+        "QUANTITY" AS "F4",
+        CASE WHEN "QUANTITY" IN ('', 'NULL') THEN NULL ELSE "QUANTITY" END AS "V4",
+        "AMOUNT" AS "F5",
+        CASE WHEN "AMOUNT" IN ('', 'NULL') THEN NULL ELSE "AMOUNT" END AS "V5",
+        "CURRENCY" AS "F6",
+        CASE WHEN "CURRENCY" IN ('', 'NULL') THEN NULL ELSE "CURRENCY" END AS "V6",
+        "ORDERED_AT" AS "F7",
+        CASE WHEN "ORDERED_AT" IN ('', 'NULL') THEN NULL ELSE "ORDERED_AT" END AS "V7",
+        "UPDATED_AT" AS "F8",
+        CASE WHEN "UPDATED_AT" IN ('', 'NULL') THEN NULL ELSE "UPDATED_AT" END AS "V8"
+      FROM "STREAMLINE"."RAW"."ORDERS_LANDING"
+      WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    ) AS l
+  ) AS t
+) AS c
+WHERE c."PROBLEM" IS NOT NULL;
+INSERT INTO "STREAMLINE"."RAW"."ORDERS" (
+  "ORDER_ID",
+  "CUSTOMER_ID",
+  "STATUS",
+  "QUANTITY",
+  "AMOUNT",
+  "CURRENCY",
+  "ORDERED_AT",
+  "UPDATED_AT",
+  "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "LOADED_AT"
+)
+SELECT
+  c."T1",
+  c."T2",
+  c."T3",
+  c."T4",
+  c."T5",
+  c."T6",
+  c."T7",
+  c."T8",
+  '{{ claim.batch_id }}', c."SOURCE_FILE", c."SOURCE_ROW_NUMBER", CURRENT_TIMESTAMP()
+FROM (
+  SELECT
+    t.*,
+    CASE
+      WHEN t."EXTRA_FIELD" IS NOT NULL THEN 1
+      WHEN t."F8" IS NULL THEN 2
+      WHEN LENGTH(t."V1") > 20 THEN 12
+      WHEN t."T1" IS NULL THEN 13
+      WHEN LENGTH(t."V2") > 16 THEN 22
+      WHEN t."T2" IS NULL THEN 23
+      WHEN LENGTH(t."V3") > 16 THEN 32
+      WHEN t."T3" IS NULL THEN 33
+      WHEN t."V4" IS NOT NULL AND t."T4" IS NULL THEN 41
+      WHEN t."V5" IS NOT NULL AND t."T5" IS NULL THEN 51
+      WHEN LENGTH(t."V6") > 3 THEN 62
+      WHEN t."V7" IS NOT NULL AND t."T7" IS NULL THEN 71
+      WHEN t."T7" IS NULL THEN 73
+      WHEN t."V8" IS NOT NULL AND t."T8" IS NULL THEN 81
+      WHEN t."T8" IS NULL THEN 83
+    END AS "PROBLEM"
+  FROM (
+    SELECT
+      l.*,
+      l."V1" AS "T1",
+      l."V2" AS "T2",
+      l."V3" AS "T3",
+      TRY_CAST(l."V4" AS NUMBER(9,0)) AS "T4",
+      TRY_CAST(l."V5" AS NUMBER(12,2)) AS "T5",
+      l."V6" AS "T6",
+      TRY_TO_TIMESTAMP_NTZ(l."V7", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T7",
+      TRY_TO_TIMESTAMP_NTZ(l."V8", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T8"
+    FROM (
+      SELECT
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "ORDER_ID" AS "F1",
+        CASE WHEN "ORDER_ID" IN ('', 'NULL') THEN NULL ELSE "ORDER_ID" END AS "V1",
+        "CUSTOMER_ID" AS "F2",
+        CASE WHEN "CUSTOMER_ID" IN ('', 'NULL') THEN NULL ELSE "CUSTOMER_ID" END AS "V2",
+        "STATUS" AS "F3",
+        CASE WHEN "STATUS" IN ('', 'NULL') THEN NULL ELSE "STATUS" END AS "V3",
+        "QUANTITY" AS "F4",
+        CASE WHEN "QUANTITY" IN ('', 'NULL') THEN NULL ELSE "QUANTITY" END AS "V4",
+        "AMOUNT" AS "F5",
+        CASE WHEN "AMOUNT" IN ('', 'NULL') THEN NULL ELSE "AMOUNT" END AS "V5",
+        "CURRENCY" AS "F6",
+        CASE WHEN "CURRENCY" IN ('', 'NULL') THEN NULL ELSE "CURRENCY" END AS "V6",
+        "ORDERED_AT" AS "F7",
+        CASE WHEN "ORDERED_AT" IN ('', 'NULL') THEN NULL ELSE "ORDERED_AT" END AS "V7",
+        "UPDATED_AT" AS "F8",
+        CASE WHEN "UPDATED_AT" IN ('', 'NULL') THEN NULL ELSE "UPDATED_AT" END AS "V8"
+      FROM "STREAMLINE"."RAW"."ORDERS_LANDING"
+      WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    ) AS l
+  ) AS t
+) AS c
+WHERE c."PROBLEM" IS NULL
+;
+-- Gate: rejected rows. on_error abort_statement allows none; continue and skip_file allow at
+-- most copy.max_rejected_ratio (0.1) of the batch's rows.
+SELECT
+  'rejected_rows' AS "STREAMLINE_CHECK",
+  'error' AS "SEVERITY",
+  COUNT(*) = 0 AS "PASSED",
+  COUNT(*) AS "FAILING_ROWS",
+  (
+    SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
+    FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
+    WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    ORDER BY "ERROR_CODE" = 'file_skipped', "SOURCE_FILE", "SOURCE_ROW_NUMBER"
+    LIMIT 1
+  ) AS "DETAIL"
+FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
+WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+DELETE FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'loaded',
   "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
   "LOADED_AT" = CURRENT_TIMESTAMP(),
   "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
+  "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
