@@ -235,8 +235,11 @@ def test_finalize_records_the_copy_outcome_and_publishes(lake: tuple[Any, Record
         [folder + "ok", "LOADED", 3, 3, 3, 0, None, None, None, None],
         [folder + "bad", "LOAD_FAILED", 2, 0, 2, 2, "bad value", 2, 1, '"T"["A":1]'],
     ], [["rejected_rows", "error", True, 0, None]]]  # fmt: skip
-    ti.transform = [[["ok"]], [["row_count", "error", True, 0, None],
-                               ["range__amount", "warn", False, 2, "first: f, row 1: -1"]]]  # fmt: skip
+    ti.transform = [
+        [["ok"]],
+        [["row_count", "error", True, 0, None],
+         ["range__amount", "warn", False, 2, "first: f, row 1: -1"]],
+    ]  # fmt: skip
     done = tasks.finalize_batch(**LAKE, **LEDGER, **context)
     assert done["files_loaded"] == 1 and done["files_skipped"] == 1
     write = recorder.writes[-1]
