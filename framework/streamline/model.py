@@ -52,6 +52,7 @@ class Reference:
     feed: str
     to: str
     max_orphan_ratio: float
+    severity: str = "error"
 
 
 @dataclass(frozen=True)

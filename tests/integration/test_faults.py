@@ -87,7 +87,11 @@ def test_a_worker_killed_during_the_claims_moves_loses_nothing(lake: Local) -> N
             "transform",
         ),
         ("during transform", error("tx", "sql", r"\"STATUS\" = 'transformed'"), "transform"),
-        ("during checks", error("checks", "sql", r'AS "ROW_COUNT"'), "check"),
+        (
+            "during checks",
+            error("checks", "sql", r"'row_count' AS \"STREAMLINE_CHECK\""),
+            "transform",
+        ),
         ("during finalize", error("final", "s3", "^processed/", 99, "CopyObject"), "finalize"),
     ],
 )

@@ -48,18 +48,17 @@ def test_a_landed_batch_loads_raw_rows_with_batch_id_and_source_file(lake: Local
         3,
     )
     assert row["rows_rejected"] == 0 and row["files_skipped"] == row["files_deferred"] == 0
-    assert (
-        json.loads(row["checks"])
-        == {
-            "row_count": True,
-            "not_null__order_id__customer_id__status__ordered_at__updated_at": True,
-            "unique__order_id": True,
-            "accepted_values__status": True,
-            "range__amount": True,
-            "references__customer_id": True,
-        }
-        or json.loads(row["checks"])["row_count"] is True
-    )
+    checks = json.loads(row["checks"])
+    assert {name: (c["passed"], c["severity"]) for name, c in checks.items()} == {
+        "rejected_rows": (True, "error"),
+        "row_count": (True, "error"),
+        "not_null__order_id__customer_id__status__ordered_at__updated_at": (True, "error"),
+        "unique__order_id": (True, "error"),
+        "accepted_values__status": (True, "error"),
+        "range__amount": (True, "error"),
+        "references__customer_id": (True, "warn"),
+    }
+    assert checks["row_count"]["detail"] == "the batch has 3 rows in raw; expected at least 1"
     steps = ["claim_started_at", "claimed_at", "load_started_at", "loaded_at",
              "transform_started_at", "transformed_at", "checked_at", "published_at"]  # fmt: skip
     times = [row[name] for name in steps]
