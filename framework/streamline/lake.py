@@ -207,6 +207,41 @@ class CopyResult:
 COPY_STATUSES = {"LOADED", "LOAD_FAILED", "PARTIALLY_LOADED", "LOAD_SKIPPED"}
 
 
+SKIPPED_FILE = "skipped_file"
+"""First field of the load's rows naming a file on_error skip_file set aside: (it, file, reason)."""
+
+
+def skipped_files(value: Any) -> dict[str, str]:
+    """The files a load step skipped under on_error skip_file (its XCom): path relative to the
+    stage (METADATA$FILENAME) -> the reason, naming the rejected row."""
+    found: dict[str, str] = {}
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
+            walk(item["__data__"])
+        elif isinstance(item, list | tuple):
+            if len(item) == 3 and item[0] == SKIPPED_FILE:
+                found[str(item[1])] = str(item[2])
+                return
+            for child in item:
+                walk(child)
+
+    walk(value)
+    return found
+
+
+def set_skipped_aside(results: Sequence[CopyResult], skipped: dict[str, str]) -> list[CopyResult]:
+    """The COPY's results with the files skip_file set aside marked LOAD_FAILED, with reasons."""
+    marked = []
+    for result in results:
+        reason = next((r for name, r in skipped.items() if result.file.endswith("/" + name)), None)
+        if reason is not None:
+            result = replace(result, status="LOAD_FAILED", rows_loaded=0, first_error=reason,
+                             first_error_line=None, first_error_column_name=None)  # fmt: skip
+        marked.append(result)
+    return marked
+
+
 def copy_results(value: Any) -> list[CopyResult]:
     """The COPY rows in a load step's result (its XCom: one list of rows per statement)."""
     found: list[CopyResult] = []

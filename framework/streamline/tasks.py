@@ -272,12 +272,21 @@ def finalize_batch(
     """Task `finalize`: move the batch on by each file's COPY outcome; record it published, with
     the outcome of every check its steps' gates ran (warn-severity failures included)."""
     from streamline.gates import checks_in
-    from streamline.lake import DEFERRED, LOADED, QUARANTINED, copy_results, finalize
+    from streamline.lake import (
+        DEFERRED,
+        LOADED,
+        QUARANTINED,
+        copy_results,
+        finalize,
+        set_skipped_aside,
+        skipped_files,
+    )
 
     ti = context["ti"]
     started = dt.datetime.now(dt.UTC)
     batch_id = check_batch_id(ti.xcom_pull(task_ids=CLAIM_TASK, key=XCOM_BATCH_ID))
-    results = copy_results(ti.xcom_pull(task_ids=LOAD_TASK))
+    loaded = ti.xcom_pull(task_ids=LOAD_TASK)
+    results = set_skipped_aside(copy_results(loaded), skipped_files(loaded))
     # Log in to the warehouse while the files move: the login takes as long as the moves.
     with ThreadPoolExecutor(max_workers=1) as pool:
         connecting = pool.submit(_warehouse, snowflake_conn_id)

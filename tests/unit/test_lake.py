@@ -331,6 +331,31 @@ def test_a_run_whose_batch_a_reprocess_published_cannot_finalize_it(s3: Any) -> 
     lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1"), run_id="run-2")  # its own retry
 
 
+def test_files_skip_file_set_aside_go_to_quarantine_with_their_reason(s3: Any) -> None:
+    for name in ("ok", "bad"):
+        put(s3, f"landing/orders/{name}")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    folder = f"processing/{BATCH}/orders/"
+    xcom = [
+        [["Statement executed successfully."]],
+        [
+            [f"s3://{BUCKET}/{folder}ok", "LOADED", 2, 2, 2, 0, None, None, None, None],
+            [f"s3://{BUCKET}/{folder}bad", "LOADED", 3, 3, 3, 0, None, None, None, None],
+        ],
+        [["skipped_file", folder + "bad", "file skipped (on_error: skip_file): row 2 ..."]],
+    ]
+    skipped = lake.skipped_files(xcom)
+    assert skipped == {folder + "bad": "file skipped (on_error: skip_file): row 2 ..."}
+    results = lake.set_skipped_aside(lake.copy_results(xcom), skipped)
+    done = lake.finalize(s3, BUCKET, "orders", BATCH, results)
+    outcomes = {e.relative_key: (e.outcome, e.reason) for e in done.files}
+    assert outcomes == {
+        "ok": ("loaded", None),
+        "bad": ("quarantined", "COPY LOAD_FAILED: file skipped (on_error: skip_file): row 2 ..."),
+    }
+    assert keys(s3, "quarantine/") == [f"quarantine/{BATCH}/orders/bad"]
+
+
 def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
     put(s3, "landing/orders/f1")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)

@@ -1,7 +1,8 @@
 {%- set claim = ti.xcom_pull(task_ids="claim", key="claim") %}
 -- StreamLine load for feed orders: record the claimed batch; then, in one transaction, COPY
 -- the batch's rows as text into the landing table, convert them, and put each row in raw, or in
--- quarantine with the reason it was rejected (on_error: abort_statement).
+-- quarantine with the reason it was rejected (on_error: abort_statement). A file the CSV parser
+-- cannot read (broken quoting, bad encoding) fails the load with the parser's error.
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'claimed',
   "DAG_ID" = {{ claim.ledger.dag_id }},
@@ -90,7 +91,7 @@ FROM (
 )
 FILES = ({{ claim.copy_files }})
 FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."ORDERS_CSV_FORMAT"')
-ON_ERROR = CONTINUE
+ON_ERROR = ABORT_STATEMENT
 FORCE = TRUE;
 DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 DELETE FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
