@@ -221,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _connection_args(status)
 
+    quarantine = command("quarantine", cmd_quarantine)
+    quarantine.add_argument("feed", help="feed name")
+    quarantine.add_argument("--batch", metavar="BATCH_ID", help="only this batch's rows")
+    quarantine.add_argument(
+        "--limit", type=int, default=100, help="most rows to print (default: 100)"
+    )
+    quarantine.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _connection_args(quarantine)
+
     reprocess = command("reprocess", cmd_reprocess)
     reprocess.add_argument("feed", help="feed name")
     reprocess.add_argument(
@@ -653,6 +662,43 @@ def cmd_status(args: argparse.Namespace) -> int:
             out.width = max(out.width, 120)  # a batch row, whole, in a pipe or a log
         print_status(report, out)
     return EXIT_OK if report.healthy else EXIT_INVALID
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """Print a feed's quarantined rows: batch, file, row, column, why, and the row as read.
+
+    Reads the feed's quarantine table through the DAGs' warehouse connection (or, with --local,
+    a running `streamline up`'s). Exit 0 when there are none, 1 when rows are printed.
+    """
+    from streamline.batches import check_batch_id
+    from streamline.errors import BatchError
+    from streamline.ledger import read_quarantine
+    from streamline.reporting import print_json, print_quarantine
+
+    _, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    [feed] = _select(result.feeds, [args.feed])
+    if args.batch:
+        try:
+            check_batch_id(args.batch)
+        except BatchError as exc:
+            raise UsageError(str(exc)) from None
+    _use_local(args)
+    with _quiet_airflow(args):
+        _, warehouse = _hooks()
+        runner = warehouse(feed.dag.snowflake_conn_id)
+        try:
+            rows = read_quarantine(runner, feed.layout.quarantine, args.batch, args.limit)
+        finally:
+            runner.close()
+    if args.json:
+        print_json([row.to_json() for row in rows], out)
+    else:
+        if not out.is_terminal:
+            out.width = max(out.width, 160)
+        print_quarantine(feed.feed, rows, out)
+    return EXIT_INVALID if rows else EXIT_OK
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:

@@ -267,3 +267,46 @@ def _select(runner: Runner, table: TableRef, where: str, params: dict[str, Any])
                 values[name] = when.replace(tzinfo=dt.UTC)
         found.append(LedgerRow(**values))
     return sorted(found, key=lambda r: (r.feed, r.batch_id), reverse=True)
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """One row of a feed's quarantine table (see layout.QUARANTINE_COLUMNS)."""
+
+    batch_id: str
+    source_file: str
+    source_row_number: int
+    record: str | None
+    error_code: str
+    error: str
+    column_name: str | None
+    quarantined_at: dt.datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        body = dict(self.__dict__)
+        if self.quarantined_at is not None:
+            body["quarantined_at"] = self.quarantined_at.isoformat()
+        return body
+
+
+def read_quarantine(
+    runner: Runner, table: TableRef, batch_id: str | None = None, limit: int = 100
+) -> list[QuarantinedRow]:
+    """A feed's quarantined rows, newest batch first, then by file and row; at most limit."""
+    from streamline.layout import QUARANTINE_COLUMNS
+
+    q = quote_identifier
+    names = [c.name for c in QUARANTINE_COLUMNS]
+    where = f"WHERE {q('batch_id')} = %(batch_id)s" if batch_id else ""
+    sql = (
+        f"SELECT {', '.join(map(q, names))} FROM {quote_table(table)} {where} "
+        f"ORDER BY {q('batch_id')} DESC, {q('source_file')}, {q('source_row_number')} "
+        "LIMIT %(limit)s"
+    )
+    rows = runner.get_records(sql, parameters={"batch_id": batch_id, "limit": limit}) or []
+    found = []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        values["source_row_number"] = int(values["source_row_number"])
+        found.append(QuarantinedRow(**values))
+    return found

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from streamline.ledger import LedgerRow
+from streamline.ledger import LedgerRow, QuarantinedRow
 from streamline.status import StatusReport
 
 
@@ -36,6 +37,21 @@ def _count(value: int | None) -> str:
 def print_json(body: Any, console: Console) -> None:
     """One JSON document, nothing else, on the console's stream."""
     console.print(json.dumps(body, indent=2), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_quarantine(feed: str, rows: Sequence[QuarantinedRow], console: Console) -> None:
+    """A feed's quarantined rows, one line each: where, why, and the row as read."""
+    if not rows:
+        console.print(f"{feed}: no quarantined rows", markup=False, highlight=False)
+        return
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+    for column in ("batch", "file", "row", "column", "reason", "error", "record"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        where = (row.batch_id, row.source_file, str(row.source_row_number))
+        table.add_row(*where, row.column_name or "-", row.error_code, row.error, row.record or "-")
+    console.print(table)
+    console.print(f"{feed}: {len(rows)} quarantined rows shown", markup=False, highlight=False)
 
 
 def print_status(report: StatusReport, console: Console) -> None:

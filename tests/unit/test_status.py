@@ -222,3 +222,39 @@ def test_an_unreadable_claims_register_is_reported_for_its_feed_alone(
     broken, fine = report.feeds
     assert [p.kind for p in broken.problems] == ["unreadable"] and fine.healthy
     assert "claims register s3://lake/claims/orders.json is unreadable" in text(report)
+
+
+def test_quarantine_prints_each_rejected_row_with_its_reason(
+    orders: Feed, warehouse: ledger.ConnectionRunner, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from streamline.layout import QUARANTINE_COLUMNS
+    from streamline.rendering import quote_identifier, quote_table
+
+    feed = dataclasses.replace(orders, raw=dataclasses.replace(orders.raw, database="db"))
+    table = feed.layout.quarantine  # db.raw.orders_quarantine, beside the fixture's ledger
+    columns = ", ".join(f"{quote_identifier(c.name)} {c.type}" for c in QUARANTINE_COLUMNS)
+    warehouse.run(f"CREATE TABLE {quote_table(table)} ({columns})")
+    for batch, row in (("20260101T000000.000000Z", 2), ("20260102T000000.000000Z", 1)):
+        warehouse.run(
+            f"INSERT INTO {quote_table(table)} VALUES (%(b)s, 'processing/b/orders/f.csv', "
+            "%(r)s, 'ord_1,x', 'too_few_fields', '2 fields; expected 8', NULL, "
+            "CURRENT_TIMESTAMP())",
+            parameters={"b": batch, "r": row},
+        )
+    rows = ledger.read_quarantine(warehouse, table)
+    assert [(r.batch_id, r.source_row_number) for r in rows] == [
+        ("20260102T000000.000000Z", 1), ("20260101T000000.000000Z", 2)
+    ]  # fmt: skip
+    [only] = ledger.read_quarantine(warehouse, table, "20260101T000000.000000Z")
+    assert (only.error_code, only.error, only.record) == (
+        "too_few_fields", "2 fields; expected 8", "ord_1,x"
+    )  # fmt: skip
+
+    kept = ledger.ConnectionRunner(warehouse.connection)
+    monkeypatch.setattr(kept, "close", lambda: None)
+    monkeypatch.setattr(cli, "_hooks", lambda: (None, lambda conn_id: kept))
+    monkeypatch.setattr(cli, "_select", lambda feeds, names: [feed])
+    assert cli.main(["quarantine", "orders", "--batch", "20260101T000000.000000Z", "--json"]) == 1
+    [printed] = json.loads(capsys.readouterr().out)
+    assert printed["error"] == "2 fields; expected 8" and printed["source_row_number"] == 2
