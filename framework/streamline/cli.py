@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--duplicate-rate", type=float, default=0.05, help="share of duplicate events (0.05)"
     )
     demo.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.01,
+        help="share of malformed lines (0.01): each must end in quarantine, with its reason",
+    )
+    demo.add_argument(
         "--workdir", type=Path, default=Path(".scratch/demo"), help="scratch folder (.scratch/demo)"
     )
 
@@ -593,6 +599,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rate=args.rate,
         seed=args.seed,
         duplicate_rate=args.duplicate_rate,
+        malformed_rate=args.malformed_rate,
         workdir=args.workdir,
     )
     return run_demo(project, result.feeds, options, out)

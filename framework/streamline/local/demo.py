@@ -44,6 +44,7 @@ class DemoOptions:
     rate: float = 200.0
     seed: int = 42
     duplicate_rate: float = 0.05
+    malformed_rate: float = 0.01
     workdir: Path = Path(".scratch/demo")
 
 
@@ -141,6 +142,9 @@ def measure_feed(stack: Stack, feed: Feed, batches: list[dict[str, Any]]) -> Fee
         cursor = conn.cursor()
         report.raw_rows = _count(cursor, f"SELECT COUNT(*) FROM {raw}")
         report.mart_rows = _count(cursor, f"SELECT COUNT(*) FROM {mart}")
+        report.rejected_rows = _count(
+            cursor, f"SELECT COUNT(*) FROM {quote_table(feed.layout.quarantine)}"
+        )
         report.distinct_keys = _count(
             cursor, f"SELECT COUNT(*) FROM (SELECT DISTINCT {keys} FROM {raw})"
         )
@@ -150,7 +154,6 @@ def measure_feed(stack: Stack, feed: Feed, batches: list[dict[str, Any]]) -> Fee
         for batch in sorted(batches, key=lambda b: b["started"]):
             if not batch.get("claimed"):
                 continue
-            report.rejected_rows += int(batch.get("copy", {}).get("errors_seen", 0))
             visible = batch["tasks"].get("transform", {}).get("end")
             if not visible:
                 continue
@@ -235,6 +238,7 @@ def run_demo(
                 duration=options.duration,
                 seed=options.seed,
                 duplicate_rate=options.duplicate_rate,
+                malformed_rate=options.malformed_rate,
             )
             outcome: dict[str, Any] = {}
 
@@ -246,7 +250,8 @@ def run_demo(
 
             console.print(
                 f"streaming {options.rate:.0f} events/s for {options.duration:.0f} s "
-                f"through Firehose (duplicates {options.duplicate_rate:.0%})..."
+                f"through Firehose (duplicates {options.duplicate_rate:.0%}, malformed "
+                f"{options.malformed_rate:.0%})..."
             )
             generator = threading.Thread(target=stream, name="generator")
             generator.start()
@@ -279,10 +284,19 @@ def run_demo(
         reports = [measure_feed(stack, f, _read_results(results[f.feed])) for f in feeds]
         for report in reports:
             if stats is not None and report.feed in stats.feeds:
-                report.emitted_lines = stats.feeds[report.feed].lines
-                if report.raw_rows != report.emitted_lines:
+                emitted = stats.feeds[report.feed]
+                report.emitted_lines = emitted.lines
+                # Every line is a raw row or a quarantined one; exactly the malformed ones are
+                # quarantined.
+                if report.raw_rows + report.rejected_rows != report.emitted_lines:
                     report.problems.append(
-                        f"raw has {report.raw_rows} rows for {report.emitted_lines} lines emitted"
+                        f"raw has {report.raw_rows} rows and quarantine {report.rejected_rows} "
+                        f"for {report.emitted_lines} lines emitted"
+                    )
+                if report.rejected_rows != emitted.malformed:
+                    report.problems.append(
+                        f"{report.rejected_rows} rows quarantined for {emitted.malformed} "
+                        "malformed lines emitted"
                     )
         _print_summary(console, reports)
         problems.extend(f"{r.feed}: {p}" for r in reports for p in r.problems)

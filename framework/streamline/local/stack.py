@@ -362,6 +362,7 @@ def firehose_config(
     duration: float | None,
     seed: int | None,
     duplicate_rate: float,
+    malformed_rate: float = 0.0,
     progress_seconds: float = 0.0,
 ) -> Any:
     """Edge generator settings: the reference feeds through the stack's Firehose streams."""
@@ -374,6 +375,7 @@ def firehose_config(
         rate=rate,
         duration=duration,
         duplicate_rate=duplicate_rate,
+        malformed_rate=malformed_rate,
         endpoint_url=stack.aws_endpoint,
         region=REGION,
         flush_seconds=1.0,

