@@ -51,6 +51,7 @@ def test_a_landed_batch_loads_raw_rows_with_batch_id_and_source_file(lake: Local
     checks = json.loads(row["checks"])
     assert {name: (c["passed"], c["severity"]) for name, c in checks.items()} == {
         "rejected_rows": (True, "error"),
+        "rows_reconciled": (True, "error"),
         "row_count": (True, "error"),
         "not_null__order_id__customer_id__status__ordered_at__updated_at": (True, "error"),
         "unique__order_id": (True, "error"),

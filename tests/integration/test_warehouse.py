@@ -295,6 +295,25 @@ def test_on_error_continue_quarantines_bad_rows_and_skip_file_their_whole_file(
     assert quarantined(pipeline) == [skipped, *BAD_ROWS]
 
 
+def test_a_row_neither_in_raw_nor_in_quarantine_fails_the_load(pipeline: Pipeline) -> None:
+    """The rows_reconciled gate: every row read, file by file, is in raw or in quarantine."""
+    pipeline.put("orders", "a", [order("ord_1", "placed", "2026-01-01 00:00:01.000"),
+                                 order("ord_2", "placed", "2026-01-01 00:00:01.000")])  # fmt: skip
+    statements = [s for s, _ in split_statements(StringIO(pipeline.sql("orders")["load"])) if s]
+    gate = next(i for i, s in enumerate(statements) if "'rows_reconciled'" in s)
+    pipeline.run("\n".join(statements[:gate]))  # each statement keeps its semicolon
+    pipeline.run(
+        """DELETE FROM {db}."RAW"."ORDERS" WHERE "ORDER_ID" = 'ord_2'""".replace(
+            "{db}", f'"{pipeline.database.upper()}"'
+        )
+    )  # fmt: skip  (a row lost on the way)
+    with pytest.raises(GateFailed) as failure:
+        pipeline.run(statements[gate])
+    assert str(failure.value) == (
+        f"1 check failed: rows_reconciled: 1 row ({FOLDER}a: 2 rows read, 1 in raw, 0 quarantined)"
+    )
+
+
 def test_more_rejected_rows_than_max_rejected_ratio_fail_the_load_under_continue(
     pipeline: Pipeline,
 ) -> None:

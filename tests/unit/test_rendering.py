@@ -89,7 +89,7 @@ def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step
 EXPECTED_STATEMENTS = {
     "ddl": ["Create"] * 10,
     # The claim record; then: landing rows out, COPY, raw and quarantine rows out, quarantine,
-    # raw, the rejected_rows gate, landing rows out, the ledger.
+    # raw, the rejected_rows and rows_reconciled gates, landing rows out, the ledger.
     "load": [
         "Update",
         "Insert",
@@ -100,6 +100,7 @@ EXPECTED_STATEMENTS = {
         "Delete",
         "Insert",
         "Insert",
+        "Select",
         "Select",
         "Delete",
         "Update",

@@ -286,6 +286,17 @@ SELECT
   ) AS "DETAIL"
 FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
 WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+-- Gate: every row read is in raw or in quarantine, file by file.
+SELECT
+  'rows_reconciled' AS "STREAMLINE_CHECK",
+  'error' AS "SEVERITY",
+  COUNT(*) = 0 AS "PASSED",
+  CAST(COALESCE(SUM(ABS(l.rows_ - COALESCE(r.rows_, 0) - COALESCE(q.rows_, 0))), 0) AS INTEGER) AS "FAILING_ROWS",
+  MIN(l.file_ || ': ' || TO_VARCHAR(l.rows_) || ' rows read, ' || TO_VARCHAR(COALESCE(r.rows_, 0)) || ' in raw, ' || TO_VARCHAR(COALESCE(q.rows_, 0)) || ' quarantined') AS "DETAIL"
+FROM (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS l
+LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS r ON r.file_ = l.file_
+LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS q ON q.file_ = l.file_
+WHERE l.rows_ <> COALESCE(r.rows_, 0) + COALESCE(q.rows_, 0);
 DELETE FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'loaded',
