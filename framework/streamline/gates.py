@@ -77,36 +77,32 @@ def gated_fetch_all(cursor: Any) -> list[tuple[Any, ...]] | None:
         return None
     rows: list[tuple[Any, ...]] = cursor.fetchall()
     results = gate_results([column[0] for column in cursor.description], rows)
-    for result in results or ():
+    if results is None:
+        return rows
+    for result in results:
         if not result.passed and result.severity == "warn":
             log.warning("check failed (warn, publishing anyway): %s", result.describe())
-    if any(not r.passed and r.severity == "error" for r in results or ()):
+    failed = GateFailed(results)
+    if failed.failed:
         cursor.execute("ROLLBACK")
-        raise GateFailed(results or [])
+        raise failed
     return rows
+
+
+def _is_gate_row(item: Sequence[Any]) -> bool:
+    return (
+        len(item) == len(GATE_COLUMNS)
+        and isinstance(item[0], str)
+        and str(item[1]).lower() in SEVERITIES
+        and isinstance(item[2], bool)
+    )
 
 
 def checks_in(value: Any) -> list[CheckResult]:
     """Every gate row in a SQL step's XCom (its statements' rows), in order."""
-    found: list[CheckResult] = []
+    from streamline.lake import step_rows
 
-    def walk(item: Any) -> None:
-        if isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
-            walk(item["__data__"])
-        elif isinstance(item, list | tuple):
-            if (
-                len(item) == len(GATE_COLUMNS)
-                and isinstance(item[0], str)
-                and (str(item[1]).lower() in SEVERITIES and isinstance(item[2], bool))
-            ):
-                found.append(CheckResult(item[0], str(item[1]).lower(), item[2], int(item[3] or 0),
-                                         item[4]))  # fmt: skip
-                return
-            for child in item:
-                walk(child)
-
-    walk(value)
-    return found
+    return gate_results(GATE_COLUMNS, step_rows(value, _is_gate_row)) or []
 
 
 XCOM_CHECKS = "checks"

@@ -22,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -207,6 +207,25 @@ class CopyResult:
 COPY_STATUSES = {"LOADED", "LOAD_FAILED", "PARTIALLY_LOADED", "LOAD_SKIPPED"}
 
 
+def step_rows(value: Any, matches: Callable[[Sequence[Any]], bool]) -> list[Sequence[Any]]:
+    """The rows that `matches` in a SQL step's XCom (one list of rows per statement, maybe in
+    Airflow's serialization envelope), in order."""
+    found: list[Sequence[Any]] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
+            walk(item["__data__"])
+        elif isinstance(item, list | tuple):
+            if matches(item):
+                found.append(item)
+                return
+            for child in item:
+                walk(child)
+
+    walk(value)
+    return found
+
+
 SKIPPED_FILE = "skipped_file"
 """First field of the load's rows naming a file on_error skip_file set aside: (it, file, reason)."""
 
@@ -214,20 +233,8 @@ SKIPPED_FILE = "skipped_file"
 def skipped_files(value: Any) -> dict[str, str]:
     """The files a load step skipped under on_error skip_file (its XCom): path relative to the
     stage (METADATA$FILENAME) -> the reason, naming the rejected row."""
-    found: dict[str, str] = {}
-
-    def walk(item: Any) -> None:
-        if isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
-            walk(item["__data__"])
-        elif isinstance(item, list | tuple):
-            if len(item) == 3 and item[0] == SKIPPED_FILE:
-                found[str(item[1])] = str(item[2])
-                return
-            for child in item:
-                walk(child)
-
-    walk(value)
-    return found
+    rows = step_rows(value, lambda item: len(item) == 3 and item[0] == SKIPPED_FILE)
+    return {str(row[1]): str(row[2]) for row in rows}
 
 
 def set_skipped_aside(results: Sequence[CopyResult], skipped: dict[str, str]) -> list[CopyResult]:
@@ -242,38 +249,30 @@ def set_skipped_aside(results: Sequence[CopyResult], skipped: dict[str, str]) ->
     return marked
 
 
+def _is_copy_row(item: Sequence[Any]) -> bool:
+    return (
+        len(item) >= 6
+        and isinstance(item[0], str)
+        and isinstance(item[1], str)
+        and item[1].upper() in COPY_STATUSES
+    )
+
+
 def copy_results(value: Any) -> list[CopyResult]:
     """The COPY rows in a load step's result (its XCom: one list of rows per statement)."""
-    found: list[CopyResult] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, list | tuple):
-            if (
-                len(item) >= 6
-                and isinstance(item[0], str)
-                and isinstance(item[1], str)
-                and item[1].upper() in COPY_STATUSES
-            ):
-                found.append(
-                    CopyResult(
-                        file=item[0],
-                        status=item[1].upper(),
-                        rows_parsed=int(item[2] or 0),
-                        rows_loaded=int(item[3] or 0),
-                        errors_seen=int(item[5] or 0),
-                        first_error=item[6] if len(item) > 6 else None,
-                        first_error_line=int(item[7]) if len(item) > 7 and item[7] else None,
-                        first_error_column_name=item[9] if len(item) > 9 else None,
-                    )
-                )
-                return
-            for child in item:
-                walk(child)
-        elif isinstance(item, dict) and "__data__" in item:  # Airflow's serialization envelope
-            walk(item["__data__"])
-
-    walk(value)
-    return found
+    return [
+        CopyResult(
+            file=item[0],
+            status=item[1].upper(),
+            rows_parsed=int(item[2] or 0),
+            rows_loaded=int(item[3] or 0),
+            errors_seen=int(item[5] or 0),
+            first_error=item[6] if len(item) > 6 else None,
+            first_error_line=int(item[7]) if len(item) > 7 and item[7] else None,
+            first_error_column_name=item[9] if len(item) > 9 else None,
+        )
+        for item in step_rows(value, _is_copy_row)
+    ]
 
 
 # --- S3 primitives -----------------------------------------------------------------------------
