@@ -240,6 +240,16 @@ def _build_check(data: dict[str, Any]) -> Check:
     )
 
 
+TEXT_TYPES = frozenset({"VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"})
+"""Snowflake's character types (synonyms of VARCHAR, and CHAR's, whose length defaults to 1)."""
+
+
+def type_parts(type_text: str) -> tuple[str, list[int]]:
+    """A valid Snowflake type's name and numeric parameters: NUMBER(12,2) -> (NUMBER, [12, 2])."""
+    name, _, args = type_text.partition("(")
+    return name.strip(), [int(a) for a in args.rstrip(")").split(",")] if args else []
+
+
 def normalize_type(type_text: str) -> str:
     """Canonical spelling of a Snowflake type: no spaces inside the parentheses."""
     head, paren, rest = type_text.partition("(")

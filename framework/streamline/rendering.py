@@ -30,7 +30,7 @@ from streamline.layout import (
     RUNTIME_COPY_FILES,
     claim_expression,
 )
-from streamline.model import CsvFormat, Feed, TableRef
+from streamline.model import TEXT_TYPES, CsvFormat, Feed, TableRef, type_parts
 from streamline.project import Project
 
 STEPS = ("ddl", "load", "transform")
@@ -105,7 +105,6 @@ def quote_literal(value: str | int | float | bool | None, *, runtime_value: bool
     return f"'{escaped}'"
 
 
-_TEXT_TYPES = {"VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"}
 _TIMESTAMP_FUNCTIONS = {
     "TIMESTAMP": "TRY_TO_TIMESTAMP_NTZ",
     "DATETIME": "TRY_TO_TIMESTAMP_NTZ",
@@ -146,10 +145,8 @@ class Conversion:
 
 def conversion(column_type: str, text: str, fmt: CsvFormat, truncate: bool) -> Conversion:
     """The conversion of text (a SQL expression) to a Snowflake column type, e.g. NUMBER(12,2)."""
-    name, _, args = column_type.partition("(")
-    name = name.strip()
-    params = [int(a) for a in args.rstrip(")").split(",")] if args else []
-    if name in _TEXT_TYPES:
+    name, params = type_parts(column_type)
+    if name in TEXT_TYPES:
         default = 1 if name in {"CHAR", "CHARACTER", "NCHAR"} else None
         length = params[0] if params else default
         if length is not None and truncate:

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from streamline.errors import SpecError, UsageError, json_path
 from streamline.layout import LEDGER_TABLE, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
-from streamline.model import Feed, build_feed
+from streamline.model import TEXT_TYPES, Feed, build_feed
 from streamline.project import Project, load_schema
 from streamline.schema import (
     IDENTIFIER_HINT,
@@ -62,7 +62,6 @@ _NUMERIC = {
     *("INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"),
     *("FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"),
 }
-_TEXT = {"VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"}
 _UNORDERED = {"VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY", "BOOLEAN", "BINARY"}
 _UNORDERED |= {"VARBINARY"}
 _TYPE_RE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*(?: [A-Z]+)?)(?:\((?P<args>[0-9 ,]+)\))?$")
@@ -257,7 +256,7 @@ def _check_check(
                 [*path, "column"],
                 f"a range check needs a numeric column; '{check['column']}' is {column['type']}",
             )
-        if kind == "accepted_values" and base not in _TEXT:
+        if kind == "accepted_values" and base not in TEXT_TYPES:
             err(
                 [*path, "column"],
                 f"an accepted_values check needs a text column; "
@@ -297,7 +296,7 @@ def snowflake_type_problem(type_text: str) -> tuple[str, str] | None:
             return f"precision {precision} is outside 1..38", "e.g. NUMBER(38,0)"
         if not 0 <= scale <= precision:
             return f"scale {scale} is outside 0..{precision}", "e.g. NUMBER(12,2)"
-    if name in _TEXT and numbers and not 1 <= numbers[0] <= 16777216:
+    if name in TEXT_TYPES and numbers and not 1 <= numbers[0] <= 16777216:
         return f"length {numbers[0]} is outside 1..16777216", "e.g. VARCHAR(255)"
     if name in ("BINARY", "VARBINARY") and numbers and not 1 <= numbers[0] <= 8388608:
         return f"length {numbers[0]} is outside 1..8388608", "e.g. BINARY(16)"
@@ -317,7 +316,7 @@ def _arity(low: int, high: int) -> str:
 def _example(name: str) -> str:
     if name in _FIXED:
         return f"{name}(12,2)"
-    if name in _TEXT or name in ("BINARY", "VARBINARY"):
+    if name in TEXT_TYPES or name in ("BINARY", "VARBINARY"):
         return f"{name}(64)"
     if name.startswith(("TIME", "DATETIME")):
         return f"{name}(3)"
