@@ -327,6 +327,17 @@ def _use_local(args: argparse.Namespace) -> dict[str, Any] | None:
     return stack
 
 
+def _batch_id_arg(text: str) -> str:
+    """A batch id given on the command line; a malformed one is a usage error."""
+    from streamline.batches import check_batch_id
+    from streamline.errors import BatchError
+
+    try:
+        return check_batch_id(text)
+    except BatchError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _reprocess_target(args: argparse.Namespace) -> str:
     """The flags a reprocess hint needs to reach the Airflow this status read from."""
     if not args.local:
@@ -677,8 +688,6 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     Reads the feed's quarantine table through the DAGs' warehouse connection (or, with --local,
     a running `streamline up`'s). Exit 0 when there are none, 1 when rows are printed.
     """
-    from streamline.batches import check_batch_id
-    from streamline.errors import BatchError
     from streamline.ledger import read_quarantine
     from streamline.reporting import print_json, print_quarantine
 
@@ -686,17 +695,13 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if result.errors:
         return _report_errors(result)
     [feed] = _select(result.feeds, [args.feed])
-    if args.batch:
-        try:
-            check_batch_id(args.batch)
-        except BatchError as exc:
-            raise UsageError(str(exc)) from None
+    batch_id = _batch_id_arg(args.batch) if args.batch else None
     _use_local(args)
     with _quiet_airflow(args):
         _, warehouse = _hooks()
         runner = warehouse(feed.dag.snowflake_conn_id)
         try:
-            rows = read_quarantine(runner, feed.layout.quarantine, args.batch, args.limit)
+            rows = read_quarantine(runner, feed.layout.quarantine, batch_id, args.limit)
         finally:
             runner.close()
     if args.json:
@@ -726,17 +731,12 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         trigger_run,
         wait_for_run,
     )
-    from streamline.batches import check_batch_id
-    from streamline.errors import BatchError
 
     _, result = _validated(args)
     if result.errors:
         return _report_errors(result)
     [feed] = _select(result.feeds, [args.feed])
-    try:
-        batch_id = check_batch_id(args.batch_id)
-    except BatchError as exc:
-        raise UsageError(str(exc)) from None
+    batch_id = _batch_id_arg(args.batch_id)
     quarantine: dict[str, str] = {}
     for item in args.quarantine:
         name, sep, reason = item.partition("=")

@@ -52,8 +52,11 @@ def build_dag_config(
     # autocommit: a statement outside BEGIN ... COMMIT commits on its own (the load's first
     # statement records the claimed batch even when the load then fails); the templates delimit
     # their transactions themselves.
-    sql = {"conn_id": feed.dag.snowflake_conn_id}
-    statements = {**sql, "autocommit": True, "split_statements": True}
+    statements = {
+        "conn_id": feed.dag.snowflake_conn_id,
+        "autocommit": True,
+        "split_statements": True,
+    }
     tasks: dict[str, dict[str, Any]] = {
         "detect": {
             "operator": SENSOR,
