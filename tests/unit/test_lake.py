@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -74,6 +74,22 @@ def loaded(*names: str) -> list[CopyResult]:
     return [
         CopyResult(f"s3://{BUCKET}/processing/{BATCH}/orders/{n}", "LOADED", 1, 1, 0) for n in names
     ]
+
+
+def failing_copies(
+    monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...], error: Exception
+) -> Callable[[], None]:
+    """Make every copy of an object whose key ends in one of names raise error; the function
+    returned puts the real copy back (the cause fixed)."""
+    real_copy = lake.copy_object
+
+    def copy(*args: Any) -> None:  # s3, bucket, source, target, size, etag
+        if args[2].endswith(names):
+            raise type(error)(*error.args)  # a new one each time: copies run in threads
+        real_copy(*args)
+
+    monkeypatch.setattr(lake, "copy_object", copy)
+    return lambda: monkeypatch.setattr(lake, "copy_object", real_copy)
 
 
 def test_claim_moves_landing_files_and_writes_a_manifest(s3: Any) -> None:
@@ -169,20 +185,13 @@ def test_an_interrupted_claim_is_finished_by_the_retry(
 ) -> None:
     for n in range(5):
         put(s3, f"landing/orders/f{n}")
-    real_copy = lake.copy_object
-
-    def flaky(*args: Any) -> None:  # s3, bucket, source, target, size, etag
-        if args[2].endswith(("f1", "f3")):
-            raise ConnectionError("network blip")
-        real_copy(*args)
-
-    monkeypatch.setattr(lake, "copy_object", flaky)
+    fixed = failing_copies(monkeypatch, ("f1", "f3"), ConnectionError("network blip"))
     with pytest.raises(BatchError, match="2 of 5 objects failed") as info:
         lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
     assert "landing/orders/f1" in str(info.value) and "network blip" in str(info.value)
     # One failed move did not stop the others.
     assert keys(s3, "landing/") == ["landing/orders/f1", "landing/orders/f3"]
-    monkeypatch.setattr(lake, "copy_object", real_copy)
+    fixed()
     manifest = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
     assert manifest is not None and len(manifest.files) == 5
     assert keys(s3, "landing/") == []
@@ -196,14 +205,9 @@ def test_a_stuck_claim_is_never_taken_over_and_a_reprocess_completes_it(
     names = [f"f{n:03d}" for n in range(40)]
     for name in names:
         put(s3, f"landing/orders/{name}")
-    real_copy = lake.copy_object
-
-    def poison(*args: Any) -> None:  # s3, bucket, source, target, size, etag
-        if args[2].endswith("f017"):
-            raise OSError("SlowDown: please reduce your request rate")
-        real_copy(*args)
-
-    monkeypatch.setattr(lake, "copy_object", poison)
+    fixed = failing_copies(
+        monkeypatch, ("f017",), OSError("SlowDown: please reduce your request rate")
+    )
     for _attempt in range(2):  # the task's retries
         with pytest.raises(BatchError, match="1 of 40 objects failed"):
             lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
@@ -215,7 +219,7 @@ def test_a_stuck_claim_is_never_taken_over_and_a_reprocess_completes_it(
     later = lake.claim(s3, BUCKET, "orders", "orders", LATER, "run-2")
     assert later is not None and [e.relative_key for e in later.files] == ["new"]
     # The cause is fixed; a reprocess run takes the batch over and completes it.
-    monkeypatch.setattr(lake, "copy_object", real_copy)
+    fixed()
     resumed = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-3", reprocess=True)
     assert resumed is not None and len(resumed.files) == 40 and resumed.run_id == "run-3"
     assert keys(s3, "landing/") == []
@@ -269,55 +273,31 @@ def test_a_claim_paused_while_a_reprocess_published_its_batch_fails_and_moves_no
     assert_each_object_once(s3, names)
 
 
-def test_a_reprocess_after_a_finalize_failed_part_way_takes_the_files_back(
-    s3: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("run_id", "reprocess"),
+    [("run-2", True), ("run-1", False)],
+    ids=["a reprocess takes the batch over", "the run cleared from its claim"],
+)
+def test_a_batch_claimed_again_after_a_finalize_failed_part_way_takes_its_files_back(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, run_id: str, reprocess: bool
 ) -> None:
-    """A finalize whose retries ran out left some files in processed/ and the batch open; the
-    reprocess that takes the batch over gathers them back and publishes the whole batch."""
+    """A finalize whose retries ran out left some files in processed/ and the batch open. A
+    claim that registers the batch again (a reprocess, or the same DAG run cleared from its
+    claim) gathers them back, and the batch publishes whole."""
     names = [f"f{n}" for n in range(4)]
     for name in names:
         put(s3, f"landing/orders/{name}")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
-    real_copy = lake.copy_object
-    monkeypatch.setattr(
-        lake,
-        "copy_object",
-        lambda *a: (_ for _ in ()).throw(OSError("down")) if a[2].endswith("f3") else real_copy(*a),
-    )
+    fixed = failing_copies(monkeypatch, ("f3",), OSError("down"))
     with pytest.raises(BatchError):
         lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-1")
     assert len(data_keys(s3, "processed/")) == 3 and BATCH in register(s3)["batches"]
-    monkeypatch.setattr(lake, "copy_object", real_copy)
-    taken = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2", reprocess=True)
-    assert taken is not None and taken.reclaimed
-    assert len(data_keys(s3, f"processing/{BATCH}/")) == 4 and data_keys(s3, "processed/") == []
-    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-2")
-    assert len(data_keys(s3, f"processed/{BATCH}/")) == 4
-    assert_each_object_once(s3, names)
-
-
-def test_a_cleared_run_gathers_its_batch_back_after_a_finalize_failed_part_way(
-    s3: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Clearing the DAG run from its claim (same run id) re-registers the open batch: its claim
-    takes back the files a failed finalize had already moved to processed/."""
-    names = [f"f{n}" for n in range(4)]
-    for name in names:
-        put(s3, f"landing/orders/{name}")
-    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
-    real_copy = lake.copy_object
-    monkeypatch.setattr(
-        lake,
-        "copy_object",
-        lambda *a: (_ for _ in ()).throw(OSError("down")) if a[2].endswith("f3") else real_copy(*a),
-    )
-    with pytest.raises(BatchError):
-        lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-1")
-    monkeypatch.setattr(lake, "copy_object", real_copy)
-    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")
+    fixed()
+    again = lake.claim(s3, BUCKET, "orders", "orders", BATCH, run_id, reprocess=reprocess)
     assert again is not None and again.reclaimed
     assert len(data_keys(s3, f"processing/{BATCH}/")) == 4 and data_keys(s3, "processed/") == []
-    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id="run-1")
+    lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names), run_id=run_id)
+    assert len(data_keys(s3, f"processed/{BATCH}/")) == 4
     assert_each_object_once(s3, names)
 
 
@@ -378,16 +358,11 @@ def test_an_interrupted_finalize_is_finished_by_the_retry(
     for name in names:
         put(s3, f"landing/orders/{name}")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)
-    real_copy = lake.copy_object
-    monkeypatch.setattr(
-        lake,
-        "copy_object",
-        lambda *a: (_ for _ in ()).throw(OSError("down")) if a[2].endswith("f4") else real_copy(*a),
-    )
+    fixed = failing_copies(monkeypatch, ("f4",), OSError("down"))
     with pytest.raises(BatchError):
         lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names))
     assert BATCH in register(s3)["batches"]  # still open
-    monkeypatch.setattr(lake, "copy_object", real_copy)
+    fixed()
     lake.finalize(s3, BUCKET, "orders", BATCH, loaded(*names))
     assert len(data_keys(s3, f"processed/{BATCH}/")) == 6
     assert_each_object_once(s3, names)
