@@ -698,12 +698,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     batch_id = _batch_id_arg(args.batch) if args.batch else None
     _use_local(args)
     with _quiet_airflow(args):
-        _, warehouse = _hooks()
-        runner = warehouse(feed.dag.snowflake_conn_id)
-        try:
-            rows = read_quarantine(runner, feed.layout.quarantine, batch_id, args.limit)
-        finally:
-            runner.close()
+        _, warehouse = _hooks()  # a hook opens and closes a connection per query
+        hook = warehouse(feed.dag.snowflake_conn_id)
+        rows = read_quarantine(hook, feed.layout.quarantine, batch_id, args.limit)
     if args.json:
         print_json([row.to_json() for row in rows], out)
     else:

@@ -10,7 +10,7 @@ from typing import Any
 
 from streamline.batches import BATCH_ID_EXAMPLE, BATCH_ID_RE
 from streamline.layout import CLAIM_TASK
-from streamline.model import Feed
+from streamline.model import Feed, TableRef
 
 TASKS = ("detect", CLAIM_TASK, "load", "transform", "finalize")
 """Task ids, in run order; the SQL tasks read <task>.sql from the feed's SQL folder."""
@@ -30,6 +30,11 @@ def _seconds(value: float) -> dict[str, Any]:
     return {"__type__": "datetime.timedelta", "seconds": value}
 
 
+def _table_parts(table: TableRef) -> dict[str, str]:
+    """A table as a task's keyword argument (streamline.tasks._table reads it back)."""
+    return {"database": table.database, "schema": table.schema, "table": table.table}
+
+
 def build_dag_config(
     feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None
 ) -> dict[str, Any]:
@@ -43,11 +48,7 @@ def build_dag_config(
     }
     ledger = {
         "snowflake_conn_id": feed.dag.snowflake_conn_id,
-        "ledger": {
-            "database": layout.ledger.database,
-            "schema": layout.ledger.schema,
-            "table": layout.ledger.table,
-        },
+        "ledger": _table_parts(layout.ledger),
     }
     # autocommit: a statement outside BEGIN ... COMMIT commits on its own (the load's first
     # statement records the claimed batch even when the load then fails); the templates delimit
@@ -99,7 +100,11 @@ def build_dag_config(
         "finalize": {
             "operator": PYTHON,
             "python_callable": "streamline.tasks.finalize_batch",
-            "op_kwargs": {**lake, **ledger},
+            "op_kwargs": {
+                **lake,
+                **ledger,
+                "quarantine": _table_parts(layout.quarantine),
+            },
             "dependencies": ["transform"],
         },
     }

@@ -22,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -721,12 +721,12 @@ def claim(
     *,
     reprocess: bool = False,
     limits: Limits | None = None,
+    quarantine: dict[str, str] | None = None,
 ) -> Manifest | None:
     """Register and move a batch (register_batch, then move_batch); None when nothing landed."""
     layout = LakeLayout(prefix)
-    manifest = register_batch(
-        s3, bucket, feed, layout, batch_id, run_id, reprocess=reprocess, limits=limits
-    )
+    manifest = register_batch(s3, bucket, feed, layout, batch_id, run_id, reprocess=reprocess,
+                              limits=limits, quarantine=quarantine)  # fmt: skip
     if manifest is not None:
         move_batch(s3, bucket, layout, manifest, finished=False)
         log.info(
@@ -782,6 +782,55 @@ def decide_outcomes(
             reason = "not loaded by this batch's COPY (SIZE_LIMIT reached): back to landing/"
             files.append(replace(entry, outcome=DEFERRED, reason=reason))
     return replace(manifest, files=tuple(files))
+
+
+@dataclass(frozen=True)
+class SetAsideFile:
+    """A whole file of a batch set aside in quarantine/, as its row of the quarantine table."""
+
+    source_file: str
+    """Where the load read it, relative to the stage (as METADATA$FILENAME)."""
+    row: int | None
+    """The line of the COPY's first error, when the COPY gave one."""
+    code: str
+    """file_unreadable (the COPY's CSV parser could not read it) or file_set_aside (a reprocess's
+    --quarantine)."""
+    error: str
+    column: str | None
+
+
+def files_set_aside(
+    manifest: Manifest, results: Sequence[CopyResult], skipped: Mapping[str, str]
+) -> list[SetAsideFile]:
+    """The files of a finalized batch set aside whole whose rows the quarantine table does not
+    hold: those the COPY skipped (a parser error: LOAD_FAILED) and those a reprocess set aside.
+    Files skip_file set aside (skipped: the load's skipped_files) are in the table row by row;
+    zero-byte objects have no rows."""
+    layout = LakeLayout(manifest.prefix)
+    folder = layout.folder(PROCESSING, manifest.batch_id)
+    failed = {
+        rel: row
+        for row in results
+        for _, found, rel in [row.file.partition(folder)]
+        if found and row.status == "LOAD_FAILED"
+    }
+    aside = []
+    for entry in manifest.data_files:
+        source = folder + entry.relative_key
+        if entry.outcome != QUARANTINED or source in skipped:
+            continue
+        kept = f"; the file is kept whole in {layout.folder(QUARANTINE, manifest.batch_id)}"
+        kept += entry.relative_key
+        result = failed.get(entry.relative_key)
+        if result is not None:
+            error = result.first_error or "no error given"
+            aside.append(SetAsideFile(source, result.first_error_line, "file_unreadable",
+                                      f"the CSV parser could not read the file: {error}{kept}",
+                                      result.first_error_column_name))  # fmt: skip
+        else:
+            reason = entry.reason or "set aside by a reprocess"
+            aside.append(SetAsideFile(source, None, "file_set_aside", reason + kept, None))
+    return aside
 
 
 def finalize(

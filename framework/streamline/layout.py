@@ -87,7 +87,13 @@ LANDING_COLUMNS = (
 table, where the load step's COPY puts a batch's rows before it routes them to raw or quarantine."""
 
 QUARANTINE_COLUMNS = (
-    *RAW_LINEAGE[:3],
+    *RAW_LINEAGE[:2],
+    Column(
+        "source_row_number",
+        "NUMBER(38,0)",
+        "the row's line in its file (METADATA$FILE_ROW_NUMBER); for a whole file, the line of the "
+        "COPY's first error, if any",
+    ),
     Column(
         "record",
         "VARCHAR",
@@ -98,14 +104,14 @@ QUARANTINE_COLUMNS = (
         "VARCHAR(32)",
         "why, for machines: too_many_fields, too_few_fields, not_a_value (the column's type "
         "cannot hold it), too_long, null_value (a NULL where the column, key or ordering needs a "
-        "value), file_skipped (on_error skip_file: another row of the file was rejected)",
+        "value), file_skipped (on_error skip_file: another row of the file was rejected), "
+        "file_unreadable (the COPY's CSV parser could not read the file), file_set_aside (a "
+        "reprocess set the file aside)",
         nullable=False,
     ),
     Column("error", "VARCHAR(4000)", "why, for people: names the column and value", nullable=False),
     Column("column_name", "VARCHAR(255)", "the column at fault, when there is one"),
-    Column(
-        "quarantined_at", "TIMESTAMP_LTZ(3)", "when the load step set the row aside", nullable=False
-    ),
+    Column("quarantined_at", "TIMESTAMP_LTZ(3)", "when the row was set aside", nullable=False),
 )
 """The quarantine table: one row per rejected row of a feed, with its reason."""
 
@@ -116,7 +122,14 @@ REJECT_CODES = (
     "too_long",
     "null_value",
     "file_skipped",
+    "file_unreadable",
+    "file_set_aside",
 )
+"""The quarantine table's ERROR_CODEs."""
+
+FILE_CODES = REJECT_CODES[-2:]
+"""ERROR_CODEs of rows that stand for a whole file set aside in quarantine/ (RECORD is NULL):
+finalize writes them, the load step the others."""
 
 RESERVED_COLUMNS = tuple(
     dict.fromkeys(c.name for c in (*RAW_LINEAGE, *MART_LINEAGE, *LANDING_COLUMNS))

@@ -14,11 +14,14 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from streamline.layout import FINISHED_STATUSES, LEDGER_COLUMNS
+from streamline.layout import FILE_CODES, FINISHED_STATUSES, LEDGER_COLUMNS
 from streamline.model import TableRef
 from streamline.rendering import quote_identifier, quote_literal, quote_table
+
+if TYPE_CHECKING:
+    from streamline.lake import SetAsideFile
 
 ERROR_CHARS = 4000
 _TYPES = {c.name: c.type for c in LEDGER_COLUMNS}
@@ -275,7 +278,7 @@ class QuarantinedRow:
 
     batch_id: str
     source_file: str
-    source_row_number: int
+    source_row_number: int | None
     record: str | None
     error_code: str
     error: str
@@ -287,6 +290,32 @@ class QuarantinedRow:
         if self.quarantined_at is not None:
             body["quarantined_at"] = self.quarantined_at.isoformat()
         return body
+
+
+def record_set_aside(
+    runner: Runner, table: TableRef, batch_id: str, files: Sequence[SetAsideFile]
+) -> None:
+    """Put one row per file set aside whole in the feed's quarantine table (table), replacing the
+    batch's earlier ones (a retried finalize, a reprocess). The row's RECORD is NULL: the file is
+    in quarantine/ in the lake."""
+    q = quote_identifier
+    codes = ", ".join(quote_literal(code) for code in FILE_CODES)
+    runner.run(
+        f"DELETE FROM {quote_table(table)} WHERE {q('batch_id')} = %(batch_id)s "
+        f"AND {q('error_code')} IN ({codes})",
+        parameters={"batch_id": batch_id},
+    )
+    columns = ("batch_id", "source_file", "source_row_number", "error_code", "error",
+               "column_name")  # fmt: skip
+    for file in files:
+        values = (batch_id, file.source_file, file.row, file.code, file.error[:ERROR_CHARS],
+                  file.column)  # fmt: skip
+        runner.run(
+            f"INSERT INTO {quote_table(table)} ({', '.join(map(q, columns))}, "
+            f"{q('quarantined_at')}) SELECT {', '.join(f'%({c})s' for c in columns)}, "
+            "CURRENT_TIMESTAMP()",
+            parameters=dict(zip(columns, values, strict=True)),
+        )
 
 
 def read_quarantine(
@@ -307,6 +336,7 @@ def read_quarantine(
     found = []
     for row in rows:
         values = dict(zip(names, row, strict=True))
-        values["source_row_number"] = int(values["source_row_number"])
+        if values["source_row_number"] is not None:
+            values["source_row_number"] = int(values["source_row_number"])
         found.append(QuarantinedRow(**values))
     return found

@@ -48,7 +48,8 @@ def print_quarantine(feed: str, rows: Sequence[QuarantinedRow], console: Console
     for column in ("batch", "file", "row", "column", "reason", "error", "record"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        where = (row.batch_id, row.source_file, str(row.source_row_number))
+        line = "-" if row.source_row_number is None else str(row.source_row_number)
+        where = (row.batch_id, row.source_file, line)
         table.add_row(*where, row.column_name or "-", row.error_code, row.error, row.record or "-")
     console.print(table)
     console.print(f"{feed}: {len(rows)} quarantined rows shown", markup=False, highlight=False)

@@ -267,26 +267,31 @@ def finalize_batch(
     aws_conn_id: str,
     snowflake_conn_id: str,
     ledger: dict[str, str],
+    quarantine: dict[str, str] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
-    """Task `finalize`: move the batch on by each file's COPY outcome; record it published, with
-    the outcome of every check its steps' gates ran (warn-severity failures included)."""
+    """Task `finalize`: move the batch on by each file's COPY outcome; put a row per file set
+    aside whole in the quarantine table (table parts: database, schema, table); record the batch
+    published, with the outcome of every check its steps' gates ran (warn failures included)."""
     from streamline.gates import checks_in
     from streamline.lake import (
         DEFERRED,
         LOADED,
         QUARANTINED,
         copy_results,
+        files_set_aside,
         finalize,
         set_skipped_aside,
         skipped_files,
     )
+    from streamline.ledger import record_set_aside
 
     ti = context["ti"]
     started = dt.datetime.now(dt.UTC)
     batch_id = check_batch_id(ti.xcom_pull(task_ids=CLAIM_TASK, key=XCOM_BATCH_ID))
     loaded = ti.xcom_pull(task_ids=LOAD_TASK)
-    results = set_skipped_aside(copy_results(loaded), skipped_files(loaded))
+    skipped = skipped_files(loaded)
+    results = set_skipped_aside(copy_results(loaded), skipped)
     # Log in to the warehouse while the files move: the login takes as long as the moves.
     with ThreadPoolExecutor(max_workers=1) as pool:
         connecting = pool.submit(_warehouse, snowflake_conn_id)
@@ -308,6 +313,9 @@ def finalize_batch(
         "rows_parsed": sum(r.rows_parsed for r in results),
     }  # rows_loaded and rows_rejected (quarantined) are the load step's, in its transaction
     try:
+        if quarantine is not None:
+            aside = files_set_aside(manifest, results, skipped)
+            record_set_aside(warehouse, _table(quarantine), batch_id, aside)
         record(
             warehouse,
             _table(ledger),

@@ -181,6 +181,15 @@ class Local:
         for worker in self.workers.values():
             worker.stop()
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`streamline ...` with the stack's Airflow connections in its environment, as on a
+        laptop pointed at a deployment's."""
+        env = {**self.env, "AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET": self.stack.bucket}
+        return subprocess.run(
+            [sys.executable, "-m", "streamline.cli", "--project", str(self.project.root), *args],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
     # --- the lake and the warehouse ----------------------------------------------------------
 
     def land(self, feed: str, *files: Sequence[str]) -> None:
@@ -215,9 +224,13 @@ class Local:
         found = [o["Key"] for page in pages for o in page.get("Contents", [])]
         return [k for k in found if markers or not k.endswith("/")]
 
-    def read_json(self, key: str) -> Any:
+    def read_text(self, key: str) -> str:
         s3 = self.stack.boto3_client("s3")
-        return json.loads(s3.get_object(Bucket=self.stack.bucket, Key=key)["Body"].read())
+        body: bytes = s3.get_object(Bucket=self.stack.bucket, Key=key)["Body"].read()
+        return body.decode()
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_text(key))
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with self.stack.connect() as conn:

@@ -11,14 +11,12 @@ that its fault really fired.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from harness import ROOT, Local, customer
+from harness import Local, customer
 
 from streamline.rendering import quote_table
 
@@ -143,7 +141,7 @@ def test_a_poison_file_fails_its_batch_and_is_quarantined_by_a_reprocess(lake: L
     assert row["status"] == "failed" and "poison.csv" in row["error"]
     assert "not a time" in row["error"]
     # `streamline status` names the failed batch and its error, and exits 1.
-    status = run_cli(lake, "status", FEED)
+    status = lake.cli("status", FEED)
     assert status.returncode == 1, status.stdout
     assert f"batch {batch_id} failed at load" in status.stdout and "poison.csv" in status.stdout
     assert f"streamline reprocess customers {batch_id}" in status.stdout
@@ -159,7 +157,7 @@ def test_a_poison_file_fails_its_batch_and_is_quarantined_by_a_reprocess(lake: L
         "quarantined",
         "timestamp 'not a time' (ticket 42)",
     )
-    status = run_cli(lake, "status", FEED, "--json")
+    status = lake.cli("status", FEED, "--json")
     assert status.returncode == 0, status.stdout
     report = json.loads(status.stdout)
     assert report["healthy"] and report["feeds"][0]["batches"][0]["status"] == "published"
@@ -228,16 +226,6 @@ def test_racing_runs_and_runs_in_the_same_second_never_share_a_file(lake: Local)
     if lake.keys("landing/"):  # the second run claimed before the last file landed
         lake.run(FEED)
     lake.assert_converged(FEED, lines)
-
-
-def run_cli(lake: Local, *args: str) -> subprocess.CompletedProcess[str]:
-    """`streamline ...` with the stack's Airflow connections in its environment, as on a laptop
-    pointed at a deployment's."""
-    env = {**lake.env, "AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET": lake.stack.bucket}
-    return subprocess.run(
-        [sys.executable, "-m", "streamline.cli", "--project", str(lake.project.root), *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
 
 
 @pytest.mark.slow  # restarts the worker

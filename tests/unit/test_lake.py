@@ -336,6 +336,37 @@ def test_files_skip_file_set_aside_go_to_quarantine_with_their_reason(s3: Any) -
     assert keys(s3, "quarantine/") == [f"quarantine/{BATCH}/orders/bad"]
 
 
+def test_files_set_aside_whole_are_listed_for_the_quarantine_table(s3: Any) -> None:
+    for name in ("ok", "unreadable", "skipped", "aside"):
+        put(s3, f"landing/orders/{name}")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-1")  # its load failed
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH, "run-2", reprocess=True,
+               quarantine={"aside": "bad export (ticket 7)"})  # fmt: skip
+    folder = f"processing/{BATCH}/orders/"
+    results = [
+        CopyResult(f"s3://{BUCKET}/{folder}ok", "LOADED", 1, 1, 0),
+        CopyResult(f"s3://{BUCKET}/{folder}unreadable", "LOAD_FAILED", 4, 0, 1,
+                   "Found character 'x' instead of field delimiter ','", 3,
+                   '"ORDERS_LANDING"["STATUS":3]'),
+        CopyResult(f"s3://{BUCKET}/{folder}skipped", "LOADED", 2, 2, 0),
+    ]  # fmt: skip
+    skipped = {folder + "skipped": "file skipped (on_error: skip_file): row 2 was rejected: ..."}
+    results = lake.set_skipped_aside(results, skipped)
+    done = lake.finalize(s3, BUCKET, "orders", BATCH, results, run_id="run-2")
+    kept = f"; the file is kept whole in quarantine/{BATCH}/orders/"
+    assert lake.files_set_aside(done, results, skipped) == [
+        lake.SetAsideFile(folder + "aside", None, "file_set_aside",
+                          f"bad export (ticket 7){kept}aside", None),
+        lake.SetAsideFile(folder + "unreadable", 3, "file_unreadable",
+                          "the CSV parser could not read the file: Found character 'x' instead "
+                          f"of field delimiter ','{kept}unreadable",
+                          '"ORDERS_LANDING"["STATUS":3]'),
+    ]  # fmt: skip
+    assert keys(s3, "quarantine/") == [
+        f"quarantine/{BATCH}/orders/{name}" for name in ("aside", "skipped", "unreadable")
+    ]
+
+
 def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
     put(s3, "landing/orders/f1")
     lake.claim(s3, BUCKET, "orders", "orders", BATCH)

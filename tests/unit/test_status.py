@@ -14,6 +14,7 @@ from moto import mock_aws
 from rich.console import Console
 
 from streamline import cli, lake, ledger
+from streamline.lake import SetAsideFile
 from streamline.model import Feed, TableRef
 from streamline.project import find_project
 from streamline.reporting import print_status
@@ -251,10 +252,26 @@ def test_quarantine_prints_each_rejected_row_with_its_reason(
         "too_few_fields", "2 fields; expected 8", "ord_1,x"
     )  # fmt: skip
 
-    kept = ledger.ConnectionRunner(warehouse.connection)
-    monkeypatch.setattr(kept, "close", lambda: None)
-    monkeypatch.setattr(cli, "_hooks", lambda: (None, lambda conn_id: kept))
+    # A file set aside whole: one row, replaced when finalize runs again.
+    aside = SetAsideFile("processing/b/orders/g.csv", None, "file_set_aside", "bad export", None)
+    for _ in range(2):
+        ledger.record_set_aside(warehouse, table, "20260101T000000.000000Z", [aside])
+    rows = ledger.read_quarantine(warehouse, table, "20260101T000000.000000Z")
+    assert [(r.source_file, r.source_row_number, r.record, r.error_code) for r in rows] == [
+        ("processing/b/orders/f.csv", 2, "ord_1,x", "too_few_fields"),
+        ("processing/b/orders/g.csv", None, None, "file_set_aside"),
+    ]
+
+    class Hook:  # what the CLI gets: an Airflow hook, which opens a connection per query
+        def get_records(self, sql: str, parameters: Any = None) -> Any:
+            return warehouse.get_records(sql, parameters)
+
+    monkeypatch.setattr(cli, "_hooks", lambda: (None, lambda conn_id: Hook()))
     monkeypatch.setattr(cli, "_select", lambda feeds, names: [feed])
     assert cli.main(["quarantine", "orders", "--batch", "20260101T000000.000000Z", "--json"]) == 1
-    [printed] = json.loads(capsys.readouterr().out)
-    assert printed["error"] == "2 fields; expected 8" and printed["source_row_number"] == 2
+    printed = json.loads(capsys.readouterr().out)
+    assert printed[0]["error"] == "2 fields; expected 8" and printed[0]["source_row_number"] == 2
+    assert printed[1]["source_row_number"] is None and printed[1]["record"] is None
+    assert cli.main(["quarantine", "orders", "--batch", "20260101T000000.000000Z"]) == 1
+    text = capsys.readouterr().out
+    assert "g.csv" in text and "file_set_aside" in text and "None" not in text
