@@ -875,6 +875,12 @@ def finalize(
             )
         current = Manifest.from_json(legacy[0])
     manifest = decide_outcomes(current, layout, results)
+    # Reconciliation: files in the manifest = loaded + set aside + deferred, before anything moves.
+    if unsettled := [e.relative_key for e in manifest.files if e.outcome == CLAIMED]:
+        raise BatchError(
+            f"batch {batch_id} of prefix {prefix} does not reconcile: {len(unsettled)} of its "
+            f"{len(manifest.files)} files have no outcome (first: {unsettled[0]}); nothing moved"
+        )
     move_batch(s3, bucket, layout, manifest, finished=True)
     s3.put_object(
         Bucket=bucket,

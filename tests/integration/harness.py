@@ -35,9 +35,19 @@ READY_TIMEOUT = 120.0
 
 
 def fast_project(folder: Path) -> Project:
-    """The repo's project with specs tuned for tests: a short sensor timeout, one quick retry."""
+    """The repo's project with specs tuned for tests: a short sensor timeout, one quick retry;
+    and orders_skip, the orders spec under on_error skip_file."""
     for name in ("schemas", "templates", "pipelines"):
         shutil.copytree(ROOT / name, folder / name)
+    # A third feed: orders under on_error skip_file (tests/integration/test_rejects.py).
+    orders = (folder / "pipelines" / "orders.yaml").read_text()
+    (folder / "pipelines" / "orders_skip.yaml").write_text(
+        orders.replace("feed: orders\n", "feed: orders_skip\n")
+        .replace("prefix: orders\n", "prefix: orders_skip\n")
+        .replace("table: orders\n", "table: orders_skip\n")
+        .replace("on_error: continue", "on_error: skip_file")
+        .replace("max_rejected_ratio: 0.1", "max_rejected_ratio: 0.5")
+    )
     for spec in (folder / "pipelines").glob("*.yaml"):
         text = spec.read_text()
         text = text.replace("timeout_seconds: 120", "timeout_seconds: 3")

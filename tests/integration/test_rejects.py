@@ -150,3 +150,55 @@ def test_a_failing_check_leaves_the_mart_as_it_was_and_keeps_the_batch_files(lak
     ]  # fmt: skip
     row = lake.ledger(FEED)[batch]
     assert (row["status"], row["files_loaded"], row["files_skipped"]) == ("published", 1, 1)
+
+
+def test_skip_file_sets_the_whole_file_aside_row_by_row(lake: Local) -> None:
+    feed = "orders_skip"  # the orders spec with on_error skip_file (harness.fast_project)
+    lake.seed_customers(1)
+    lake.land(feed, [order(n, "placed", "10:00:00.000") for n in (1, 2, 3)])
+    bad = [order(4, "placed", "10:00:00.000"), order(5, "placed", "10:00:00.000").replace(
+        "19.90", "N/A"), order(6, "placed", "10:00:00.000")]  # fmt: skip
+    lake.land(feed, bad)
+    run = lake.run(feed)
+    assert run["state"] == "success", run
+    batch = run["batch_id"]
+    [bad_key] = lake.keys(f"quarantine/{batch}/{feed}/")
+    source = bad_key.replace("quarantine/", "processing/", 1)
+    table = quote_table(lake.feeds[feed].layout.quarantine)
+    rows = lake.query(
+        f'SELECT "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD", "ERROR_CODE", "ERROR" FROM {table} '
+        'ORDER BY 2'
+    )  # fmt: skip
+    reason = "amount: 'N/A' is not a NUMBER(12,2)"
+    assert rows == [
+        (
+            source,
+            1,
+            bad[0],
+            "file_skipped",
+            f"file skipped (on_error: skip_file): row 2 was rejected: {reason}",
+        ),
+        (source, 2, bad[1], "not_a_value", reason),
+        (
+            source,
+            3,
+            bad[2],
+            "file_skipped",
+            f"file skipped (on_error: skip_file): row 2 was rejected: {reason}",
+        ),
+    ]  # fmt: skip  (no file_set_aside row beside them: the rows say it)
+    raw = quote_table(lake.feeds[feed].raw)
+    assert lake.query(f'SELECT "ORDER_ID" FROM {raw} ORDER BY 1') == [
+        (f"ord_{n:010d}",) for n in (1, 2, 3)
+    ]
+    assert lake.count(feed, "mart") == 3
+    assert len(lake.keys(f"processed/{batch}/{feed}/")) == 1
+    manifest = lake.read_json(f"processed/{batch}/{feed}.manifest.json")
+    [aside] = [f for f in manifest["files"] if f["outcome"] == "quarantined"]
+    assert (
+        aside["reason"]
+        == f"COPY LOAD_FAILED: file skipped (on_error: skip_file): row 2 was rejected: {reason}"
+    )
+    row = lake.ledger(feed)[batch]
+    assert (row["status"], row["files_loaded"], row["files_skipped"], row["rows_loaded"],
+            row["rows_rejected"]) == ("published", 1, 1, 3, 3)  # fmt: skip

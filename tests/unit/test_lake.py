@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -365,6 +366,29 @@ def test_files_set_aside_whole_are_listed_for_the_quarantine_table(s3: Any) -> N
     assert keys(s3, "quarantine/") == [
         f"quarantine/{BATCH}/orders/{name}" for name in ("aside", "skipped", "unreadable")
     ]
+
+
+def test_a_batch_whose_files_do_not_reconcile_is_not_finalized(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files in the manifest = loaded + set aside + deferred, or nothing moves."""
+    put(s3, "landing/orders/f1")
+    put(s3, "landing/orders/f2")
+    lake.claim(s3, BUCKET, "orders", "orders", BATCH)
+    decide = lake.decide_outcomes
+
+    def forgets_f2(manifest: Any, layout: Any, results: Any) -> Any:
+        decided = decide(manifest, layout, results)
+        files = [replace(e, outcome=lake.CLAIMED) if e.relative_key == "f2" else e
+                 for e in decided.files]  # fmt: skip
+        return replace(decided, files=tuple(files))
+
+    monkeypatch.setattr(lake, "decide_outcomes", forgets_f2)
+    with pytest.raises(BatchError, match="does not reconcile: 1 of its 2 files have no outcome"):
+        lake.finalize(s3, BUCKET, "orders", BATCH, loaded("f1", "f2"))
+    assert sorted(data_keys(s3, "processing/")) == [
+        f"processing/{BATCH}/orders/f1", f"processing/{BATCH}/orders/f2"
+    ]  # fmt: skip
 
 
 def test_finalize_moves_files_and_manifest_to_processed(s3: Any) -> None:
