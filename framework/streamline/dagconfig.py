@@ -78,6 +78,8 @@ def build_dag_config(
                 **ledger,
                 "max_files": feed.batch.max_files,
                 "max_bytes": feed.batch.max_bytes,
+                "raw": _table_parts(feed.raw),
+                "quarantine_table": _table_parts(layout.quarantine),
             },
             "dependencies": ["detect"],
         },
@@ -103,7 +105,7 @@ def build_dag_config(
             "op_kwargs": {
                 **lake,
                 **ledger,
-                "quarantine": _table_parts(layout.quarantine),
+                "quarantine_table": _table_parts(layout.quarantine),
             },
             "dependencies": ["transform"],
         },

@@ -131,6 +131,10 @@ FILE_CODES = REJECT_CODES[-2:]
 """ERROR_CODEs of rows that stand for a whole file set aside in quarantine/ (RECORD is NULL):
 finalize writes them, the load step the others."""
 
+LOAD_GATES = ("rejected_rows", "rows_reconciled")
+"""The checks of the load step's gates (templates/load.sql.j2): no check of a spec may take these
+names."""
+
 RESERVED_COLUMNS = tuple(
     dict.fromkeys(c.name for c in (*RAW_LINEAGE, *MART_LINEAGE, *LANDING_COLUMNS))
 )
@@ -189,9 +193,10 @@ CLAIM_TASK = "claim"
 XCOM_BATCH_ID = "batch_id"
 XCOM_CLAIM = "claim"
 """XCom keys the claim task pushes: the batch id (for the Python steps and callbacks), and for
-the SQL steps one value holding the batch id, the batch's files as a SQL list of string
-literals relative to the batch folder (`copy_files`, for COPY's FILES option), and what the claim
-records in the batch ledger (`ledger`: column -> SQL literal), which the load step writes."""
+the SQL steps one value (ledger.claim_xcom) holding the batch id, the batch's files as SQL lists
+of string literals (`copy_files` relative to the batch folder, for COPY's FILES option;
+`source_files` relative to the stage, as METADATA$FILENAME), and what the claim records in the
+batch ledger (`ledger`: column -> SQL literal), which the load step writes."""
 
 RUNTIME_CLAIM = (
     '{%- set claim = ti.xcom_pull(task_ids="' + CLAIM_TASK + '", key="' + XCOM_CLAIM + '") %}'
@@ -207,6 +212,7 @@ def claim_expression(field: str, item: str | None = None) -> str:
 RUNTIME_BATCH_ID = claim_expression("batch_id")
 """What rendered SQL carries until a run substitutes the claimed batch id."""
 RUNTIME_COPY_FILES = claim_expression("copy_files")
+RUNTIME_SOURCE_FILES = claim_expression("source_files")
 
 
 def aws_name(feed: str) -> str:

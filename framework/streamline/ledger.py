@@ -175,6 +175,21 @@ def claim_values(
     return {k: quote_literal(v, runtime_value=True) for k, v in _bind(values).items()}
 
 
+def claim_xcom(
+    batch_id: str, folder: str, files: Sequence[str], ledger: Mapping[str, str]
+) -> dict[str, Any]:
+    """The claim's XCom for the SQL steps (layout.XCOM_CLAIM): the batch id; the files the load
+    reads as SQL lists of string literals, relative to the batch folder (copy_files, for the
+    COPY's FILES option) and to the stage (source_files, as METADATA$FILENAME gives them: the
+    batch folder, then the file); and ledger, the claim's values (claim_values)."""
+    return {
+        "batch_id": batch_id,
+        "copy_files": ", ".join(quote_literal(f, runtime_value=True) for f in files),
+        "source_files": ", ".join(quote_literal(folder + f, runtime_value=True) for f in files),
+        "ledger": dict(ledger),
+    }
+
+
 def claim_sql(table: TableRef, feed: str, batch: str, claimed: Mapping[str, str]) -> str:
     """The statements that record a batch as claimed: claimed maps CLAIM_VALUES to SQL
     expressions; the columns of later steps are cleared (a reprocess starts them again) and the
@@ -296,8 +311,9 @@ def record_set_aside(
     runner: Runner, table: TableRef, batch_id: str, files: Sequence[SetAsideFile]
 ) -> None:
     """Put one row per file set aside whole in the feed's quarantine table (table), replacing the
-    batch's earlier ones (a retried finalize, a reprocess). The row's RECORD is NULL: the file is
-    in quarantine/ in the lake."""
+    batch's earlier ones (a retried finalize, a reprocess); not for a file whose rows the table
+    holds already (a file skip_file set aside in an earlier run, kept aside by a reprocess). The
+    row's RECORD is NULL: the file is in quarantine/ in the lake."""
     q = quote_identifier
     codes = ", ".join(quote_literal(code) for code in FILE_CODES)
     runner.run(
@@ -313,7 +329,8 @@ def record_set_aside(
         runner.run(
             f"INSERT INTO {quote_table(table)} ({', '.join(map(q, columns))}, "
             f"{q('quarantined_at')}) SELECT {', '.join(f'%({c})s' for c in columns)}, "
-            "CURRENT_TIMESTAMP()",
+            f"CURRENT_TIMESTAMP() WHERE NOT EXISTS (SELECT 1 FROM {quote_table(table)} "
+            f"WHERE {q('batch_id')} = %(batch_id)s AND {q('source_file')} = %(source_file)s)",
             parameters=dict(zip(columns, values, strict=True)),
         )
 

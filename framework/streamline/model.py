@@ -54,6 +54,16 @@ class Reference:
     max_orphan_ratio: float
     severity: str = "error"
 
+    @property
+    def name(self) -> str:
+        """The reference's name in gate results and the ledger's CHECKS."""
+        return reference_name(self.column)
+
+
+def reference_name(column: str) -> str:
+    """The name of the reference check on a column: references__<column>."""
+    return f"references__{column}"
+
 
 @dataclass(frozen=True)
 class CopyOptions:
@@ -80,10 +90,15 @@ class Check:
     min: float | None = None
     max: float | None = None
     severity: str = "error"
+    label: str | None = None
+    """The spec's `name`, when it gives one."""
 
     @property
     def name(self) -> str:
-        """Stable check name, used as the result column of the check query."""
+        """The check's name in gate results and the ledger's CHECKS: the spec's, else derived
+        from its type and columns (validation refuses two checks of one feed with one name)."""
+        if self.label:
+            return self.label
         if self.type in ("not_null", "unique"):
             return f"{self.type}__{'__'.join(self.columns)}"
         if self.column:
@@ -205,7 +220,7 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
         transform=Transform(
             template=data["transform"]["template"], params=data["transform"]["params"]
         ),
-        checks=tuple(_build_check(c) for c in data["checks"]),
+        checks=tuple(build_check(c) for c in data["checks"]),
         trigger=Trigger(
             mode=trigger["mode"],
             poll_interval_seconds=trigger["poll_interval_seconds"],
@@ -228,7 +243,8 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
     )
 
 
-def _build_check(data: dict[str, Any]) -> Check:
+def build_check(data: dict[str, Any]) -> Check:
+    """A Check from a spec's check (schema-valid)."""
     return Check(
         type=data["type"],
         columns=tuple(data.get("columns", ())),
@@ -237,6 +253,7 @@ def _build_check(data: dict[str, Any]) -> Check:
         min=data.get("min"),
         max=data.get("max"),
         severity=data.get("severity", "error"),
+        label=data.get("name"),
     )
 
 

@@ -19,6 +19,7 @@ import jinja2
 
 from streamline.batches import check_batch_id
 from streamline.layout import (
+    FILE_CODES,
     LANDING_COLUMNS,
     LEDGER_COLUMNS,
     MART_LINEAGE,
@@ -28,6 +29,7 @@ from streamline.layout import (
     RUNTIME_BATCH_ID,
     RUNTIME_CLAIM,
     RUNTIME_COPY_FILES,
+    RUNTIME_SOURCE_FILES,
     claim_expression,
 )
 from streamline.model import TEXT_TYPES, CsvFormat, Feed, TableRef, type_parts
@@ -264,7 +266,7 @@ def _context(
         target = by_name.get(ref.feed)
         if target is None:
             raise ValueError(f"feed {feed.feed!r} references unknown feed {ref.feed!r}")
-        references.append({"ref": ref, "mart": target.mart, "name": f"references__{ref.column}"})
+        references.append({"ref": ref, "mart": target.mart, "name": ref.name})
     from streamline.ledger import CLAIM_VALUES, claim_sql  # ledger quotes through this module
 
     runtime = batch == RUNTIME_BATCH_ID
@@ -315,6 +317,8 @@ def _context(
         "batch_path": layout.lake.folder(PROCESSING, batch),
         # The claim task quotes each file name with quote_literal before it reaches the XCom.
         "copy_files": RUNTIME_COPY_FILES,
+        "source_files": RUNTIME_SOURCE_FILES,
         "runtime_claim": RUNTIME_CLAIM,
+        "file_codes": ", ".join(quote_literal(code) for code in FILE_CODES),
         "step_started": f"'{STEP_STARTED}'",
     }

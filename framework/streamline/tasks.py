@@ -20,18 +20,20 @@ from streamline.batches import batch_id_for, check_batch_id
 from streamline.errors import BatchError
 from streamline.layout import (
     CLAIM_TASK,
+    PROCESSING,
     XCOM_BATCH_ID,
     XCOM_CLAIM,
     LakeLayout,
 )
-from streamline.ledger import claim_values, record
+from streamline.ledger import claim_values, claim_xcom, record
 from streamline.model import TableRef
-from streamline.rendering import quote_literal
+from streamline.rendering import quote_identifier, quote_literal, quote_table
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from streamline.gates import CheckResult
+    from streamline.lake import Manifest
     from streamline.ledger import Runner
 
 log = logging.getLogger(__name__)
@@ -129,14 +131,21 @@ def claim_batch(
     ledger: dict[str, str],
     max_files: int,
     max_bytes: int,
+    raw: dict[str, str] | None = None,
+    quarantine_table: dict[str, str] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """Task `claim`: commit the run's batch, move its files, hand the load step what to record.
 
-    Skips the run when nothing landed, or when the batch held only zero-byte objects (set aside
-    to quarantine/ and recorded as an empty batch). Pushes the XComs `batch_id` and `claim` (the
-    batch id, its files for COPY, and the claim's ledger values, which the load's first
-    statements record: the claim itself needs no warehouse connection).
+    Skips the run when nothing landed, or when the batch holds nothing to load: only zero-byte
+    objects (set aside to quarantine/), or a reprocess set every file aside; the batch is then
+    recorded empty, and a reprocess first deletes the batch's rows from the raw table (raw:
+    database, schema, table), which an earlier load put there, and gives each file it set aside
+    its row in the quarantine table (quarantine_table: database, schema, table).
+
+    Pushes the XComs `batch_id` and `claim` (ledger.claim_xcom: the batch id, its files, and the
+    claim's ledger values, which the load's first statements record: the claim itself needs no
+    warehouse connection).
     """
     from streamline.lake import Limits, NoBatchError, finalize, move_batch, register_batch
 
@@ -153,7 +162,7 @@ def claim_batch(
     if quarantine:
         warehouse = _warehouse(snowflake_conn_id)
         try:
-            _check_quarantine(s3, bucket, layout, warehouse, table, feed, batch_id, set(quarantine))
+            _check_quarantine(warehouse, table, feed, batch_id)
         finally:
             warehouse.close()
     try:
@@ -194,11 +203,18 @@ def claim_batch(
         finalize(s3, bucket, prefix, batch_id, results=[])
         warehouse = _warehouse(snowflake_conn_id)
         try:
+            rejected = None
+            if manifest.reclaimed and raw is not None and quarantine_table is not None:
+                rejected = _empty_reprocessed(warehouse, _table(raw), _table(quarantine_table),
+                                              manifest)  # fmt: skip
             record(warehouse, table, feed, batch_id, {
                 "status": "empty", "dag_id": dag_run.dag_id, "run_id": dag_run.run_id,
                 "files": len(manifest.data_files), "empty_files": len(manifest.empty_files),
                 "bytes": manifest.total_bytes, "claim_started_at": started,
                 "claimed_at": claimed["claimed"], "published_at": dt.datetime.now(dt.UTC),
+                "files_loaded": 0, "files_skipped": len(manifest.data_files),
+                "files_deferred": 0, "rows_loaded": 0, "rows_rejected": rejected,
+                "failed_step": None, "error": None, "checks": None,
             }, count_run=True)  # fmt: skip
         finally:
             warehouse.close()
@@ -206,14 +222,9 @@ def claim_batch(
             f"batch {batch_id} of {feed} holds no data: {len(manifest.files)} objects set aside "
             f"in s3://{bucket}/{layout.folder('quarantine', batch_id)}"
         )
-    files_sql = ", ".join(
-        quote_literal(e.relative_key, runtime_value=True) for e in manifest.load_files
-    )
-    ledger_values = claim_values(**claimed)
-    ti.xcom_push(
-        key=XCOM_CLAIM,
-        value={"batch_id": batch_id, "copy_files": files_sql, "ledger": ledger_values},
-    )
+    files = [e.relative_key for e in manifest.load_files]
+    folder = layout.folder(PROCESSING, batch_id)
+    ti.xcom_push(key=XCOM_CLAIM, value=claim_xcom(batch_id, folder, files, claim_values(**claimed)))
     log.info(
         "claimed batch %s of %s: %d files, %d bytes, %d zero-byte objects set aside",
         batch_id,
@@ -225,22 +236,33 @@ def claim_batch(
     return summary
 
 
-def _check_quarantine(
-    s3: S3Client,
-    bucket: str,
-    layout: LakeLayout,
-    warehouse: Runner,
-    table: TableRef,
-    feed: str,
-    batch_id: str,
-    names: set[str],
-) -> None:
-    """Refuse to set files of a batch aside when their rows already went further than raw.
+def _empty_reprocessed(
+    warehouse: Runner, raw: TableRef, quarantine: TableRef, manifest: Manifest
+) -> int:
+    """A reprocess set every file of the batch aside: delete the batch's rows an earlier load put
+    in raw, give each file its quarantine row; the batch's rejected rows still in quarantine."""
+    from streamline.lake import files_set_aside
+    from streamline.layout import FILE_CODES
+    from streamline.ledger import record_set_aside
 
-    Rows a transform merged into the mart cannot be taken back out by reloading the batch, and a
-    batch left with no file to load would leave its raw rows in place.
+    batch = {"batch_id": manifest.batch_id}
+    column = quote_identifier("batch_id")
+    warehouse.run(f"DELETE FROM {quote_table(raw)} WHERE {column} = %(batch_id)s", parameters=batch)
+    record_set_aside(warehouse, quarantine, manifest.batch_id, files_set_aside(manifest, [], {}))
+    codes = ", ".join(quote_literal(code) for code in FILE_CODES)
+    [(count,)] = warehouse.get_records(
+        f"SELECT COUNT(*) FROM {quote_table(quarantine)} WHERE {column} = %(batch_id)s "
+        f"AND {quote_identifier('error_code')} NOT IN ({codes})",
+        parameters=batch,
+    )
+    return int(count)
+
+
+def _check_quarantine(warehouse: Runner, table: TableRef, feed: str, batch_id: str) -> None:
+    """Refuse to set files of a batch aside when their rows already reached the mart: rows a
+    transform merged cannot be taken back out by reloading the batch. (Rows only in raw are:
+    the load replaces the batch's rows, and a batch left with no file to load has them deleted.)
     """
-    from streamline.lake import batch_manifest
     from streamline.ledger import read_batch
 
     row = read_batch(warehouse, table, feed, batch_id)
@@ -249,14 +271,6 @@ def _check_quarantine(
             f"batch {batch_id} of {feed} was merged into the mart at {row.transformed_at}: "
             "setting its files aside now would leave their rows there; reprocess it without "
             "quarantine, or remove its rows from the mart first"
-        )
-    manifest = batch_manifest(s3, bucket, layout, batch_id)
-    left = [e for e in manifest.load_files if e.relative_key not in names] if manifest else [1]
-    if not left and row is not None and row.loaded_at is not None:
-        raise BatchError(
-            f"batch {batch_id} of {feed} has rows in raw and every one of its files would be set "
-            "aside, leaving those rows behind; keep at least one file, or delete the batch's raw "
-            "rows first"
         )
 
 
@@ -267,12 +281,12 @@ def finalize_batch(
     aws_conn_id: str,
     snowflake_conn_id: str,
     ledger: dict[str, str],
-    quarantine: dict[str, str] | None = None,
+    quarantine_table: dict[str, str] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """Task `finalize`: move the batch on by each file's COPY outcome; put a row per file set
-    aside whole in the quarantine table (table parts: database, schema, table); record the batch
-    published, with the outcome of every check its steps' gates ran (warn failures included)."""
+    aside whole in the quarantine table (quarantine_table: database, schema, table); record the
+    batch published, with the outcome of every check its steps' gates ran (warn failures too)."""
     from streamline.gates import checks_in
     from streamline.lake import (
         DEFERRED,
@@ -313,9 +327,9 @@ def finalize_batch(
         "rows_parsed": sum(r.rows_parsed for r in results),
     }  # rows_loaded and rows_rejected (quarantined) are the load step's, in its transaction
     try:
-        if quarantine is not None:
+        if quarantine_table is not None:
             aside = files_set_aside(manifest, results, skipped)
-            record_set_aside(warehouse, _table(quarantine), batch_id, aside)
+            record_set_aside(warehouse, _table(quarantine_table), batch_id, aside)
         record(
             warehouse,
             _table(ledger),

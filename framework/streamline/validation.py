@@ -15,9 +15,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from streamline.errors import SpecError, UsageError, json_path
-from streamline.layout import LEDGER_TABLE, RESERVED_COLUMNS, aws_name
+from streamline.layout import LEDGER_TABLE, LOAD_GATES, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
-from streamline.model import TEXT_TYPES, Feed, build_feed
+from streamline.model import TEXT_TYPES, Feed, build_check, build_feed, reference_name
 from streamline.project import Project, load_schema
 from streamline.schema import (
     IDENTIFIER_HINT,
@@ -214,6 +214,27 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
         need(["references", index, "column"], ref["column"])
     for index, check in enumerate(data["checks"]):
         _check_check(check, ["checks", index], need, err)
+    # Every check's result is keyed by its name (failures, the ledger's CHECKS): one name each.
+    named: list[tuple[list[str | int], str]] = []
+    for index, check in enumerate(data["checks"]):
+        named.append((["checks", index], build_check(check).name))
+    for index, ref in enumerate(data["references"]):
+        named.append((["references", index], reference_name(ref["column"])))
+    first_at: dict[str, list[str | int] | None] = dict.fromkeys(LOAD_GATES)
+    for path, name in named:
+        if name not in first_at:
+            first_at[name] = path
+            continue
+        other = first_at[name]
+        where = "a gate of the load step" if other is None else f"at line {spec.locate(other)[0]}"
+        err(
+            path,
+            f"another check is named '{name}' ({where}): their results would mix in failures "
+            "and in the batch ledger",
+            "give this check a `name:`"
+            if path[0] == "checks"
+            else "remove the duplicate reference",
+        )
     for table in ("raw", "mart"):
         if data[table]["table"] == LEDGER_TABLE:
             err(

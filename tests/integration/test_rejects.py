@@ -152,53 +152,102 @@ def test_a_failing_check_leaves_the_mart_as_it_was_and_keeps_the_batch_files(lak
     assert (row["status"], row["files_loaded"], row["files_skipped"]) == ("published", 1, 1)
 
 
-def test_skip_file_sets_the_whole_file_aside_row_by_row(lake: Local) -> None:
+FINALIZE_PUBLISHES = {"id": "finalize-publishes", "on": "sql", "action": "raise", "times": 1,
+                      "match": r'(?s)UPDATE.*STREAMLINE_BATCHES.*"PUBLISHED_AT"'}  # fmt: skip
+
+
+def test_skip_file_sets_whole_files_aside_row_by_row_and_a_reprocess_keeps_them(
+    lake: Local,
+) -> None:
     feed = "orders_skip"  # the orders spec with on_error skip_file (harness.fast_project)
     lake.seed_customers(1)
-    lake.land(feed, [order(n, "placed", "10:00:00.000") for n in (1, 2, 3)])
-    bad = [order(4, "placed", "10:00:00.000"), order(5, "placed", "10:00:00.000").replace(
-        "19.90", "N/A"), order(6, "placed", "10:00:00.000")]  # fmt: skip
+    lake.land(feed, [order(n, "placed", "10:00:00.000") for n in range(1, 7)])
+    bad = [order(7, "placed", "10:00:00.000"), order(8, "placed", "10:00:00.000").replace(
+        "19.90", "N/A"), order(9, "placed", "10:00:00.000")]  # fmt: skip
     lake.land(feed, bad)
+    only_bad = order(10, "placed", "yesterday")  # a file whose only row is rejected
+    lake.land(feed, [only_bad])
     run = lake.run(feed)
     assert run["state"] == "success", run
     batch = run["batch_id"]
-    [bad_key] = lake.keys(f"quarantine/{batch}/{feed}/")
-    source = bad_key.replace("quarantine/", "processing/", 1)
+    aside = lake.keys(f"quarantine/{batch}/{feed}/")
+    source = {
+        lake.read_text(key).split(",", 1)[0]: key.replace("quarantine/", "processing/", 1)
+        for key in aside
+    }  # first order id -> the file, as the load read it
     table = quote_table(lake.feeds[feed].layout.quarantine)
-    rows = lake.query(
-        f'SELECT "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD", "ERROR_CODE", "ERROR" FROM {table} '
-        'ORDER BY 2'
-    )  # fmt: skip
-    reason = "amount: 'N/A' is not a NUMBER(12,2)"
-    assert rows == [
-        (
-            source,
-            1,
-            bad[0],
-            "file_skipped",
-            f"file skipped (on_error: skip_file): row 2 was rejected: {reason}",
-        ),
-        (source, 2, bad[1], "not_a_value", reason),
-        (
-            source,
-            3,
-            bad[2],
-            "file_skipped",
-            f"file skipped (on_error: skip_file): row 2 was rejected: {reason}",
-        ),
-    ]  # fmt: skip  (no file_set_aside row beside them: the rows say it)
+    select = (
+        'SELECT "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD", "ERROR_CODE", "ERROR" '
+        f"FROM {table} ORDER BY 1, 2"
+    )
+    amount = "amount: 'N/A' is not a NUMBER(12,2)"
+    skipped = f"file skipped (on_error: skip_file): row 2 was rejected: {amount}"
+    b, c = source["ord_0000000007"], source["ord_0000000010"]
+    expected = sorted(
+        [
+            (b, 1, bad[0], "file_skipped", skipped),
+            (b, 2, bad[1], "not_a_value", amount),
+            (b, 3, bad[2], "file_skipped", skipped),
+            (
+                c,
+                1,
+                only_bad,
+                "not_a_value",
+                "updated_at: '2026-01-01 yesterday' is not a TIMESTAMP_NTZ(3)",
+            ),
+        ]
+    )  # fmt: skip  (no file-level row beside them: the rows say it)
+    assert lake.query(select) == expected
     raw = quote_table(lake.feeds[feed].raw)
     assert lake.query(f'SELECT "ORDER_ID" FROM {raw} ORDER BY 1') == [
-        (f"ord_{n:010d}",) for n in (1, 2, 3)
+        (f"ord_{n:010d}",) for n in range(1, 7)
     ]
-    assert lake.count(feed, "mart") == 3
+    assert lake.count(feed, "mart") == 6
     assert len(lake.keys(f"processed/{batch}/{feed}/")) == 1
     manifest = lake.read_json(f"processed/{batch}/{feed}.manifest.json")
-    [aside] = [f for f in manifest["files"] if f["outcome"] == "quarantined"]
-    assert (
-        aside["reason"]
-        == f"COPY LOAD_FAILED: file skipped (on_error: skip_file): row 2 was rejected: {reason}"
-    )
+    reasons = sorted(f["reason"] for f in manifest["files"] if f["outcome"] == "quarantined")
+    assert reasons == [
+        "COPY LOAD_FAILED: file skipped (on_error: skip_file): row 1 was rejected: updated_at: "
+        "'2026-01-01 yesterday' is not a TIMESTAMP_NTZ(3)",
+        f"COPY LOAD_FAILED: {skipped}",
+    ]
+    counts = ("status", "files_loaded", "files_skipped", "rows_loaded", "rows_rejected")
     row = lake.ledger(feed)[batch]
-    assert (row["status"], row["files_loaded"], row["files_skipped"], row["rows_loaded"],
-            row["rows_rejected"]) == ("published", 1, 1, 3, 3)  # fmt: skip
+    assert tuple(row[c] for c in counts) == ("published", 1, 2, 6, 4)
+
+    # A reprocess (its finalize retried once) reads the loaded file again and keeps the files
+    # set aside aside: their quarantine rows stay as they were, and are counted.
+    with lake.faults(FINALIZE_PUBLISHES) as fired:
+        again = lake.run(feed, reprocess=batch)
+    assert again["state"] == "success" and fired == ["finalize-publishes"], again
+    assert lake.query(select) == expected
+    assert lake.count(feed, "raw") == 6 and lake.count(feed, "mart") == 6
+    row = lake.ledger(feed)[batch]
+    assert tuple(row[c] for c in counts) == ("published", 1, 2, 6, 4) and row["runs"] == 2
+
+
+def test_setting_aside_every_file_of_a_loaded_batch_takes_its_rows_out_of_raw(
+    lake: Local,
+) -> None:
+    """The check failed after the load put the batch's rows in raw; the person on call sets its
+    only file aside. The batch is then empty: none of its rows stay in raw, where the corrected
+    file, landed again, would put them a second time."""
+    lake.seed_customers(1)
+    lake.land(FEED, [order(1, "lost in space", "10:00:00.000")])
+    failed = lake.run(FEED)
+    assert failed["state"] == "failed" and failed["tasks"]["transform"]["state"] == "failed"
+    batch = failed["batch_id"]
+    assert lake.count(FEED, "raw") == 1  # loaded; the mart never saw it
+    [key] = lake.keys(f"processing/{batch}/{FEED}/")
+    name = key.removeprefix(f"processing/{batch}/{FEED}/")
+    emptied = lake.run(FEED, reprocess=batch, quarantine={name: "status unknown (ticket 11)"})
+    assert emptied["state"] == "success" and emptied["tasks"]["load"]["state"] == "skipped"
+    assert lake.count(FEED, "raw") == 0 and lake.count(FEED, "mart") == 0
+    assert lake.ledger(FEED)[batch]["status"] == "empty"
+    assert [row[3] for row in quarantined(lake, batch)] == ["file_set_aside"]
+    lake.land(FEED, [order(1, "placed", "10:00:00.000")])  # corrected upstream
+    assert lake.run(FEED)["state"] == "success"
+    raw = quote_table(lake.feeds[FEED].raw)
+    assert lake.query(f'SELECT "ORDER_ID", "STATUS" FROM {raw}') == [("ord_0000000001", "placed")]
+    assert mart(lake)[0][:2] == ("ord_0000000001", "placed")
+    assert lake.keys("landing/") == [] and lake.objects("processing/") == []

@@ -26,10 +26,10 @@ from snowflake.connector.errors import ProgrammingError
 from snowflake.connector.util_text import split_statements
 
 from streamline.gates import CheckResult, GateFailed, checks_in, gated_fetch_all
-from streamline.ledger import claim_values
+from streamline.ledger import claim_values, claim_xcom
 from streamline.model import Feed
 from streamline.project import find_project
-from streamline.rendering import RenderSettings, quote_literal, render_feed
+from streamline.rendering import RenderSettings, render_feed
 from streamline.validation import validate_paths
 from streamline_edge import FakeClock, iter_events
 
@@ -75,11 +75,11 @@ class Pipeline:
         settings = RenderSettings(lake_url=f"s3://{self.bucket}")
         feed = self.feed(name, **copy)
         rendered = render_feed(self.project, feed, self.feeds, batch_id=batch, settings=settings)
-        files = ", ".join(quote_literal(f) for f in self.files.get((name, batch), []))
         now = datetime.now(UTC)
         claimed = claim_values(dag_id=name, run_id="manual__test", files=1, bytes_=1,
                                empty_files=0, started=now, claimed=now)  # fmt: skip
-        claim = {"batch_id": batch, "copy_files": files, "ledger": claimed}
+        folder = feed.layout.lake.folder("processing", batch)
+        claim = claim_xcom(batch, folder, self.files.get((name, batch), []), claimed)
         ti = SimpleNamespace(start_date=now, xcom_pull=lambda task_ids, key: claim)
         return {step: jinja2.Template(sql).render(ti=ti) for step, sql in rendered.items()}
 

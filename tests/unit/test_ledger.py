@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 import sqlglot
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from moto import mock_aws
 from sqlglot import exp
 
@@ -192,6 +192,7 @@ def test_claim_pushes_the_batch_its_files_and_its_ledger_values(
     claim = ti.xcom["claim"]  # for the SQL steps, one XCom read each
     assert claim["batch_id"] == "20260304T050607.000890Z"
     assert claim["copy_files"] == "'it\\'s'"
+    assert claim["source_files"] == "'processing/20260304T050607.000890Z/orders/it\\'s'"
     values = claim["ledger"]  # quoted for the load's first statements
     assert (values["run_id"], values["files"], values["empty_files"]) == ("'manual__1'", "1", "1")
     assert recorder.writes == []  # the claim itself needs no warehouse
@@ -306,6 +307,49 @@ def test_a_cleared_run_detects_its_own_open_batch(lake: tuple[Any, Recorder]) ->
     assert not tasks.detect_batch(**LAKE, **{**cleared, "dag_run": other})  # not its batch
 
 
+def test_a_reprocess_that_sets_every_file_aside_empties_the_batch_out_of_raw(
+    lake: tuple[Any, Recorder], warehouse: ledger.ConnectionRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows an earlier load put in raw go (the files, landed again, would add them twice); each
+    file set aside gets its quarantine row; the ledger says empty, with no earlier error."""
+    from streamline.layout import QUARANTINE_COLUMNS
+
+    s3, _ = lake
+    kept = ledger.ConnectionRunner(warehouse.connection)
+    monkeypatch.setattr(kept, "close", lambda: None)
+    monkeypatch.setattr(tasks, "_warehouse", lambda conn_id: kept)
+    raw, quarantine = TableRef("db", "raw", "orders"), TableRef("db", "raw", "orders_quarantine")
+    columns = ", ".join(f"{quote_identifier(c.name)} {c.type}" for c in QUARANTINE_COLUMNS)
+    warehouse.run(f"CREATE TABLE {quote_table(quarantine)} ({columns})")
+    warehouse.run(f'CREATE TABLE {quote_table(raw)} ("ORDER_ID" VARCHAR, "BATCH_ID" VARCHAR)')
+    s3.put_object(Bucket="lake", Key="landing/orders/only", Body=b"a\n")
+    ti = FakeTaskInstance()
+    tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100,
+                      **{"ti": ti, "dag_run": FakeDagRun(), "params": {}})  # fmt: skip
+    batch_id = ti.xcom["batch_id"]
+    warehouse.run(f"INSERT INTO {quote_table(raw)} VALUES ('a', '{batch_id}'), ('b', 'other')")
+    ledger.record(warehouse, TABLE, "orders", batch_id, {"status": "failed", "error": "check",
+                                                         "failed_step": "transform"})  # fmt: skip
+    run = FakeDagRun({"batch_id": batch_id, "quarantine": {"only": "ticket 11"}})
+    tables = {"raw": {"database": "db", "schema": "raw", "table": "orders"},
+              "quarantine_table": {"database": "db", "schema": "raw",
+                                   "table": "orders_quarantine"}}  # fmt: skip
+    with pytest.raises(AirflowSkipException, match="holds no data"):
+        tasks.claim_batch(**LAKE, **LEDGER, **tables, max_files=10, max_bytes=100,
+                          **{"ti": FakeTaskInstance(), "dag_run": run, "params": {}})  # fmt: skip
+    assert warehouse.get_records(f'SELECT "ORDER_ID" FROM {quote_table(raw)}') == [("b",)]
+    [aside] = ledger.read_quarantine(warehouse, quarantine)
+    assert (aside.error_code, aside.source_row_number, aside.record) == (
+        "file_set_aside",
+        None,
+        None,
+    )
+    assert aside.error == f"ticket 11; the file is kept whole in quarantine/{batch_id}/orders/only"
+    [row] = rows(warehouse)
+    assert (row["status"], row["error"], row["failed_step"], row["files_skipped"],
+            row["rows_rejected"]) == ("empty", None, None, 1, 0)  # fmt: skip
+
+
 def test_quarantine_is_refused_once_the_batch_reached_the_mart(
     lake: tuple[Any, Recorder], warehouse: ledger.ConnectionRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -319,13 +363,9 @@ def test_quarantine_is_refused_once_the_batch_reached_the_mart(
     first = {"ti": ti, "dag_run": FakeDagRun(), "params": {}}
     tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **first)
     batch_id = ti.xcom["batch_id"]
-    run = FakeDagRun({"batch_id": batch_id, "quarantine": {"good": "x", "poison": "y"}})
+    run = FakeDagRun({"batch_id": batch_id, "quarantine": {"poison": "y"}})
     again = {"ti": FakeTaskInstance(), "dag_run": run, "params": {}}
-    ledger.record(warehouse, TABLE, "orders", batch_id, {"loaded_at": dt.datetime.now(dt.UTC)})
-    with pytest.raises(BatchError, match="every one of its files would be set aside"):
-        tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
     ledger.record(warehouse, TABLE, "orders", batch_id, {"transformed_at": dt.datetime.now(dt.UTC)})
-    run.conf["quarantine"] = {"poison": "y"}
     with pytest.raises(BatchError, match="was merged into the mart"):
         tasks.claim_batch(**LAKE, **LEDGER, max_files=10, max_bytes=100, **again)
     ledger.record(warehouse, TABLE, "orders", batch_id, {"transformed_at": None})

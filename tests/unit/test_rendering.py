@@ -13,8 +13,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from streamline.layout import RUNTIME_BATCH_ID, RUNTIME_COPY_FILES
-from streamline.ledger import claim_values
+from streamline.layout import LOAD_GATES, RUNTIME_BATCH_ID, RUNTIME_COPY_FILES, RUNTIME_SOURCE_FILES
+from streamline.ledger import claim_values, claim_xcom
 from streamline.model import Feed, TableRef
 from streamline.project import Project, find_project
 from streamline.rendering import (
@@ -44,7 +44,7 @@ class FakeTaskInstance:
             started=when, claimed=when,
         )  # fmt: skip
         assert key == "claim"
-        return {"batch_id": BATCH, "copy_files": "'f1', 'sub/f2'", "ledger": claimed}
+        return claim_xcom(BATCH, f"processing/{BATCH}/orders/", ["f1", "sub/f2"], claimed)
 
 
 def as_run(sql: str) -> str:
@@ -138,6 +138,16 @@ def test_runtime_expression_stays_literal(project: Project, feeds: list[Feed]) -
     assert f"'{RUNTIME_BATCH_ID}'" in load
     assert f"/processing/{RUNTIME_BATCH_ID}/orders/" in load
     assert f"FILES = ({RUNTIME_COPY_FILES})" in load
+    # The batch's quarantine rows of the files it reads again are replaced, no others.
+    assert f'"SOURCE_FILE" IN ({RUNTIME_SOURCE_FILES});' in load
+
+
+def test_the_load_gates_carry_the_names_validation_reserves(
+    project: Project, feeds: list[Feed]
+) -> None:
+    load = render_feed(project, _feed(feeds, "orders"), feeds, steps=["load"])["load"]
+    for name in LOAD_GATES:
+        assert f"'{name}' AS \"STREAMLINE_CHECK\"" in load
 
 
 def test_the_load_reads_exactly_the_claimed_files(project: Project, feeds: list[Feed]) -> None:

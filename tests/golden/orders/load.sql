@@ -94,7 +94,8 @@ FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."ORDERS_CSV_FORMAT"')
 ON_ERROR = SKIP_FILE
 FORCE = TRUE;
 DELETE FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
-DELETE FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+-- The quarantine rows of the files read again; those of files the batch keeps set aside stay.
+DELETE FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "SOURCE_FILE" IN ({{ claim.source_files }});
 INSERT INTO "STREAMLINE"."RAW"."ORDERS_QUARANTINE" (
   "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD",
   "ERROR_CODE", "ERROR", "COLUMN_NAME", "QUARANTINED_AT"
@@ -280,12 +281,12 @@ SELECT
   (
     SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
     FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
-    WHERE "BATCH_ID" = '{{ claim.batch_id }}'
+    WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside')
     ORDER BY "ERROR_CODE" = 'file_skipped', "SOURCE_FILE", "SOURCE_ROW_NUMBER"
     LIMIT 1
   ) AS "DETAIL"
 FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
-WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside');
 -- Gate: every row read is in raw or in quarantine, file by file.
 SELECT
   'rows_reconciled' AS "STREAMLINE_CHECK",
@@ -295,7 +296,7 @@ SELECT
   MIN(l.file_ || ': ' || TO_VARCHAR(l.rows_) || ' rows read, ' || TO_VARCHAR(COALESCE(r.rows_, 0)) || ' in raw, ' || TO_VARCHAR(COALESCE(q.rows_, 0)) || ' quarantined') AS "DETAIL"
 FROM (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS l
 LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS r ON r.file_ = l.file_
-LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS q ON q.file_ = l.file_
+LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside') GROUP BY 1) AS q ON q.file_ = l.file_
 WHERE l.rows_ <> COALESCE(r.rows_, 0) + COALESCE(q.rows_, 0);
 DELETE FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
@@ -303,7 +304,7 @@ UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
   "LOADED_AT" = CURRENT_TIMESTAMP(),
   "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
-  "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
+  "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside')),
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
