@@ -688,7 +688,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     Reads the feed's quarantine table through the DAGs' warehouse connection (or, with --local,
     a running `streamline up`'s). Exit 0 when there are none, 1 when rows are printed.
     """
-    from streamline.ledger import read_quarantine
+    from streamline.ledger import count_quarantine, read_quarantine
     from streamline.reporting import print_json, print_quarantine
 
     _, result = _validated(args)
@@ -701,12 +701,15 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         _, warehouse = _hooks()  # a hook opens and closes a connection per query
         hook = warehouse(feed.dag.snowflake_conn_id)
         rows = read_quarantine(hook, feed.layout.quarantine, batch_id, args.limit)
+        total = len(rows)
+        if total == args.limit:
+            total = count_quarantine(hook, feed.layout.quarantine, batch_id)
     if args.json:
         print_json([row.to_json() for row in rows], out)
     else:
         if not out.is_terminal:
             out.width = max(out.width, 160)
-        print_quarantine(feed.feed, rows, out)
+        print_quarantine(feed.feed, rows, out, total)
     return EXIT_INVALID if rows else EXIT_OK
 
 

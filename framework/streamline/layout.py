@@ -81,6 +81,12 @@ LANDING_COLUMNS = (
         "VARCHAR",
         "the field after the feed's last column: set when a row has more fields than columns",
     ),
+    Column(
+        "more_fields",
+        "VARCHAR",
+        "the field after extra_field: set when a row has two or more fields too many (the "
+        "quarantine's RECORD then ends in '...': the fields after extra_field are not kept)",
+    ),
     *RAW_LINEAGE[:3],
 )
 """Columns after a feed's own (all VARCHAR: the fields as the CSV parser read them) in its landing

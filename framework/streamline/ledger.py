@@ -335,6 +335,14 @@ def record_set_aside(
         )
 
 
+def count_quarantine(runner: Runner, table: TableRef, batch_id: str | None = None) -> int:
+    """How many rows a feed's quarantine table holds (of one batch, when given)."""
+    where = f"WHERE {quote_identifier('batch_id')} = %(batch_id)s" if batch_id else ""
+    sql = f"SELECT COUNT(*) FROM {quote_table(table)} {where}"
+    [(count,)] = runner.get_records(sql, parameters={"batch_id": batch_id})
+    return int(count)
+
+
 def read_quarantine(
     runner: Runner, table: TableRef, batch_id: str | None = None, limit: int = 100
 ) -> list[QuarantinedRow]:

@@ -39,8 +39,11 @@ def print_json(body: Any, console: Console) -> None:
     console.print(json.dumps(body, indent=2), markup=False, highlight=False, soft_wrap=True)
 
 
-def print_quarantine(feed: str, rows: Sequence[QuarantinedRow], console: Console) -> None:
-    """A feed's quarantined rows, one line each: where, why, and the row as read."""
+def print_quarantine(
+    feed: str, rows: Sequence[QuarantinedRow], console: Console, total: int | None = None
+) -> None:
+    """A feed's quarantined rows, one line each: where, why, and the row as read; total, the
+    count of all that matched (when more than those shown)."""
     if not rows:
         console.print(f"{feed}: no quarantined rows", markup=False, highlight=False)
         return
@@ -52,7 +55,10 @@ def print_quarantine(feed: str, rows: Sequence[QuarantinedRow], console: Console
         where = (row.batch_id, row.source_file, line)
         table.add_row(*where, row.column_name or "-", row.error_code, row.error, row.record or "-")
     console.print(table)
-    console.print(f"{feed}: {len(rows)} quarantined rows shown", markup=False, highlight=False)
+    shown = f"{len(rows)} quarantined rows shown"
+    if total is not None and total > len(rows):
+        shown = f"{len(rows)} of {total} quarantined rows shown (raise --limit for more)"
+    console.print(f"{feed}: {shown}", markup=False, highlight=False)
 
 
 def print_status(report: StatusReport, console: Console) -> None:

@@ -85,7 +85,10 @@ def test_bad_rows_are_quarantined_the_rest_publish_and_a_fix_upstream_replaces_t
     )  # fmt: skip
     rejected = json.loads(row["checks"])["rejected_rows"]
     assert (rejected["passed"], rejected["failing_rows"]) == (True, 8)
-    assert rejected["detail"] == f"first: {bad_file}, row 2: {BAD[0][2]}"
+    assert rejected["detail"] == (
+        "8 of 89 rows, at most 0.1 allowed (copy.max_rejected_ratio); "
+        f"first: {bad_file}, row 2: {BAD[0][2]}"
+    )
     # The user's view: every rejected row with its file, line and reason; exit 1.
     shown = lake.cli("quarantine", FEED, "--batch", batch, "--json")
     assert shown.returncode == 1 and shown.stdout.startswith("["), shown.stderr

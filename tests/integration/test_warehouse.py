@@ -265,7 +265,7 @@ def test_a_bad_row_under_abort_statement_fails_the_load_and_changes_nothing(
     for _ in range(2):  # a second attempt must not meet the first one's transaction
         conn = warehouse.connect()
         with pytest.raises(GateFailed) as failure:
-            pipeline.run(pipeline.sql("orders")["load"], conn)  # stops at the gate
+            pipeline.run(pipeline.sql("orders", on_error="abort_statement")["load"], conn)
         conn.close()
         assert str(failure.value) == (
             f"1 check failed: rejected_rows: 2 rows (first: {FOLDER}b, row 2: amount: 'N/A' "
@@ -318,8 +318,12 @@ def test_more_rejected_rows_than_max_rejected_ratio_fail_the_load_under_continue
     pipeline: Pipeline,
 ) -> None:
     pipeline.put("orders", "b", BAD_FILE)  # 2 of 3 rows rejected; the default allows 10%
-    with pytest.raises(GateFailed, match="rejected_rows: 2 rows"):
+    with pytest.raises(GateFailed) as failure:
         pipeline.run(pipeline.sql("orders", on_error="continue")["load"])
+    assert str(failure.value).startswith(
+        "1 check failed: rejected_rows: 2 rows (2 of 3 rows, at most 0.1 allowed "
+        f"(copy.max_rejected_ratio); first: {FOLDER}b, row 2: "
+    ), failure.value
     assert pipeline.count('"RAW"."ORDERS"') == 0
 
 
@@ -426,6 +430,18 @@ def test_a_rejected_row_is_quarantined_with_its_reason(
     pipeline.run(pipeline.sql("orders", on_error="continue", max_rejected_ratio=1)["load"])
     assert quarantined(pipeline) == [(FOLDER + "a", 1, line.rstrip("\n"), code, error, column)]
     assert pipeline.count('"RAW"."ORDERS"') == 0
+
+
+def test_the_record_of_a_row_with_fields_too_many_marks_those_it_does_not_keep(
+    pipeline: Pipeline,
+) -> None:
+    line = order("ord_1", "placed", "2026-01-01 00:00:01.000").rstrip("\n")
+    pipeline.put("orders", "a", [line + ",X\n", line + ",X,Y,Z\n"])
+    pipeline.run(pipeline.sql("orders", on_error="continue", max_rejected_ratio=1)["load"])
+    assert [(r[1], r[2], r[3]) for r in quarantined(pipeline)] == [
+        (1, line + ",X", "too_many_fields"),
+        (2, line + ",X,...", "too_many_fields"),
+    ]
 
 
 def test_a_merge_into_a_missing_table_fails_as_in_snowflake(pipeline: Pipeline) -> None:

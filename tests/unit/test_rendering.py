@@ -102,8 +102,8 @@ EXPECTED_STATEMENTS = {
         "Insert",
         "Select",
         "Select",
-        "Delete",
         "Update",
+        "Delete",
         "Commit",
     ],
     # The MERGE, the checks' gate, the ledger.
@@ -163,8 +163,9 @@ def test_sql_steps_update_the_ledger_inside_their_transaction(
 ) -> None:
     sql = as_run(render_feed(project, _feed(feeds, "orders"), feeds, steps=[step])[step])
     statements = [s for s in sqlglot.parse(sql, read="snowflake") if s is not None]
-    update = statements[-2]
-    assert isinstance(update, exp.Update) and isinstance(statements[-1], exp.Commit)
+    update = next(s for s in reversed(statements) if isinstance(s, exp.Update))
+    begin = next(i for i, s in enumerate(statements) if isinstance(s, exp.Transaction))
+    assert statements.index(update) > begin and isinstance(statements[-1], exp.Commit)
     assert update.this.name == "STREAMLINE_BATCHES"
     sets = {e.this.name: e.expression.sql("snowflake") for e in update.expressions}
     assert sets["STATUS"] == f"'{status}'"

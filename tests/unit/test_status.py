@@ -275,3 +275,7 @@ def test_quarantine_prints_each_rejected_row_with_its_reason(
     assert cli.main(["quarantine", "orders", "--batch", "20260101T000000.000000Z"]) == 1
     text = capsys.readouterr().out
     assert "g.csv" in text and "file_set_aside" in text and "None" not in text
+    assert cli.main(["quarantine", "orders", "--limit", "2"]) == 1
+    assert "orders: 2 of 3 quarantined rows shown (raise --limit for more)" in (
+        capsys.readouterr().out
+    )

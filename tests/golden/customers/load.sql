@@ -73,7 +73,7 @@ COPY INTO "STREAMLINE"."RAW"."CUSTOMERS_LANDING" (
   "TIER",
   "CREATED_AT",
   "UPDATED_AT",
-  "EXTRA_FIELD", "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER"
+  "EXTRA_FIELD", "MORE_FIELDS", "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER"
 )
 FROM (
   SELECT
@@ -84,7 +84,7 @@ FROM (
     $5,
     $6,
     $7,
-    $8, '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER
+    $8, $9, '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER
   FROM @"STREAMLINE"."RAW"."CUSTOMERS_STAGE"/processing/{{ claim.batch_id }}/customers/
 )
 FILES = ({{ claim.copy_files }})
@@ -107,7 +107,8 @@ SELECT
   COALESCE(',' || CASE WHEN CONTAINS(c."F5", ',') OR CONTAINS(c."F5", '"') OR CONTAINS(c."F5", CHR(10)) THEN '"' || REPLACE(c."F5", '"', '""') || '"' ELSE c."F5" END, '') ||
   COALESCE(',' || CASE WHEN CONTAINS(c."F6", ',') OR CONTAINS(c."F6", '"') OR CONTAINS(c."F6", CHR(10)) THEN '"' || REPLACE(c."F6", '"', '""') || '"' ELSE c."F6" END, '') ||
   COALESCE(',' || CASE WHEN CONTAINS(c."F7", ',') OR CONTAINS(c."F7", '"') OR CONTAINS(c."F7", CHR(10)) THEN '"' || REPLACE(c."F7", '"', '""') || '"' ELSE c."F7" END, '') ||
-  COALESCE(',' || CASE WHEN CONTAINS(c."EXTRA_FIELD", ',') OR CONTAINS(c."EXTRA_FIELD", '"') OR CONTAINS(c."EXTRA_FIELD", CHR(10)) THEN '"' || REPLACE(c."EXTRA_FIELD", '"', '""') || '"' ELSE c."EXTRA_FIELD" END, ''),
+  COALESCE(',' || CASE WHEN CONTAINS(c."EXTRA_FIELD", ',') OR CONTAINS(c."EXTRA_FIELD", '"') OR CONTAINS(c."EXTRA_FIELD", CHR(10)) THEN '"' || REPLACE(c."EXTRA_FIELD", '"', '""') || '"' ELSE c."EXTRA_FIELD" END, '') ||
+  IFF(c."MORE_FIELDS" IS NULL, '', ',...'),
   CASE
     WHEN c."PROBLEM" = 1 THEN 'too_many_fields'
     WHEN c."PROBLEM" = 2 THEN 'too_few_fields'
@@ -160,7 +161,7 @@ FROM (
       TRY_TO_TIMESTAMP_NTZ(l."V7", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T7"
     FROM (
       SELECT
-        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD", "MORE_FIELDS",
         "CUSTOMER_ID" AS "F1",
         CASE WHEN "CUSTOMER_ID" IN ('', 'NULL') THEN NULL ELSE "CUSTOMER_ID" END AS "V1",
         "EMAIL" AS "F2",
@@ -229,7 +230,7 @@ FROM (
       TRY_TO_TIMESTAMP_NTZ(l."V7", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T7"
     FROM (
       SELECT
-        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD", "MORE_FIELDS",
         "CUSTOMER_ID" AS "F1",
         CASE WHEN "CUSTOMER_ID" IN ('', 'NULL') THEN NULL ELSE "CUSTOMER_ID" END AS "V1",
         "EMAIL" AS "F2",
@@ -258,6 +259,7 @@ SELECT
   'error' AS "SEVERITY",
   COUNT(*) <= 0.1 * (COUNT(*) + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}')) AS "PASSED",
   COUNT(*) AS "FAILING_ROWS",
+  TO_VARCHAR(COUNT(*)) || ' of ' || TO_VARCHAR(COUNT(*) + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}')) || ' rows, at most 0.1 allowed (copy.max_rejected_ratio); ' ||
   (
     SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
     FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE"
@@ -278,16 +280,17 @@ FROM (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."
 LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS r ON r.file_ = l.file_
 LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside') GROUP BY 1) AS q ON q.file_ = l.file_
 WHERE l.rows_ <> COALESCE(r.rows_, 0) + COALESCE(q.rows_, 0);
-DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'loaded',
   "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
   "LOADED_AT" = CURRENT_TIMESTAMP(),
+  "ROWS_PARSED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
   "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
   "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."CUSTOMERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside')),
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
 WHERE "FEED" = 'customers' AND "BATCH_ID" = '{{ claim.batch_id }}'
-  AND "RUN_ID" = {{ claim.ledger.run_id }};
+  AND "RUN_ID" = {{ claim.ledger.run_id }};DELETE FROM "STREAMLINE"."RAW"."CUSTOMERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+
 COMMIT;

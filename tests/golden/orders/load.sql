@@ -74,7 +74,7 @@ COPY INTO "STREAMLINE"."RAW"."ORDERS_LANDING" (
   "CURRENCY",
   "ORDERED_AT",
   "UPDATED_AT",
-  "EXTRA_FIELD", "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER"
+  "EXTRA_FIELD", "MORE_FIELDS", "BATCH_ID", "SOURCE_FILE", "SOURCE_ROW_NUMBER"
 )
 FROM (
   SELECT
@@ -86,7 +86,7 @@ FROM (
     $6,
     $7,
     $8,
-    $9, '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER
+    $9, $10, '{{ claim.batch_id }}', METADATA$FILENAME, METADATA$FILE_ROW_NUMBER
   FROM @"STREAMLINE"."RAW"."ORDERS_STAGE"/processing/{{ claim.batch_id }}/orders/
 )
 FILES = ({{ claim.copy_files }})
@@ -110,7 +110,8 @@ SELECT
   COALESCE(',' || CASE WHEN CONTAINS(c."F6", ',') OR CONTAINS(c."F6", '"') OR CONTAINS(c."F6", CHR(10)) THEN '"' || REPLACE(c."F6", '"', '""') || '"' ELSE c."F6" END, '') ||
   COALESCE(',' || CASE WHEN CONTAINS(c."F7", ',') OR CONTAINS(c."F7", '"') OR CONTAINS(c."F7", CHR(10)) THEN '"' || REPLACE(c."F7", '"', '""') || '"' ELSE c."F7" END, '') ||
   COALESCE(',' || CASE WHEN CONTAINS(c."F8", ',') OR CONTAINS(c."F8", '"') OR CONTAINS(c."F8", CHR(10)) THEN '"' || REPLACE(c."F8", '"', '""') || '"' ELSE c."F8" END, '') ||
-  COALESCE(',' || CASE WHEN CONTAINS(c."EXTRA_FIELD", ',') OR CONTAINS(c."EXTRA_FIELD", '"') OR CONTAINS(c."EXTRA_FIELD", CHR(10)) THEN '"' || REPLACE(c."EXTRA_FIELD", '"', '""') || '"' ELSE c."EXTRA_FIELD" END, ''),
+  COALESCE(',' || CASE WHEN CONTAINS(c."EXTRA_FIELD", ',') OR CONTAINS(c."EXTRA_FIELD", '"') OR CONTAINS(c."EXTRA_FIELD", CHR(10)) THEN '"' || REPLACE(c."EXTRA_FIELD", '"', '""') || '"' ELSE c."EXTRA_FIELD" END, '') ||
+  IFF(c."MORE_FIELDS" IS NULL, '', ',...'),
   CASE
     WHEN c."PROBLEM" = 1 THEN 'too_many_fields'
     WHEN c."PROBLEM" = 2 THEN 'too_few_fields'
@@ -170,7 +171,7 @@ FROM (
       TRY_TO_TIMESTAMP_NTZ(l."V8", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T8"
     FROM (
       SELECT
-        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD", "MORE_FIELDS",
         "ORDER_ID" AS "F1",
         CASE WHEN "ORDER_ID" IN ('', 'NULL') THEN NULL ELSE "ORDER_ID" END AS "V1",
         "CUSTOMER_ID" AS "F2",
@@ -247,7 +248,7 @@ FROM (
       TRY_TO_TIMESTAMP_NTZ(l."V8", 'YYYY-MM-DD HH24:MI:SS.FF3') AS "T8"
     FROM (
       SELECT
-        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD",
+        "SOURCE_FILE", "SOURCE_ROW_NUMBER", "EXTRA_FIELD", "MORE_FIELDS",
         "ORDER_ID" AS "F1",
         CASE WHEN "ORDER_ID" IN ('', 'NULL') THEN NULL ELSE "ORDER_ID" END AS "V1",
         "CUSTOMER_ID" AS "F2",
@@ -278,6 +279,7 @@ SELECT
   'error' AS "SEVERITY",
   COUNT(*) <= 0.1 * (COUNT(*) + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}')) AS "PASSED",
   COUNT(*) AS "FAILING_ROWS",
+  TO_VARCHAR(COUNT(*)) || ' of ' || TO_VARCHAR(COUNT(*) + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}')) || ' rows, at most 0.1 allowed (copy.max_rejected_ratio); ' ||
   (
     SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
     FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
@@ -298,16 +300,17 @@ FROM (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."
 LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS r ON r.file_ = l.file_
 LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside') GROUP BY 1) AS q ON q.file_ = l.file_
 WHERE l.rows_ <> COALESCE(r.rows_, 0) + COALESCE(q.rows_, 0);
-DELETE FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'loaded',
   "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
   "LOADED_AT" = CURRENT_TIMESTAMP(),
+  "ROWS_PARSED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
   "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
   "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside')),
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
 WHERE "FEED" = 'orders' AND "BATCH_ID" = '{{ claim.batch_id }}'
-  AND "RUN_ID" = {{ claim.ledger.run_id }};
+  AND "RUN_ID" = {{ claim.ledger.run_id }};DELETE FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}';
+
 COMMIT;
