@@ -254,3 +254,26 @@ def test_setting_aside_every_file_of_a_loaded_batch_takes_its_rows_out_of_raw(
     assert lake.query(f'SELECT "ORDER_ID", "STATUS" FROM {raw}') == [("ord_0000000001", "placed")]
     assert mart(lake)[0][:2] == ("ord_0000000001", "placed")
     assert lake.keys("landing/") == [] and lake.objects("processing/") == []
+
+
+def test_a_file_the_csv_parser_cannot_read_is_set_aside_with_its_error(lake: Local) -> None:
+    """Under on_error continue the other files publish; the unreadable one goes to quarantine/
+    and gets one quarantine row with the parser's error and line (RECORD empty)."""
+    lake.seed_customers(1)
+    lake.land(FEED, [order(n, "placed", "10:00:00.000") for n in (1, 2)])
+    firehose = lake.stack.boto3_client("firehose")
+    broken = order(3, "placed", "10:00:00.000").encode() + b"\nord_4,cus_000001,pl\xffced\n"
+    firehose.put_record_batch(DeliveryStreamName=lake.stack.streams[FEED],
+                              Records=[{"Data": broken}])  # fmt: skip
+    run = lake.run(FEED)
+    assert run["state"] == "success", run
+    batch = run["batch_id"]
+    [aside] = lake.keys(f"quarantine/{batch}/{FEED}/")
+    [row] = quarantined(lake, batch)
+    assert row[0] == aside.replace("quarantine/", "processing/", 1)
+    assert (row[1], row[2], row[3], row[5]) == (2, None, "file_unreadable", None)
+    assert row[4].startswith("the CSV parser could not read the file: Invalid unicode")
+    assert row[4].endswith(f"; the file is kept whole in {aside}")
+    assert [r[0] for r in mart(lake)] == ["ord_0000000001", "ord_0000000002"]
+    ledger = lake.ledger(FEED)[batch]
+    assert (ledger["files_loaded"], ledger["files_skipped"], ledger["rows_rejected"]) == (1, 1, 0)

@@ -22,10 +22,12 @@ from typing import Any
 
 import jinja2
 import pytest
+import zstandard
 from snowflake.connector.errors import ProgrammingError
 from snowflake.connector.util_text import split_statements
 
 from streamline.gates import CheckResult, GateFailed, checks_in, gated_fetch_all
+from streamline.lake import copy_results
 from streamline.ledger import claim_values, claim_xcom
 from streamline.model import Feed
 from streamline.project import find_project
@@ -65,15 +67,21 @@ class Pipeline:
         mart = dataclasses.replace(feed.mart, database=self.database)
         return dataclasses.replace(feed, raw=raw, mart=mart)
 
-    def feed(self, name: str, **copy: Any) -> Feed:
+    def feed(self, name: str, fmt: dict[str, Any] | None = None, **copy: Any) -> Feed:
+        """The feed's spec with these copy options, and these source.format options (fmt)."""
         feed = next(f for f in self.feeds if f.feed == name)
-        return dataclasses.replace(feed, copy=dataclasses.replace(feed.copy, **copy))
+        source = dataclasses.replace(
+            feed.source, format=dataclasses.replace(feed.source.format, **(fmt or {}))
+        )
+        return dataclasses.replace(feed, source=source, copy=dataclasses.replace(feed.copy, **copy))
 
-    def sql(self, name: str, batch: str = BATCH, **copy: Any) -> dict[str, str]:
+    def sql(
+        self, name: str, batch: str = BATCH, fmt: dict[str, Any] | None = None, **copy: Any
+    ) -> dict[str, str]:
         """Each step's SQL as a run executes it: the run-time expressions rendered as Airflow
         renders them, with the claim task's file list of the batch's files put so far."""
         settings = RenderSettings(lake_url=f"s3://{self.bucket}")
-        feed = self.feed(name, **copy)
+        feed = self.feed(name, fmt, **copy)
         rendered = render_feed(self.project, feed, self.feeds, batch_id=batch, settings=settings)
         now = datetime.now(UTC)
         claimed = claim_values(dag_id=name, run_id="manual__test", files=1, bytes_=1,
@@ -94,9 +102,11 @@ class Pipeline:
                 results.append(gated_fetch_all(cursor) or [])
         return results
 
-    def put(self, name: str, file: str, lines: Sequence[str], batch: str = BATCH) -> str:
+    def put(self, name: str, file: str, lines: Sequence[str] | bytes, batch: str = BATCH) -> str:
+        """Put a file of the batch: its lines (UTF-8), or its bytes as they are."""
         key = f"processing/{batch}/{name}/2026/01/01/00/{file}"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body="".join(lines).encode())
+        body = lines if isinstance(lines, bytes) else "".join(lines).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
         self.files.setdefault((name, batch), []).append(f"2026/01/01/00/{file}")
         return key
 
@@ -442,6 +452,69 @@ def test_the_record_of_a_row_with_fields_too_many_marks_those_it_does_not_keep(
         (1, line + ",X", "too_many_fields"),
         (2, line + ",X,...", "too_many_fields"),
     ]
+
+
+def test_a_quoted_newline_loads_as_part_of_its_field(pipeline: Pipeline) -> None:
+    """RFC 4180 and Snowflake: a quoted field may hold the record delimiter
+    (https://docs.snowflake.com/en/sql-reference/sql/create-file-format#type-csv)."""
+    pipeline.put("orders", "a", ['"ord\n1"' + order("", "placed", "2026-01-01 00:00:01.000")[0:],
+                                 order("ord_2", "placed", "2026-01-01 00:00:01.000")])  # fmt: skip
+    pipeline.run(pipeline.sql("orders", on_error="abort_statement")["load"])
+    rows = pipeline.rows(
+        'SELECT "ORDER_ID", "SOURCE_ROW_NUMBER" FROM {db}."RAW"."ORDERS" ORDER BY 2'
+    )
+    assert [(r["ORDER_ID"], r["SOURCE_ROW_NUMBER"]) for r in rows] == [("ord\n1", 1), ("ord_2", 2)]
+
+
+@pytest.mark.parametrize("on_error", ["continue", "skip_file", "abort_statement"])
+def test_a_file_the_csv_parser_cannot_read_fails_alone(pipeline: Pipeline, on_error: str) -> None:
+    """Bytes that are not UTF-8 in an ENCODING = UTF8 file: Snowflake's parser rejects the file;
+    under ON_ERROR = SKIP_FILE (the landing COPY's for continue and skip_file) the COPY goes on
+    with the others and reports it LOAD_FAILED; ABORT_STATEMENT fails the statement."""
+    good = order("ord_1", "placed", "2026-01-01 00:00:01.000")
+    pipeline.put("orders", "a", [good] * 9)
+    pipeline.put("orders", "b", good.encode() + b"ord_2,cus_1,pl\xffaced,2,1.00,EUR,x,y\n")
+    sql = pipeline.sql("orders", on_error=on_error, max_rejected_ratio=1)["load"]
+    if on_error == "abort_statement":
+        with pytest.raises(ProgrammingError, match=r"(?s)Invalid unicode.*File '.*/b', line 2"):
+            pipeline.run(sql)
+        assert pipeline.count('"RAW"."ORDERS"') == 0
+        return
+    results = pipeline.run(sql)
+    copied = copy_results(results)
+    assert [(r.file.rsplit("/", 1)[1], r.status) for r in copied] == [
+        ("a", "LOADED"), ("b", "LOAD_FAILED")
+    ]  # fmt: skip
+    failed = copied[1]
+    assert "Invalid unicode" in (failed.first_error or "") and failed.first_error_line == 2
+    assert pipeline.count('"RAW"."ORDERS"') == 9 and quarantined(pipeline) == []
+
+
+@pytest.mark.parametrize(
+    ("encoding", "codec", "compression"),
+    [("ISO-8859-1", "latin-1", "none"), ("WINDOWS1252", "cp1252", "gzip"),
+     ("WINDOWS1252", "cp1252", "zstd"), ("UTF8", "utf-8", "zstd")],
+)  # fmt: skip
+def test_every_encoding_and_compression_the_schema_allows_loads(
+    pipeline: Pipeline, encoding: str, codec: str, compression: str
+) -> None:
+    """https://docs.snowflake.com/en/sql-reference/sql/create-file-format: ENCODING and
+    COMPRESSION (AUTO tells gzip and zstd by their first bytes)."""
+    text = "café" if codec == "latin-1" else "café€"  # ISO-8859-1 has no euro sign
+    line = order("ord_1", "placed", "2026-01-01 00:00:01.000").replace("placed", text)
+    body = line.encode(codec)
+    if compression == "gzip":
+        body = gzip.compress(body)
+    elif compression == "zstd":
+        body = zstandard.ZstdCompressor().compress(body)
+    pipeline.put("orders", "a", body)
+    for spelled in (compression, "auto"):
+        fmt = {"encoding": encoding, "compression": spelled}
+        statements = pipeline.sql("orders", fmt=fmt, on_error="abort_statement")
+        pipeline.run(statements["ddl"])
+        pipeline.run(statements["load"])
+        assert pipeline.rows('SELECT "STATUS" FROM {db}."RAW"."ORDERS"') == [{"STATUS": text}]
+    pipeline.run(pipeline.sql("orders")["ddl"])  # the shipped file format again
 
 
 def test_a_merge_into_a_missing_table_fails_as_in_snowflake(pipeline: Pipeline) -> None:

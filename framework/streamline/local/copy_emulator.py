@@ -34,6 +34,7 @@ NotImplementedError naming it), and Snowflake's 64-day expiry of the load histor
 from __future__ import annotations
 
 import datetime
+import gzip
 import re
 import tempfile
 import uuid
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import duckdb
+import zstandard
 from snowflake.connector.errors import ProgrammingError
 from sqlglot import exp
 
@@ -76,10 +78,16 @@ _CSV_DEFAULTS: dict[str, Any] = {
     "ESCAPE_UNENCLOSED_FIELD": "NONE",
     "COMMENT": "",
 }
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+_CODECS = {"UTF8": None, "UTF-8": None, "ISO-8859-1": "latin-1", "ISO88591": "latin-1",
+           "WINDOWS1252": "cp1252"}  # fmt: skip
+"""ENCODING values -> Python's codec; None: UTF-8, which DuckDB reads (and checks) itself."""
+
+
 _CSV_ONLY = {
     "TYPE": {"CSV"},
-    "COMPRESSION": {"AUTO", "GZIP", "NONE"},
-    "ENCODING": {"UTF8", "UTF-8"},
+    "COMPRESSION": {"AUTO", "GZIP", "ZSTD", "NONE"},
+    "ENCODING": set(_CODECS),
     "ESCAPE_UNENCLOSED_FIELD": {"NONE"},
 }
 _NUMBERS = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "DOUBLE", "FLOAT"}
@@ -167,9 +175,12 @@ def copy_into(
     subquery = expr.args["files"][0]
     select = subquery.this.expressions if isinstance(subquery, exp.Subquery) else None
     with tempfile.TemporaryDirectory(prefix="streamline-copy-") as folder:
-        local = _download(files, Path(folder), copy.format["COMPRESSION"])
-        sql = _conversion_sql(columns, copy, files, local, select)
-        rows = _load(duck_conn, where, columns, copy, files, sql)
+        local = _download(files, Path(folder), copy.format)
+        # DuckDB's parse errors fail a transaction; on a side connection they leave the caller's
+        # usable, as Snowflake leaves a transaction after a failed statement.
+        with duck_conn.cursor() as side:
+            converted, unreadable = _convert_files(side, columns, copy, files, local, select)
+        rows = _load(duck_conn, where, columns, copy, files, converted, unreadable)
     values = ", ".join(
         "(" + ", ".join("NULL" if v is None else _lit(str(v)) for v in row) + ")" for row in rows
     )
@@ -283,16 +294,36 @@ def _files(
     return files
 
 
-def _download(files: Sequence[_File], folder: Path, compression: str) -> list[Path]:
-    """Download the files in parallel, naming gzipped ones .gz for read_csv."""
+def _download(files: Sequence[_File], folder: Path, fmt: dict[str, Any]) -> list[Path | str]:
+    """Download the files in parallel, each ready for read_csv: a compressed one named for its
+    compression (.gz, .zst; COMPRESSION AUTO tells by the first bytes, as Snowflake does), one
+    in another ENCODING decompressed and transcoded to UTF-8. A file that is not in its ENCODING
+    comes back as the error Snowflake would give instead of a path."""
+    compression = str(fmt["COMPRESSION"]).upper()
+    codec = _CODECS[str(fmt["ENCODING"]).upper()]
 
-    def fetch(index: int, file: _File) -> Path:
+    def fetch(index: int, file: _File) -> Path | str:
         path = folder / f"{index:06d}.csv"
         _s3.download_file(urlparse(file.url).netloc, file.key, str(path))
         with path.open("rb") as handle:
-            magic = handle.read(2)
-        gzipped = compression == "GZIP" or (compression == "AUTO" and magic == b"\x1f\x8b")
-        return path.rename(path.with_suffix(".csv.gz")) if gzipped else path
+            magic = handle.read(4)
+        kind = compression
+        if compression == "AUTO":
+            kind = "GZIP" if magic[:2] == _GZIP else "ZSTD" if magic == _ZSTD else "NONE"
+        if codec is None:
+            suffix = {"GZIP": ".csv.gz", "ZSTD": ".csv.zst"}.get(kind)
+            return path.rename(path.with_suffix(suffix)) if suffix else path
+        data = path.read_bytes()
+        if kind == "GZIP":
+            data = gzip.decompress(data)
+        elif kind == "ZSTD":
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        try:
+            path.write_bytes(data.decode(codec).encode())
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            return f"Invalid {fmt['ENCODING']} character 0x{data[exc.start]:02X} on line {line}"
+        return path
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(fetch, range(len(files)), files))
@@ -381,14 +412,94 @@ def _sources(select: list[exp.Expr], now: datetime.datetime) -> list[tuple[str, 
     return sources
 
 
-def _conversion_sql(
+class _Scan(NamedTuple):
+    """One file for read_csv: its position in the COPY's files, the file, where it was downloaded,
+    and whether to read it on one thread (DuckDB's parallel reader refuses quoted newlines
+    beside null_padding)."""
+
+    position: int
+    file: _File
+    path: Path
+    serial: bool = False
+
+
+def _convert_files(
+    side: duckdb.DuckDBPyConnection,
     columns: list[_Column],
     copy: _Copy,
     files: Sequence[_File],
-    local: Sequence[Path],
+    local: Sequence[Path | str],
+    select: list[exp.Expr] | None,
+) -> tuple[Any, dict[int, tuple[str, int | None]]]:
+    """Every row of the files the CSV parser can read, converted (an Arrow table, or None), and
+    the files it cannot read: index -> (error, line). Under ABORT_STATEMENT an unreadable file
+    fails the statement, naming it.
+
+    One query reads all files; when DuckDB refuses it, each file is read alone to find those it
+    cannot read (and read again on one thread where quoted newlines need it).
+    """
+    unreadable: dict[int, tuple[str, int | None]] = {}
+    scans = []
+    for index, (file, path) in enumerate(zip(files, local, strict=True)):
+        if isinstance(path, str):
+            unreadable[index] = (path, _line_of(path))
+        else:
+            scans.append(_Scan(index, file, path))
+
+    def run(batch: list[_Scan]) -> Any:
+        return side.sql(_conversion_sql(columns, copy, batch, select)).to_arrow_table()
+
+    try:
+        converted = run(scans) if scans else None
+    except duckdb.Error:
+        readable = []
+        for scan in scans:
+            for serial in (False, True):
+                try:
+                    run([scan._replace(serial=serial)])
+                except duckdb.Error as exc:
+                    if serial or "parallel=false" not in str(exc):
+                        unreadable[scan.position] = _parse_error(exc)
+                        break
+                else:
+                    readable.append(scan._replace(serial=serial))
+                    break
+        converted = run(readable) if readable else None
+    if unreadable and copy.on_error == "ABORT_STATEMENT":
+        index, (error, line) = min(unreadable.items())
+        where = f", line {line}" if line else ""
+        raise ProgrammingError(
+            msg=f"{error}\n  File '{files[index].name}'{where}\n  {_ABORT_HINT}",
+            errno=100000,
+            sqlstate="22000",
+        )
+    return converted, unreadable
+
+
+def _line_of(error: str) -> int | None:
+    found = re.search(r"[Ll]ine:? (\d+)", error)
+    return int(found.group(1)) if found else None
+
+
+def _parse_error(exc: duckdb.Error) -> tuple[str, int | None]:
+    """DuckDB's CSV error as (message, line): its explanation, without the reader's settings."""
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reasons = [
+        line for line in lines[1:]
+        if not line.startswith(("Original Line", "Possible Solution", "file =", "delimiter"))
+        and " = " not in line
+    ]  # fmt: skip
+    return (reasons[0] if reasons else lines[0]), _line_of(text)
+
+
+def _conversion_sql(
+    columns: list[_Column],
+    copy: _Copy,
+    scans: Sequence[_Scan],
     select: list[exp.Expr] | None,
 ) -> str:
-    """One query over all files: each row's file, row number, converted values and first error."""
+    """One query over the files: each row's file, row number, converted values and first error."""
     fmt = copy.format
     plain: list[exp.Expr] = [
         exp.Parameter(this=exp.Literal.number(n + 1)) for n in range(len(columns))
@@ -427,10 +538,11 @@ def _conversion_sql(
         fields_sql.append(f"{present} AS _count")
     # One scan per file: row_number() OVER () numbers a single read_csv's rows in file order, and
     # per-file scans run in parallel where one scan of all files would number them on one thread.
-    scans = " UNION ALL ".join(
-        f"SELECT {i} AS _file, {_lit(file.name)} AS _name, row_number() OVER () AS _row, * "
-        f"FROM read_csv({_lit(str(path))}, {read})"
-        for i, (file, path) in enumerate(zip(files, local, strict=True))
+    reads = " UNION ALL ".join(
+        f"SELECT {scan.position} AS _file, {_lit(scan.file.name)} AS _name, "
+        f"row_number() OVER () AS _row, * FROM read_csv({_lit(str(scan.path))}, {read}"
+        f"{', parallel = false' if scan.serial else ''})"
+        for scan in scans
     )
     converted = [
         _convert(sql, typed, column, copy)
@@ -462,7 +574,7 @@ def _conversion_sql(
     return (
         f"SELECT _file, _row, {', '.join(f'v{i}' for i in range(len(columns)))}, {error} AS _err "
         f"FROM (SELECT *, {values} FROM (SELECT _file, _row, _name, {', '.join(fields_sql)} "
-        f"FROM ({scans})))"
+        f"FROM ({reads})))"
     )
 
 
@@ -472,26 +584,27 @@ def _load(
     columns: list[_Column],
     copy: _Copy,
     files: Sequence[_File],
-    sql: str,
+    converted: Any,
+    unreadable: dict[int, tuple[str, int | None]],
 ) -> list[tuple[Any, ...]]:
-    """Convert on a side connection, insert the rows ON_ERROR keeps; COPY's result rows."""
-    # DuckDB's parse errors fail a transaction; on the side connection they leave the caller's
-    # usable, as Snowflake leaves a transaction after a failed statement.
-    with duck_conn.cursor() as side:
-        try:
-            converted = side.sql(sql).to_arrow_table()
+    """Insert the converted rows ON_ERROR keeps; the COPY's result rows, one per file."""
+    stats = []
+    if converted is not None:
+        with duck_conn.cursor() as side:
             side.register("converted", converted)
             stats = side.execute(
                 "SELECT _file, count(*), count(_err), arg_min(struct_insert(_err, row := _row), "
                 "_row) FILTER (WHERE _err IS NOT NULL) FROM converted GROUP BY _file"
             ).fetchall()
-        except duckdb.Error as exc:
-            raise ProgrammingError(msg=str(exc), errno=100000, sqlstate="22000") from exc
     by_file = {index: (parsed, errors, err) for index, parsed, errors, err in stats}
     rows, keep = [], []
     for index, file in enumerate(files):
         parsed, errors, err = by_file.get(index, (0, 0, None))
         first: tuple[Any, ...] = (None,) * 4
+        if index in unreadable:  # the parser could not read it: the whole file fails
+            error, line = unreadable[index]
+            rows.append((file.url, "LOAD_FAILED", 0, 0, 1, 1, error, line, None, None))
+            continue
         if err:
             line = err["row"] + int(copy.format["SKIP_HEADER"])
             column = f'"{where[2]}"["{columns[err["col"] - 1].name}":{err["col"]}]'
@@ -516,15 +629,16 @@ def _load(
     duck_conn.complete()
     kept = ", ".join(map(str, keep or [-1]))
     where_kept = "_err IS NULL" if copy.on_error == "CONTINUE" else f"_file IN ({kept})"
-    duck_conn.register(name, converted)
-    try:
-        duck_conn.execute(
-            f"INSERT INTO {table} ({', '.join(_q(c.name) for c in columns)}) "
-            f"SELECT {', '.join(f'v{i}' for i in range(len(columns)))} FROM {name} "
-            f"WHERE {where_kept}"
-        )
-    finally:
-        duck_conn.unregister(name)
+    if converted is not None:
+        duck_conn.register(name, converted)
+        try:
+            duck_conn.execute(
+                f"INSERT INTO {table} ({', '.join(_q(c.name) for c in columns)}) "
+                f"SELECT {', '.join(f'v{i}' for i in range(len(columns)))} FROM {name} "
+                f"WHERE {where_kept}"
+            )
+        finally:
+            duck_conn.unregister(name)
     now = datetime.datetime.now(datetime.UTC)
     duck_conn.executemany(
         f"INSERT INTO {_q(where[0])}._fs_information_schema._fs_load_history "
