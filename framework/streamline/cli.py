@@ -219,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="API server and UI port (default: a free one)")
     up.add_argument("--workdir", type=Path, default=UP_WORKDIR, help="scratch folder (.scratch/up)")
 
+    fidelity = command("fidelity", cmd_fidelity)
+    fidelity.add_argument("--json", action="store_true", help="print the results as JSON")
+    fidelity.add_argument(
+        "--workdir", type=Path, default=Path(".scratch/fidelity"),
+        help="scratch folder (.scratch/fidelity)",
+    )  # fmt: skip
+
     status = command("status", cmd_status)
     status.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to report (default: all)")
     status.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -614,6 +621,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workdir=args.workdir,
     )
     return run_demo(project, result.feeds, options, out)
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Run the fidelity probes on the local warehouse: how many Snowflake behaviours the
+    pipeline depends on it shows as Snowflake documents them (streamline.local.fidelity).
+
+    Starts moto and the warehouse in --workdir, runs every probe, stops both. Exit 0 when every
+    probe passes but the known gaps, 1 otherwise.
+    """
+    from streamline.local.fidelity import run_probes
+    from streamline.local.stack import embedded_stack
+    from streamline.reporting import print_json, print_probes
+
+    with embedded_stack(args.workdir) as stack:
+        s3 = stack.boto3_client("s3")
+        bucket = "streamline-fidelity"
+        s3.create_bucket(Bucket=bucket)
+        results = run_probes(
+            stack.connect,
+            lambda key, body: s3.put_object(Bucket=bucket, Key=key, Body=body),
+            bucket,
+        )
+    if args.json:
+        print_json([{"probe": r.probe.name, "passed": r.passed, "got": r.got, "gap": r.probe.gap,
+                     "doc": r.probe.doc} for r in results], out)  # fmt: skip
+    else:
+        if not out.is_terminal:
+            out.width = max(out.width, 160)
+        print_probes(results, out)
+    unexpected = [r for r in results if r.passed == bool(r.probe.gap)]
+    return EXIT_INVALID if unexpected else EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from streamline.ledger import LedgerRow, QuarantinedRow
 from streamline.status import StatusReport
+
+if TYPE_CHECKING:
+    from streamline.local.fidelity import ProbeResult
 
 
 def _when(value: dt.datetime | None, now: dt.datetime) -> str:
@@ -37,6 +40,31 @@ def _count(value: int | None) -> str:
 def print_json(body: Any, console: Console) -> None:
     """One JSON document, nothing else, on the console's stream."""
     console.print(json.dumps(body, indent=2), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_probes(results: Sequence[ProbeResult], console: Console) -> None:
+    """The fidelity probes: each one's outcome, then the figure (passing / total)."""
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+    for column in ("probe", "result", "local warehouse", "Snowflake's documentation"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        outcome = (
+            "as documented"
+            if r.passed
+            else f"known gap: {r.probe.gap}"
+            if r.probe.gap
+            else "DIFFERS"
+        )
+        table.add_row(r.probe.name, outcome, r.got, r.probe.doc)
+    console.print(table)
+    passing = sum(r.passed for r in results)
+    gaps = sum(bool(r.probe.gap) for r in results)
+    console.print(
+        f"{passing} of {len(results)} probes behave as Snowflake documents; {gaps} known gap"
+        f"{'s' * (gaps != 1)} (docs/local-runtime.md)",
+        markup=False,
+        highlight=False,
+    )
 
 
 def print_quarantine(

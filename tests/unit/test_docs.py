@@ -31,3 +31,14 @@ def test_the_readme_names_every_top_level_spec_key() -> None:
     table = README.split("### What a spec says", 1)[1].split("\n#", 1)[0]
     for key in schema["properties"]:
         assert f"`{key}`" in table or f"`{key}." in table, key
+
+
+def test_the_local_runtime_doc_gives_the_probe_figure_and_lists_every_gap() -> None:
+    from streamline.local.fidelity import PROBES
+
+    doc = (ROOT / "docs" / "local-runtime.md").read_text(encoding="utf-8")
+    gaps = [p for p in PROBES if p.gap]
+    figure = f"**{len(PROBES) - len(gaps)} of {len(PROBES)} probes behave as Snowflake documents**"
+    assert figure in doc
+    for probe in gaps:
+        assert f"| `{probe.name}` |" in doc, probe.name
