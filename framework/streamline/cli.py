@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("feed", help="feed name")
     quarantine.add_argument("--batch", metavar="BATCH_ID", help="only this batch's rows")
     quarantine.add_argument(
-        "--limit", type=int, default=100, help="most rows to print (default: 100)"
+        "--limit", type=_positive, default=100, help="most rows to print (default: 100)"
     )
     quarantine.add_argument("--json", action="store_true", help="print the rows as JSON")
     _connection_args(quarantine)
@@ -398,6 +398,17 @@ def _hooks() -> tuple[Any, Any]:
         return SnowflakeHook(snowflake_conn_id=conn_id)
 
     return s3, warehouse
+
+
+def _positive(text: str) -> int:
+    """An argument that is a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> RenderSettings:

@@ -48,6 +48,9 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 CLAIMED, LOADED, QUARANTINED, DEFERRED = "claimed", "loaded", "quarantined", "deferred"
 """A file's outcome in its batch's manifest."""
 EMPTY_OBJECT = "zero-byte object: no data to load"
+COPY_REASON = "COPY "
+"""How the reason of a file the COPY set aside starts (COPY LOAD_FAILED: ...); a reprocess's
+--quarantine gives its own."""
 
 
 @dataclass(frozen=True)
@@ -775,7 +778,8 @@ def decide_outcomes(
                 else ""
             )
             reason = (
-                f"COPY {result.status}: {result.first_error or 'no error given'}{where}{column}"
+                f"{COPY_REASON}{result.status}: {result.first_error or 'no error given'}"
+                f"{where}{column}"
             )
             files.append(replace(entry, outcome=QUARANTINED, reason=reason))
         else:
@@ -797,15 +801,19 @@ class SetAsideFile:
     --quarantine)."""
     error: str
     column: str | None
+    replace: bool = True
+    """Replace the file's rows in the table (a file set aside now); else add the row only when the
+    table holds none of the file's (a file an earlier run's COPY set aside, kept aside)."""
 
 
 def files_set_aside(
     manifest: Manifest, results: Sequence[CopyResult], skipped: Mapping[str, str]
 ) -> list[SetAsideFile]:
-    """The files of a finalized batch set aside whole whose rows the quarantine table does not
-    hold: those the COPY skipped (a parser error: LOAD_FAILED) and those a reprocess set aside.
-    Files skip_file set aside (skipped: the load's skipped_files) are in the table row by row;
-    zero-byte objects have no rows."""
+    """The rows the quarantine table needs for the batch's files set aside whole: one for each
+    file this run's COPY could not read (LOAD_FAILED, file_unreadable) and each file a reprocess
+    set aside (file_set_aside: its earlier rows go, its good rows are no longer in raw). Files
+    skip_file set aside (skipped: the load's skipped_files) are in the table row by row; files an
+    earlier run's COPY set aside keep the rows they have; zero-byte objects have none."""
     layout = LakeLayout(manifest.prefix)
     folder = layout.folder(PROCESSING, manifest.batch_id)
     failed = {
@@ -822,14 +830,16 @@ def files_set_aside(
         kept = f"; the file is kept whole in {layout.folder(QUARANTINE, manifest.batch_id)}"
         kept += entry.relative_key
         result = failed.get(entry.relative_key)
+        reason = entry.reason or "set aside by a reprocess"
         if result is not None:
             error = result.first_error or "no error given"
             aside.append(SetAsideFile(source, result.first_error_line, "file_unreadable",
                                       f"the CSV parser could not read the file: {error}{kept}",
                                       result.first_error_column_name))  # fmt: skip
         else:
-            reason = entry.reason or "set aside by a reprocess"
-            aside.append(SetAsideFile(source, None, "file_set_aside", reason + kept, None))
+            by_copy = reason.startswith(COPY_REASON)
+            aside.append(SetAsideFile(source, None, "file_set_aside", reason + kept, None,
+                                      replace=not by_copy))  # fmt: skip
     return aside
 
 

@@ -174,7 +174,12 @@ LEDGER_COLUMNS = (
     Column("files_loaded", "NUMBER(38,0)", "files COPY loaded (fully or, with continue, partly)"),
     Column("files_skipped", "NUMBER(38,0)", "files COPY skipped or a reprocess set aside"),
     Column("files_deferred", "NUMBER(38,0)", "files past SIZE_LIMIT: back in landing"),
-    Column("rows_parsed", "NUMBER(38,0)", "rows COPY read"),
+    Column(
+        "rows_parsed",
+        "NUMBER(38,0)",
+        "rows read from the batch's files: ROWS_LOADED + ROWS_REJECTED (files set aside whole "
+        "not counted)",
+    ),
     Column("rows_loaded", "NUMBER(38,0)", "rows in raw for the batch"),
     Column("rows_rejected", "NUMBER(38,0)", "rows the load step quarantined"),
     Column(

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from streamline.layout import FILE_CODES, FINISHED_STATUSES, LEDGER_COLUMNS
+from streamline.layout import FINISHED_STATUSES, LEDGER_COLUMNS
 from streamline.model import TableRef
 from streamline.rendering import quote_identifier, quote_literal, quote_table
 
@@ -310,28 +310,26 @@ class QuarantinedRow:
 def record_set_aside(
     runner: Runner, table: TableRef, batch_id: str, files: Sequence[SetAsideFile]
 ) -> None:
-    """Put one row per file set aside whole in the feed's quarantine table (table), replacing the
-    batch's earlier ones (a retried finalize, a reprocess); not for a file whose rows the table
-    holds already (a file skip_file set aside in an earlier run, kept aside by a reprocess). The
-    row's RECORD is NULL: the file is in quarantine/ in the lake."""
+    """Put one row per file set aside whole in the feed's quarantine table (table): for a file
+    with `replace`, in place of the rows the table held for it (a retried finalize writes the
+    same row again); otherwise only when the table holds none of the file's rows. The row's
+    RECORD is NULL: the file is in quarantine/ in the lake."""
     q = quote_identifier
-    codes = ", ".join(quote_literal(code) for code in FILE_CODES)
-    runner.run(
-        f"DELETE FROM {quote_table(table)} WHERE {q('batch_id')} = %(batch_id)s "
-        f"AND {q('error_code')} IN ({codes})",
-        parameters={"batch_id": batch_id},
-    )
+    table_sql = quote_table(table)
+    this_file = f"{q('batch_id')} = %(batch_id)s AND {q('source_file')} = %(source_file)s"
     columns = ("batch_id", "source_file", "source_row_number", "error_code", "error",
                "column_name")  # fmt: skip
     for file in files:
         values = (batch_id, file.source_file, file.row, file.code, file.error[:ERROR_CHARS],
                   file.column)  # fmt: skip
+        parameters = dict(zip(columns, values, strict=True))
+        if file.replace:
+            runner.run(f"DELETE FROM {table_sql} WHERE {this_file}", parameters=parameters)
         runner.run(
-            f"INSERT INTO {quote_table(table)} ({', '.join(map(q, columns))}, "
-            f"{q('quarantined_at')}) SELECT {', '.join(f'%({c})s' for c in columns)}, "
-            f"CURRENT_TIMESTAMP() WHERE NOT EXISTS (SELECT 1 FROM {quote_table(table)} "
-            f"WHERE {q('batch_id')} = %(batch_id)s AND {q('source_file')} = %(source_file)s)",
-            parameters=dict(zip(columns, values, strict=True)),
+            f"INSERT INTO {table_sql} ({', '.join(map(q, columns))}, {q('quarantined_at')}) "
+            f"SELECT {', '.join(f'%({c})s' for c in columns)}, CURRENT_TIMESTAMP() "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table_sql} WHERE {this_file})",
+            parameters=parameters,
         )
 
 

@@ -193,6 +193,20 @@ def claim_batch(
         claimed=dt.datetime.now(dt.UTC),
     )
     move_batch(s3, bucket, layout, manifest, finished=False)
+    if quarantine and quarantine_table is not None:
+        # Files set aside now: their earlier quarantine rows make way for one row each, before
+        # the load counts the batch's rejected rows.
+        from streamline.lake import files_set_aside
+        from streamline.ledger import record_set_aside
+
+        folder = layout.folder(PROCESSING, batch_id)
+        named = {folder + name for name in quarantine}
+        aside = [f for f in files_set_aside(manifest, [], {}) if f.source_file in named]
+        warehouse = _warehouse(snowflake_conn_id)
+        try:
+            record_set_aside(warehouse, _table(quarantine_table), batch_id, aside)
+        finally:
+            warehouse.close()
     summary = {
         "batch_id": batch_id,
         "files": len(manifest.load_files),
@@ -213,7 +227,8 @@ def claim_batch(
                 "bytes": manifest.total_bytes, "claim_started_at": started,
                 "claimed_at": claimed["claimed"], "published_at": dt.datetime.now(dt.UTC),
                 "files_loaded": 0, "files_skipped": len(manifest.data_files),
-                "files_deferred": 0, "rows_loaded": 0, "rows_rejected": rejected,
+                "files_deferred": 0, "rows_parsed": rejected, "rows_loaded": 0,
+                "rows_rejected": rejected,
                 "failed_step": None, "error": None, "checks": None,
             }, count_run=True)  # fmt: skip
         finally:
@@ -324,8 +339,7 @@ def finalize_batch(
         "files_loaded": manifest.count(LOADED),
         "files_skipped": manifest.count(QUARANTINED),
         "files_deferred": manifest.count(DEFERRED),
-        "rows_parsed": sum(r.rows_parsed for r in results),
-    }  # rows_loaded and rows_rejected (quarantined) are the load step's, in its transaction
+    }  # the rows (parsed, loaded, rejected) are the load step's, counted in its transaction
     try:
         if quarantine_table is not None:
             aside = files_set_aside(manifest, results, skipped)

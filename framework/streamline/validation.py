@@ -227,13 +227,15 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
             continue
         other = first_at[name]
         where = "a gate of the load step" if other is None else f"at line {spec.locate(other)[0]}"
+        hint = "remove the duplicate reference"
+        if path[0] == "checks":
+            named_already = "name" in data["checks"][int(path[1])]
+            hint = f"give this check {'another' if named_already else 'a'} `name:`"
         err(
             path,
             f"another check is named '{name}' ({where}): their results would mix in failures "
             "and in the batch ledger",
-            "give this check a `name:`"
-            if path[0] == "checks"
-            else "remove the duplicate reference",
+            hint,
         )
     for table in ("raw", "mart"):
         if data[table]["table"] == LEDGER_TABLE:

@@ -281,7 +281,7 @@ class Local:
                 s3.delete_object(Bucket=self.stack.bucket, Key=key)
         with self.stack.connect() as conn:
             for feed in self.feeds.values():
-                for table in (feed.raw, feed.mart, feed.layout.ledger):
+                for table in (feed.raw, feed.mart, feed.layout.ledger, feed.layout.quarantine):
                     conn.cursor().execute(f"DELETE FROM {quote_table(table)}")
         self.plan.write_text(json.dumps({"faults": []}))
 

@@ -117,8 +117,11 @@ def test_a_failing_check_leaves_the_mart_as_it_was_and_keeps_the_batch_files(lak
     lake.land(FEED, [order(1, "placed", "10:00:00.000"), order(2, "placed", "10:00:00.000")])
     assert lake.run(FEED)["state"] == "success"
     before = mart(lake)
-    lake.land(FEED, [order(1, "paid", "11:00:00.000")])
-    lake.land(FEED, [order(2, "lost in space", "11:00:00.000")])
+    lake.land(FEED, [order(1, "paid", "11:00:00.000"),
+                     *[order(n, "placed", "11:00:00.000") for n in range(10, 20)]])  # fmt: skip
+    # The bad file also has a row the load rejects (1 of the batch's 13 rows: under the ratio).
+    lake.land(FEED, [order(2, "lost in space", "11:00:00.000"),
+                     order(3, "placed", "11:00:00.000").replace("19.90", "N/A")])  # fmt: skip
     failed = lake.run(FEED)
     assert failed["state"] == "failed", failed
     assert failed["tasks"]["transform"]["state"] == "failed"
@@ -153,6 +156,8 @@ def test_a_failing_check_leaves_the_mart_as_it_was_and_keeps_the_batch_files(lak
     ]  # fmt: skip
     row = lake.ledger(FEED)[batch]
     assert (row["status"], row["files_loaded"], row["files_skipped"]) == ("published", 1, 1)
+    # The set-aside file's rejected row went with it: its rows are the file's now.
+    assert (row["rows_parsed"], row["rows_loaded"], row["rows_rejected"]) == (11, 11, 0)
 
 
 FINALIZE_PUBLISHES = {"id": "finalize-publishes", "on": "sql", "action": "raise", "times": 1,
@@ -181,7 +186,7 @@ def test_skip_file_sets_whole_files_aside_row_by_row_and_a_reprocess_keeps_them(
     table = quote_table(lake.feeds[feed].layout.quarantine)
     select = (
         'SELECT "SOURCE_FILE", "SOURCE_ROW_NUMBER", "RECORD", "ERROR_CODE", "ERROR" '
-        f"FROM {table} ORDER BY 1, 2"
+        f"FROM {table} WHERE \"BATCH_ID\" = '{batch}' ORDER BY 1, 2"
     )
     amount = "amount: 'N/A' is not a NUMBER(12,2)"
     skipped = f"file skipped (on_error: skip_file): row 2 was rejected: {amount}"
@@ -227,6 +232,7 @@ def test_skip_file_sets_whole_files_aside_row_by_row_and_a_reprocess_keeps_them(
     assert lake.count(feed, "raw") == 6 and lake.count(feed, "mart") == 6
     row = lake.ledger(feed)[batch]
     assert tuple(row[c] for c in counts) == ("published", 1, 2, 6, 4) and row["runs"] == 2
+    assert row["rows_parsed"] == 10  # the rows read again and those of the files kept aside
 
 
 def test_setting_aside_every_file_of_a_loaded_batch_takes_its_rows_out_of_raw(
@@ -236,17 +242,23 @@ def test_setting_aside_every_file_of_a_loaded_batch_takes_its_rows_out_of_raw(
     only file aside. The batch is then empty: none of its rows stay in raw, where the corrected
     file, landed again, would put them a second time."""
     lake.seed_customers(1)
-    lake.land(FEED, [order(1, "lost in space", "10:00:00.000")])
+    lake.land(FEED, [order(1, "lost in space", "10:00:00.000"),
+                     *[order(n, "placed", "10:00:00.000") for n in range(20, 30)],
+                     order(30, "placed", "10:00:00.000").replace("19.90", "N/A")])  # fmt: skip
     failed = lake.run(FEED)
     assert failed["state"] == "failed" and failed["tasks"]["transform"]["state"] == "failed"
     batch = failed["batch_id"]
-    assert lake.count(FEED, "raw") == 1  # loaded; the mart never saw it
+    assert lake.count(FEED, "raw") == 11  # loaded; the mart never saw it
+    assert [row[3] for row in quarantined(lake, batch)] == ["not_a_value"]
     [key] = lake.keys(f"processing/{batch}/{FEED}/")
     name = key.removeprefix(f"processing/{batch}/{FEED}/")
     emptied = lake.run(FEED, reprocess=batch, quarantine={name: "status unknown (ticket 11)"})
     assert emptied["state"] == "success" and emptied["tasks"]["load"]["state"] == "skipped"
     assert lake.count(FEED, "raw") == 0 and lake.count(FEED, "mart") == 0
-    assert lake.ledger(FEED)[batch]["status"] == "empty"
+    row = lake.ledger(FEED)[batch]
+    assert (row["status"], row["rows_parsed"], row["rows_loaded"], row["rows_rejected"]) == (
+        "empty", 0, 0, 0
+    )  # fmt: skip
     assert [row[3] for row in quarantined(lake, batch)] == ["file_set_aside"]
     lake.land(FEED, [order(1, "placed", "10:00:00.000")])  # corrected upstream
     assert lake.run(FEED)["state"] == "success"
