@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration]
 BUCKET = "fidelity"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cursor(warehouse: Any, s3: Any) -> Any:
     s3.create_bucket(Bucket=BUCKET)
     conn = warehouse.connect()
