@@ -12,7 +12,9 @@ can, and names it:
    fakesnow takes the stage for a table missing its database and refuses the statement.
 4. MERGE in a session without a current database (Airflow's hook logs in with none): fakesnow
    stages the rows in a temporary table through its DDL path, which asserts there is one (and,
-   with autocommit off, commits the open transaction, which a MERGE does not do).
+   with autocommit off, commits the open transaction, which a MERGE does not do). The same patch
+   raises Snowflake's "Duplicate row detected during DML action" when two source rows match one
+   target row for an UPDATE or DELETE, where fakesnow updates the row once per source row.
 5. Errors fakesnow does not expect (its assertions, DuckDB's constraint errors) become HTTP 500s,
    which the connector retries until network_timeout (unlimited unless set, and Airflow's hook
    cannot set it); they become SQL errors instead.
@@ -143,6 +145,13 @@ def _merge_stages_rows_as_dml(execute_one: Callable[..., None]) -> Callable[...,
         ):
             try:
                 self._duck_conn.execute(transformed.sql(dialect="duckdb"), params)
+                duplicates = _duplicate_matches(transformed)
+                found = self._duck_conn.execute(duplicates.sql(dialect="duckdb"), params)
+                if found.fetchone() is not None:
+                    raise ProgrammingError(
+                        msg="Duplicate row detected during DML action", errno=100090,
+                        sqlstate="42P18",
+                    )  # fmt: skip
             except duckdb.CatalogException as exc:  # as fakesnow reports it: no such table
                 msg = str(exc).split("\n")[0]
                 raise ProgrammingError(msg=msg, errno=2003, sqlstate="42S02") from exc
@@ -150,6 +159,26 @@ def _merge_stages_rows_as_dml(execute_one: Callable[..., None]) -> Callable[...,
         execute_one(self, transformed, params)
 
     return run
+
+
+def _duplicate_matches(candidates: exp.Create) -> exp.Select:
+    """A query with a row when two source rows of a MERGE match one target row for an UPDATE or
+    DELETE (fakesnow's merge_candidates query, grouped by the target's rowid), which Snowflake
+    refuses by default (ERROR_ON_NONDETERMINISTIC_MERGE):
+    https://docs.snowflake.com/en/sql-reference/sql/merge#duplicate-join-behavior"""
+    select = candidates.expression.copy()
+    target = select.args["from_"].this
+    rowid = exp.column("rowid", table=target.alias_or_name)
+    op = next(e for e in select.expressions if e.alias_or_name.upper() == "MERGE_OP")
+    select.set("expressions", [exp.alias_(rowid, "_target"), op])
+    return (
+        exp.select("_target")
+        .from_(select.subquery("candidates"))
+        .where("_target IS NOT NULL")
+        .group_by("_target")
+        .having("COUNT(*) > 1")
+        .limit(1)
+    )
 
 
 def _as_sql_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
