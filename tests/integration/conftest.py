@@ -7,13 +7,8 @@ embedded stack runs it, and is reached over HTTPS with the real Snowflake connec
 
 from __future__ import annotations
 
-import json
 import os
-import selectors
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +18,6 @@ import boto3
 import pytest
 
 REGION = "us-east-1"
-READY_TIMEOUT_SECONDS = 60
 
 
 def free_port() -> int:
@@ -85,35 +79,18 @@ def s3(moto_server: str) -> Any:
 
 @pytest.fixture(scope="session")
 def warehouse(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    """The local warehouse as a subprocess over TLS, reading stages from moto."""
-    from streamline.local.tls import make_certificate
+    """The local warehouse as a subprocess over TLS, reading stages from moto (started as the
+    embedded stack starts it)."""
+    from streamline.local.stack import start_warehouse
 
     folder = tmp_path_factory.mktemp("warehouse")
-    tls = make_certificate(folder / "tls")
+    process, port, bundle = start_warehouse(folder, moto_server)
     log = folder / "warehouse.log"
-    command = [
-        sys.executable,
-        "-m",
-        "streamline.local.warehouse",
-        "--port",
-        "0",
-        "--certfile",
-        str(tls.certfile),
-        "--keyfile",
-        str(tls.keyfile),
-        "--s3-endpoint-url",
-        moto_server,
-        "--region",
-        REGION,
-    ]
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
     try:
-        ready = _read_ready_line(process, log)
         previous = os.environ.get("REQUESTS_CA_BUNDLE")
-        os.environ["REQUESTS_CA_BUNDLE"] = str(tls.ca_bundle)
+        os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
         try:
-            yield Warehouse(int(ready["port"]), int(ready["pid"]), tls.ca_bundle, log)
+            yield Warehouse(port, process.pid, bundle, log)
         finally:
             if previous is None:
                 os.environ.pop("REQUESTS_CA_BUNDLE", None)
@@ -125,24 +102,6 @@ def warehouse(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def _read_ready_line(process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    assert process.stdout is not None
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.1):
-                line = process.stdout.readline()
-                if line:
-                    ready: dict[str, Any] = json.loads(line)
-                    return ready
-            if process.poll() is not None:
-                break
-    process.kill()
-    tail = log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"the warehouse did not report ready (exit {process.poll()}):\n{tail}")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -86,35 +87,11 @@ class Stack:
             aws_secret_access_key="testing",
         )
 
-    def snowflake_params(self) -> dict[str, Any]:
-        """Connection arguments of the real Snowflake connector for the local warehouse."""
-        return {
-            "user": "streamline",
-            "password": "local-only",
-            "account": "fakesnow",
-            "host": "127.0.0.1",
-            "port": self.warehouse_port,
-            "insecure_mode": True,  # no OCSP for a local self-signed certificate
-            "login_timeout": 10,
-            "network_timeout": 30,
-        }
-
     def snowflake_connection(self) -> dict[str, Any]:
         """The Airflow connection (as stored in Secrets Manager) for the local warehouse."""
-        params = self.snowflake_params()
-        return {
-            "conn_type": "snowflake",
-            "login": params["user"],
-            "password": params["password"],
-            "extra": {
-                "account": params["account"],
-                "host": params["host"],
-                "port": params["port"],
-                "insecure_mode": True,
-                "database": "streamline",
-                "warehouse": "local",
-            },
-        }
+        from streamline.local.warehouse import airflow_connection
+
+        return airflow_connection(self.warehouse_port, database="streamline", warehouse="local")
 
     def connect(self) -> Any:
         """A Snowflake connector connection to the local warehouse (over TLS)."""
@@ -122,7 +99,9 @@ class Stack:
 
         # The connector verifies TLS against REQUESTS_CA_BUNDLE: it must trust the local cert.
         os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
-        return snowflake.connector.connect(**self.snowflake_params())
+        from streamline.local.warehouse import connect_options
+
+        return snowflake.connector.connect(**connect_options(self.warehouse_port))
 
     def airflow_env(self, dags_folder: Path, project: Project) -> dict[str, str]:
         """Environment for Airflow processes: connections, secrets backend, variables, paths."""
@@ -268,12 +247,19 @@ def start_warehouse(workdir: Path, aws_endpoint: str) -> tuple[subprocess.Popen[
             env=env,
         )  # fmt: skip
     assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        process.wait(timeout=10)
-        raise StackError(f"warehouse exited with {process.returncode}; see {log_path}")
-    ready = json.loads(line)
-    return process, int(ready["port"]), bundle
+    deadline = time.monotonic() + START_TIMEOUT
+    with selectors.DefaultSelector() as selector:  # its ready line, or its death, or time out
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline and process.poll() is None:
+            if selector.select(timeout=0.1) and (line := process.stdout.readline()):
+                return process, int(json.loads(line)["port"]), bundle
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise StackError(
+        f"warehouse did not report ready (exit {process.returncode}); see {log_path}:\n{tail}"
+    )
 
 
 @contextmanager

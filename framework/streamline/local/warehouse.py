@@ -56,13 +56,14 @@ def connect_options(port: int) -> dict[str, Any]:
     return {**CONNECT_OPTIONS, "port": port}
 
 
-def airflow_connection(port: int) -> dict[str, Any]:
-    """The Airflow connection (JSON form of AIRFLOW_CONN_<ID>) for the local warehouse.
+def airflow_connection(port: int, **defaults: str) -> dict[str, Any]:
+    """The Airflow connection (JSON form of AIRFLOW_CONN_<ID>) for the local warehouse; defaults
+    adds extra fields such as database and warehouse.
 
     SnowflakeHook takes host, port and insecure_mode from the extra but passes no timeouts: the
     server's errors are ordinary query failures, so none are retried.
     """
-    extra = {"account": ACCOUNT, "host": HOST, "port": port, "insecure_mode": True}
+    extra = {"account": ACCOUNT, "host": HOST, "port": port, "insecure_mode": True, **defaults}
     return {
         "conn_type": "snowflake",
         "login": CONNECT_OPTIONS["user"],
