@@ -58,6 +58,7 @@ class CompatError(RuntimeError):
 
 
 _installed = False
+WITHOUT_ENV = "STREAMLINE_COMPAT_WITHOUT"
 
 
 def install(*, s3_endpoint_url: str, region: str = "us-east-1") -> None:
@@ -87,18 +88,28 @@ def install(*, s3_endpoint_url: str, region: str = "us-east-1") -> None:
     transforms: Any = importlib.import_module("fakesnow.transforms")
     checks: Any = importlib.import_module("fakesnow.checks")
     arrow: Any = importlib.import_module("fakesnow.arrow")
-    copy_emulator.bind(s3, cursor.copy_into)
-    cursor.copy_into = copy_emulator.copy_into  # 1
-    transforms.extract_text_length = _with_char_lengths(transforms.extract_text_length)  # 2
-    checks.is_unqualified_table_expression = _copy_checks_its_table_only(  # 3
-        checks.is_unqualified_table_expression
-    )
     fake_cursor = cursor.FakeSnowflakeCursor
-    fake_cursor._execute = _merge_stages_rows_as_dml(fake_cursor._execute)  # 4
-    fake_cursor.execute = _as_sql_errors(fake_cursor.execute)  # 5
-    # The module, not the in-process context manager fakesnow.server() of the same name.
-    _close_sessions(importlib.import_module("fakesnow.server"))  # 6
-    arrow.timestamp_to_sf_struct = _timestamps_keep_nulls(arrow.timestamp_to_sf_struct)  # 7
+    # The tests that prove each patch needed start a warehouse without it (tests/integration/
+    # test_fidelity.py): STREAMLINE_COMPAT_WITHOUT lists the patches to leave out, e.g. "2,7".
+    without = {int(n) for n in os.environ.get(WITHOUT_ENV, "").split(",") if n.strip()}
+    copy_emulator.bind(s3, cursor.copy_into)
+    if 1 not in without:
+        cursor.copy_into = copy_emulator.copy_into
+    if 2 not in without:
+        transforms.extract_text_length = _with_char_lengths(transforms.extract_text_length)
+    if 3 not in without:
+        checks.is_unqualified_table_expression = _copy_checks_its_table_only(
+            checks.is_unqualified_table_expression
+        )
+    if 4 not in without:
+        fake_cursor._execute = _merge_stages_rows_as_dml(fake_cursor._execute)
+    if 5 not in without:
+        fake_cursor.execute = _as_sql_errors(fake_cursor.execute)
+    if 6 not in without:
+        # The module, not the in-process context manager fakesnow.server() of the same name.
+        _close_sessions(importlib.import_module("fakesnow.server"))
+    if 7 not in without:
+        arrow.timestamp_to_sf_struct = _timestamps_keep_nulls(arrow.timestamp_to_sf_struct)
 
 
 # --- 2 to 7 ----------------------------------------------------------------------------------
