@@ -3,6 +3,7 @@ for the reason its `gap` gives (docs/local-runtime.md lists those)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,34 +35,129 @@ def test_probe(probe: Probe, cursor: Any, s3: Any) -> None:
     assert result.passed, f"{probe.name}: {result.got}; Snowflake: {probe.doc}"
 
 
-# Each compat patch, and a probe that fails without it (patches 3, 5 and 6 are proved by the
-# warehouse and pipeline tests: a session without a current database, a DuckDB constraint error,
-# a closing session's open transaction).
-NEEDED_BY = {1: "copy_quoted_newline", 2: "copy_char_too_long",
-             4: "merge_duplicate_source_keys", 7: "null_timestamp"}  # fmt: skip
+def _probe(name: str) -> Callable[[Callable[..., Any], Any], bool]:
+    """A check: whether the probe passes on a connection from connect."""
+
+    def check(connect: Callable[..., Any], s3: Any) -> bool:
+        conn = connect()
+        try:
+            probe = next(p for p in PROBES if p.name == name)
+            put = lambda key, body: s3.put_object(Bucket=BUCKET, Key=key, Body=body)  # noqa: E731
+            return run_probe(probe, conn.cursor(), put, BUCKET).passed
+        finally:
+            conn.close()
+
+    return check
+
+
+def _copy_without_current_database(connect: Callable[..., Any], s3: Any) -> bool:
+    """A transforming COPY from a fully qualified stage in a session with no current database
+    (Airflow's hook logs in so; connect_options name none) loads."""
+    s3.put_object(Bucket=BUCKET, Key="patch3/a.csv", Body=b"a\n")
+    setup = connect()  # CREATE DATABASE makes it the session's current one: set up apart
+    for sql in ("CREATE DATABASE IF NOT EXISTS P3", "CREATE OR REPLACE SCHEMA P3.S",
+                "CREATE TABLE P3.S.T (x VARCHAR)",
+                f"CREATE STAGE P3.S.ST URL = 's3://{BUCKET}/patch3/'"):  # fmt: skip
+        setup.cursor().execute(sql)
+    setup.close()
+    conn = connect()
+    try:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(
+                "COPY INTO P3.S.T FROM (SELECT $1 FROM @P3.S.ST) FILE_FORMAT = (TYPE = CSV)"
+            )
+        except Exception:
+            return False
+        cursor.execute("SELECT x FROM P3.S.T")
+        return cursor.fetchall() == [("a",)]
+    finally:
+        conn.close()
+
+
+def _constraint_error_is_a_sql_error(connect: Callable[..., Any], s3: Any) -> bool:
+    """NULL into a NOT NULL column fails with Snowflake's SQL error (fakesnow's raw DuckDB error
+    is an HTTP 500, which the connector retries until network_timeout)."""
+    conn = connect(network_timeout=5)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("CREATE DATABASE IF NOT EXISTS P5")
+        cursor.execute("CREATE SCHEMA IF NOT EXISTS P5.S")
+        cursor.execute("CREATE OR REPLACE TABLE P5.S.N (x VARCHAR NOT NULL)")
+        try:
+            cursor.execute("INSERT INTO P5.S.N VALUES (NULL)")
+        except Exception as exc:
+            return "NULL result in a non-nullable column" in str(exc)
+        return False
+    finally:
+        conn.close()
+
+
+def _closing_a_session_rolls_back(connect: Callable[..., Any], s3: Any) -> bool:
+    """A session closed inside a transaction holds nothing after: another session deletes the
+    same rows at once (Snowflake rolls a closing session's transaction back)."""
+    setup = connect()
+    for sql in (
+        "CREATE DATABASE IF NOT EXISTS P6",
+        "CREATE SCHEMA IF NOT EXISTS P6.S",
+        "CREATE OR REPLACE TABLE P6.S.T (x NUMBER)",
+        "INSERT INTO P6.S.T VALUES (1)",
+    ):
+        setup.cursor().execute(sql)
+    setup.close()
+    first = connect()
+    first.cursor().execute("BEGIN")
+    first.cursor().execute("DELETE FROM P6.S.T")
+    first.close()
+    second = connect()
+    try:
+        cursor = second.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute("DELETE FROM P6.S.T")
+        cursor.execute("COMMIT")
+        return True
+    except Exception:
+        return False
+    finally:
+        second.close()
+
+
+# Each compat patch, and a check that passes with it and fails without it.
+NEEDED_BY: dict[int, Callable[[Callable[..., Any], Any], bool]] = {
+    1: _probe("copy_quoted_newline"),
+    2: _probe("copy_char_too_long"),
+    3: _copy_without_current_database,
+    4: _probe("merge_duplicate_source_keys"),
+    5: _constraint_error_is_a_sql_error,
+    6: _closing_a_session_rolls_back,
+    7: _probe("null_timestamp"),
+}
 
 
 @pytest.mark.parametrize("patch", sorted(NEEDED_BY))
 def test_each_compat_patch_is_needed(
-    patch: int, moto_server: str, s3: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    patch: int, warehouse: Any, moto_server: str, s3: Any, tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     import snowflake.connector
 
     from streamline.local.compat import WITHOUT_ENV
     from streamline.local.stack import start_warehouse
     from streamline.local.warehouse import connect_options
 
+    s3.create_bucket(Bucket=BUCKET)
+    check = NEEDED_BY[patch]
+    assert check(warehouse.connect, s3), f"fails with every patch in place: {check}"
     monkeypatch.setenv(WITHOUT_ENV, str(patch))
     process, port, bundle = start_warehouse(tmp_path, moto_server)
     try:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-        conn = snowflake.connector.connect(**connect_options(port))
-        s3.create_bucket(Bucket=BUCKET)
-        probe = next(p for p in PROBES if p.name == NEEDED_BY[patch])
-        put = lambda key, body: s3.put_object(Bucket=BUCKET, Key=key, Body=body)  # noqa: E731
-        result = run_probe(probe, conn.cursor(), put, BUCKET)
-        conn.close()
+
+        def connect(**overrides: Any) -> Any:
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+            return snowflake.connector.connect(**{**connect_options(port), **overrides})
+
+        needed = not check(connect, s3)
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert not result.passed, f"patch {patch} is not needed for {probe.name}: {result.got}"
+    assert needed, f"patch {patch} is no longer needed: remove it from compat.py"

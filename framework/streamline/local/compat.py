@@ -25,6 +25,9 @@ can, and names it:
 7. NULL timestamps reach the connector as 1970-01-01: fakesnow's Arrow timestamp structs have no
    null mask.
 
+Each patch is proved needed by tests/integration/test_fidelity.py, which starts a warehouse
+without it (STREAMLINE_COMPAT_WITHOUT=N) and sees the behaviour it restores fail.
+
 Everything else the templates use (CREATE STAGE with URL and STORAGE_INTEGRATION, file formats,
 TIMESTAMP_LTZ, MERGE with WHEN MATCHED AND, QUALIFY, the check's scalar subqueries,
 BEGIN/COMMIT/ROLLBACK) works in fakesnow 0.12.1 as shipped.
