@@ -214,7 +214,8 @@ def run_probe(
     stage = f"{schema}.ST"
     setup = [
         "CREATE DATABASE IF NOT EXISTS PROBES",
-        f"CREATE OR REPLACE SCHEMA {schema}",
+        f"DROP SCHEMA IF EXISTS {schema} CASCADE",  # fakesnow does not replace a full schema
+        f"CREATE SCHEMA {schema}",
         f"USE SCHEMA {schema}",
         f"CREATE OR REPLACE STAGE {stage} URL = 's3://{bucket}/{prefix}'",
     ]
