@@ -333,9 +333,20 @@ def record_set_aside(
         )
 
 
-def count_quarantine(runner: Runner, table: TableRef, batch_id: str | None = None) -> int:
-    """How many rows a feed's quarantine table holds (of one batch, when given)."""
-    where = f"WHERE {quote_identifier('batch_id')} = %(batch_id)s" if batch_id else ""
+def count_quarantine(
+    runner: Runner, table: TableRef, batch_id: str | None = None, *, rejected_rows: bool = False
+) -> int:
+    """How many rows a feed's quarantine table holds (of one batch, when given); with
+    rejected_rows, only those that stand for a row, not for a whole file set aside (FILE_CODES:
+    the load's ROWS_REJECTED counts so)."""
+    from streamline.layout import FILE_CODES
+
+    q = quote_identifier
+    conditions = [f"{q('batch_id')} = %(batch_id)s"] if batch_id else []
+    if rejected_rows:
+        codes = ", ".join(quote_literal(code) for code in FILE_CODES)
+        conditions.append(f"{q('error_code')} NOT IN ({codes})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     sql = f"SELECT COUNT(*) FROM {quote_table(table)} {where}"
     [(count,)] = runner.get_records(sql, parameters={"batch_id": batch_id})
     return int(count)

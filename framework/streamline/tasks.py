@@ -27,7 +27,7 @@ from streamline.layout import (
 )
 from streamline.ledger import claim_values, claim_xcom, record
 from streamline.model import TableRef
-from streamline.rendering import quote_identifier, quote_literal, quote_table
+from streamline.rendering import quote_identifier, quote_table
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -193,20 +193,6 @@ def claim_batch(
         claimed=dt.datetime.now(dt.UTC),
     )
     move_batch(s3, bucket, layout, manifest, finished=False)
-    if quarantine and quarantine_table is not None:
-        # Files set aside now: their earlier quarantine rows make way for one row each, before
-        # the load counts the batch's rejected rows.
-        from streamline.lake import files_set_aside
-        from streamline.ledger import record_set_aside
-
-        folder = layout.folder(PROCESSING, batch_id)
-        named = {folder + name for name in quarantine}
-        aside = [f for f in files_set_aside(manifest, [], {}) if f.source_file in named]
-        warehouse = _warehouse(snowflake_conn_id)
-        try:
-            record_set_aside(warehouse, _table(quarantine_table), batch_id, aside)
-        finally:
-            warehouse.close()
     summary = {
         "batch_id": batch_id,
         "files": len(manifest.load_files),
@@ -239,6 +225,19 @@ def claim_batch(
         )
     files = [e.relative_key for e in manifest.load_files]
     folder = layout.folder(PROCESSING, batch_id)
+    if quarantine and quarantine_table is not None:
+        # Files set aside now (the empty path above records them itself): their earlier
+        # quarantine rows make way for one row each, before the load counts the rejected rows.
+        from streamline.lake import files_set_aside
+        from streamline.ledger import record_set_aside
+
+        named = {folder + name for name in quarantine}
+        aside = [f for f in files_set_aside(manifest, [], {}) if f.source_file in named]
+        warehouse = _warehouse(snowflake_conn_id)
+        try:
+            record_set_aside(warehouse, _table(quarantine_table), batch_id, aside)
+        finally:
+            warehouse.close()
     ti.xcom_push(key=XCOM_CLAIM, value=claim_xcom(batch_id, folder, files, claim_values(**claimed)))
     log.info(
         "claimed batch %s of %s: %d files, %d bytes, %d zero-byte objects set aside",
@@ -257,20 +256,15 @@ def _empty_reprocessed(
     """A reprocess set every file of the batch aside: delete the batch's rows an earlier load put
     in raw, give each file its quarantine row; the batch's rejected rows still in quarantine."""
     from streamline.lake import files_set_aside
-    from streamline.layout import FILE_CODES
-    from streamline.ledger import record_set_aside
+    from streamline.ledger import count_quarantine, record_set_aside
 
-    batch = {"batch_id": manifest.batch_id}
-    column = quote_identifier("batch_id")
-    warehouse.run(f"DELETE FROM {quote_table(raw)} WHERE {column} = %(batch_id)s", parameters=batch)
-    record_set_aside(warehouse, quarantine, manifest.batch_id, files_set_aside(manifest, [], {}))
-    codes = ", ".join(quote_literal(code) for code in FILE_CODES)
-    [(count,)] = warehouse.get_records(
-        f"SELECT COUNT(*) FROM {quote_table(quarantine)} WHERE {column} = %(batch_id)s "
-        f"AND {quote_identifier('error_code')} NOT IN ({codes})",
-        parameters=batch,
+    batch_id = manifest.batch_id
+    warehouse.run(
+        f"DELETE FROM {quote_table(raw)} WHERE {quote_identifier('batch_id')} = %(batch_id)s",
+        parameters={"batch_id": batch_id},
     )
-    return int(count)
+    record_set_aside(warehouse, quarantine, batch_id, files_set_aside(manifest, [], {}))
+    return count_quarantine(warehouse, quarantine, batch_id, rejected_rows=True)
 
 
 def _check_quarantine(warehouse: Runner, table: TableRef, feed: str, batch_id: str) -> None:
