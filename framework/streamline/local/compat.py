@@ -85,7 +85,7 @@ def install(*, s3_endpoint_url: str, region: str = "us-east-1") -> None:
     # fakesnow calls all of these through module attributes, so replacing them there suffices.
     cursor: Any = importlib.import_module("fakesnow.cursor")
     if _installed:
-        copy_emulator.bind(s3, copy_emulator._fakesnow_copy_into or cursor.copy_into)
+        copy_emulator.bind(s3)
         return
     _installed = True
     transforms: Any = importlib.import_module("fakesnow.transforms")

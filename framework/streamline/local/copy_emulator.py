@@ -54,10 +54,13 @@ _s3: Any = None  # boto3 S3 client for the lake, set by bind
 _fakesnow_copy_into: Callable[..., str] | None = None
 
 
-def bind(s3: Any, fakesnow_copy_into: Callable[..., str]) -> None:
-    """Read stages through this S3 client; hand COPYs from other stages to fakesnow's own."""
+def bind(s3: Any, fakesnow_copy_into: Callable[..., str] | None = None) -> None:
+    """Read stages through this S3 client; hand COPYs from other stages to fakesnow's own (given
+    once: later calls only change the client)."""
     global _s3, _fakesnow_copy_into
-    _s3, _fakesnow_copy_into = s3, fakesnow_copy_into
+    _s3 = s3
+    if fakesnow_copy_into is not None:
+        _fakesnow_copy_into = fakesnow_copy_into
 
 
 # Snowflake's CSV defaults. ESCAPE_UNENCLOSED_FIELD's is really '\\', which DuckDB cannot read;
