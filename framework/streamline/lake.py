@@ -746,6 +746,17 @@ def claim(
 # --- finalize ----------------------------------------------------------------------------------
 
 
+def _results_by_key(results: Iterable[CopyResult], folder: str) -> dict[str, CopyResult]:
+    """The COPY's result rows by the relative key of their file in the batch folder (a row's file
+    is the URL s3://bucket/<folder><relative key>)."""
+    by_key: dict[str, CopyResult] = {}
+    for row in results:
+        _, found, rel = row.file.partition(folder)
+        if found:
+            by_key[rel] = row
+    return by_key
+
+
 def decide_outcomes(
     manifest: Manifest, layout: LakeLayout, results: Sequence[CopyResult] | None
 ) -> Manifest:
@@ -756,12 +767,7 @@ def decide_outcomes(
     are deferred: they go back to landing/ for a later batch. Without results (a batch finalized
     by an older version) every file counts as loaded.
     """
-    folder = layout.folder(PROCESSING, manifest.batch_id)
-    by_name: dict[str, CopyResult] = {}
-    for row in results or ():
-        _, found, rel = row.file.partition(folder)
-        if found:
-            by_name[rel] = row
+    by_name = _results_by_key(results or (), layout.folder(PROCESSING, manifest.batch_id))
     files = []
     for entry in manifest.files:
         if not entry.is_data or entry.outcome == QUARANTINED:
@@ -817,11 +823,9 @@ def files_set_aside(
     layout = LakeLayout(manifest.prefix)
     folder = layout.folder(PROCESSING, manifest.batch_id)
     failed = {
-        rel: row
-        for row in results
-        for _, found, rel in [row.file.partition(folder)]
-        if found and row.status == "LOAD_FAILED"
-    }
+        rel: row for rel, row in _results_by_key(results, folder).items()
+        if row.status == "LOAD_FAILED"
+    }  # fmt: skip
     aside = []
     for entry in manifest.data_files:
         source = folder + entry.relative_key
