@@ -672,18 +672,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     triggerer on 127.0.0.1, streams events through Firehose and prints every finished batch with
     its end-to-end latency. Ctrl-C (or SIGTERM) stops everything; logs stay in --workdir.
     """
-    from streamline.local.up import UpError, UpOptions, check_workdir, run_up
+    from streamline.local.up import LocalRuntimeError, RuntimeOptions, check_workdir, run_up
 
     if args.rate <= 0:
         raise UsageError("--rate must be positive")
     try:
         check_workdir(args.workdir.resolve())
-    except UpError as exc:
+    except LocalRuntimeError as exc:
         raise UsageError(str(exc)) from exc
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    options = UpOptions(
+    options = RuntimeOptions(
         rate=args.rate,
         duration=args.duration,
         seed=args.seed,

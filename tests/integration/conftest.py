@@ -110,7 +110,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from harness import Local, fast_project, worker_env
 
     from streamline.generation import generate
-    from streamline.local.demo import prepare_airflow
+    from streamline.local.airflow_config import prepare_airflow
     from streamline.local.stack import embedded_stack, provision
     from streamline.rendering import RenderSettings
     from streamline.validation import validate_paths

@@ -1,8 +1,8 @@
 """`streamline up` end to end: real Airflow components, a batch per feed, a clean Ctrl-C.
 
-Starts `streamline up` as a subprocess, waits (bounded) until the metadata database shows one
-successful DAG run per feed that claimed files, then sends SIGINT: the command must exit 0 and
-leave none of the processes it started (nor their process groups) alive.
+Starts `streamline up` as a subprocess, waits (bounded) until its batches journal (written by its
+run monitor from Airflow's REST API) shows one successful batch per feed, then sends SIGINT: the
+command must exit 0 and leave none of the processes it started (nor their process groups) alive.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,21 +25,18 @@ FEEDS = {"customers", "orders"}
 BATCH_TIMEOUT = 180.0
 EXIT_TIMEOUT = 60.0
 
-FINISHED_BATCHES = """
-SELECT DISTINCT r.dag_id FROM dag_run AS r
-JOIN task_instance AS t ON t.dag_id = r.dag_id AND t.run_id = r.run_id
-WHERE r.state = 'success' AND t.task_id = 'claim' AND t.state = 'success'
-"""
 
-
-def _dags_with_a_batch(db: Path) -> set[str]:
-    if not db.exists():
+def _feeds_with_a_batch(journal: Path) -> set[str]:
+    """Feeds with a successful batch (rows counted, latency measured) in batches.jsonl."""
+    if not journal.exists():
         return set()
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return {row[0] for row in conn.execute(FINISHED_BATCHES)}
-    except sqlite3.Error:  # not migrated yet, or busy
-        return set()
+    lines = journal.read_text(encoding="utf-8").splitlines()
+    runs = [json.loads(line) for line in lines if line.endswith("}")]  # a line being written
+    return {
+        r["feed"]
+        for r in runs
+        if r["state"] == "success" and r["batch_id"] and r["rows"] > 0 and r.get("latency_p50")
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -107,11 +104,10 @@ def _status_and_reprocess(workdir: Path, env: dict[str, str]) -> None:
     )
     assert triggered.returncode == 0, triggered.stderr[-2000:]
     assert f"for batch {batch_id}" in triggered.stdout
-    with sqlite3.connect(f"file:{workdir / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as db:
-        confs = [
-            row[0] for row in db.execute("SELECT conf FROM dag_run WHERE dag_id = 'customers'")
-        ]
-    assert any(batch_id in str(conf) for conf in confs), confs
+    api_url = json.loads((workdir / "stack.json").read_text())["api_url"]
+    with urllib.request.urlopen(f"{api_url}/api/v2/dags/customers/dagRuns?limit=100") as answer:
+        confs = [run["conf"] for run in json.loads(answer.read())["dag_runs"]]
+    assert {"batch_id": batch_id} in confs, confs
 
 
 def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
@@ -127,12 +123,12 @@ def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         up = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     pids: dict[str, object] = {}
     try:
-        db = workdir / "airflow" / "airflow.db"
+        journal = workdir / "batches.jsonl"
         deadline = time.monotonic() + BATCH_TIMEOUT
         done: set[str] = set()
         while done != FEEDS and time.monotonic() < deadline and up.poll() is None:
             time.sleep(1)
-            done = _dags_with_a_batch(db) & FEEDS
+            done = _feeds_with_a_batch(journal) & FEEDS
         assert up.poll() is None, f"streamline up exited early:\n{_tail(output)}"
         assert done == FEEDS, (
             f"batches finished only for {sorted(done)} within {BATCH_TIMEOUT:.0f} s:\n"

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 from streamline.errors import StreamlineError
 from streamline.layout import ZONES
+from streamline.local.processes import stop_process
 from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import RenderSettings, render_feed
@@ -186,18 +186,6 @@ def read_stack_file(workdir: Path) -> dict[str, Any]:
     )
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Terminate a child process by PID, then kill it if it does not exit in time."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
-
-
 def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -338,32 +326,3 @@ def create_warehouse_objects(stack: Stack, project: Project, feeds: Sequence[Fee
             ddl = render_feed(project, feed, feeds, settings=settings, steps=["ddl"])["ddl"]
             for cursor in conn.execute_string(ddl, remove_comments=True):
                 cursor.close()
-
-
-def firehose_config(
-    stack: Stack,
-    feeds: Sequence[Feed],
-    *,
-    rate: float,
-    duration: float | None,
-    seed: int | None,
-    duplicate_rate: float,
-    malformed_rate: float = 0.0,
-    progress_seconds: float = 0.0,
-) -> Any:
-    """Edge generator settings: the reference feeds through the stack's Firehose streams."""
-    from streamline_edge import GeneratorConfig
-
-    return GeneratorConfig(
-        target="firehose",
-        feeds=",".join(f.feed for f in feeds if f.feed in ("customers", "orders")),
-        seed=seed,
-        rate=rate,
-        duration=duration,
-        duplicate_rate=duplicate_rate,
-        malformed_rate=malformed_rate,
-        endpoint_url=stack.aws_endpoint,
-        region=REGION,
-        flush_seconds=1.0,
-        progress_seconds=progress_seconds,
-    )

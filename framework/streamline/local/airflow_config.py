@@ -1,0 +1,152 @@
+"""Airflow's configuration for the local runtime: one environment for every component.
+
+Airflow reads each setting from an `AIRFLOW__{SECTION}__{KEY}` environment variable
+(https://airflow.apache.org/docs/apache-airflow/stable/howto/set-config.html), so the local runtime
+configures its components by environment alone: no airflow.cfg is written. `airflow_env` gives
+the settings the runtime needs (LocalExecutor, SQLite metadata database in the workdir, the API
+server on 127.0.0.1, the simple auth manager with everyone admin, the stack's connections and
+secrets backend) and `AIRFLOW_TUNING`, the latency settings measured in docs/local-runtime.md,
+which the caller's environment overrides one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from streamline.local.stack import Stack
+from streamline.project import Project
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+"""Airflow 3's components (https://airflow.apache.org/docs/apache-airflow/stable/
+administration-and-deployment/overview.html), each a child process."""
+
+PRELOAD = (
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.dagbag",
+    "airflow.providers.amazon.aws.hooks.s3",
+    "airflow.providers.standard.sensors.python",
+    "airflow.providers.amazon.aws.secrets.secrets_manager",
+    "airflow.providers.common.sql.operators.sql",
+    "airflow.providers.snowflake.hooks.snowflake",
+    "airflow.providers.standard.operators.python",
+    "snowflake.connector",
+    "dagfactory",
+    "streamline.dagloader",
+    "streamline.lake",
+    "streamline.ledger",
+    "streamline.tasks",
+)
+"""Modules every task process needs, imported once by the LocalExecutor's forkserver."""
+
+AIRFLOW_TUNING: dict[str, str] = {
+    # One scheduler loop after another: sleep this little when a loop found nothing to do, so a
+    # finished task's successor is queued within a fraction of a second (default 1 s).
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+    # Parsing is not on the latency path once the DAGs exist (runs use the serialized DAG); one
+    # parsing process instead of two leaves the second core to the tasks.
+    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    # Every task is a fork of a LocalExecutor worker. Started from a forkserver that has already
+    # imported the operators, hooks, the Snowflake connector and the DAG loader, a task skips
+    # about 2-3 s of imports (the connector alone is about 1.8 s and 100 MB).
+    "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(PRELOAD),
+    # A task's supervisor notices its task process exited only at its next wake-up when the
+    # process closes its sockets before it can be reaped; it then sleeps up to this interval
+    # (default 5 s) with its LocalExecutor worker held. Seen on about a third of the tasks.
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+    # The Snowflake connector probes cloud metadata endpoints (AWS STS, instance metadata) at
+    # every login for its telemetry: about 0.35 s per SQL task here, and pointless locally.
+    "SNOWFLAKE_DISABLE_PLATFORM_DETECTION": "true",
+}
+"""Airflow settings that lower latency here (the environment overrides each one);
+docs/local-runtime.md has the measurements behind them."""
+
+
+def base_env(stack: Stack, project: Project, workdir: Path, dags: Path) -> dict[str, str]:
+    """This process's environment plus the stack's (connections, secrets backend, lake), with
+    AIRFLOW_HOME in workdir/airflow and TMPDIR in workdir/tmp (made here)."""
+    env = {**os.environ, **stack.airflow_env(dags, project)}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(workdir / "airflow"),
+            "TMPDIR": str(workdir / "tmp"),
+            "AWS_ENDPOINT_URL": stack.aws_endpoint,
+        }
+    )
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def airflow_env(
+    stack: Stack, project: Project, workdir: Path, dags: Path, port: int, parallelism: int
+) -> dict[str, str]:
+    """Environment of every Airflow component: base_env, the settings above, then the tuning
+    defaults; the API server on http://127.0.0.1:port."""
+    home = workdir / "airflow"
+    base_url = api_url(port)
+    env = base_env(stack, project, workdir, dags)
+    env.update(
+        {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            # Local only: everyone who reaches 127.0.0.1 is admin, no login page.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(workdir / "logs" / "tasks"),
+            "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(
+                workdir / "logs" / "dag-processor"
+            ),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        }
+    )
+    for name, value in AIRFLOW_TUNING.items():
+        env.setdefault(name, value)  # the caller's environment wins: tuning is a default
+    return env
+
+
+def api_url(port: int) -> str:
+    """The local API server's base URL (UI, /api/v2, /execution)."""
+    return f"http://127.0.0.1:{port}"
+
+
+def airflow_argv(*command: str) -> list[str]:
+    """Command line of `airflow COMMAND...` in this interpreter."""
+    return [sys.executable, "-m", "airflow", *command]
+
+
+def component_argv(name: str, port: int) -> list[str]:
+    """Command line of one of COMPONENTS."""
+    if name == "api-server":
+        return airflow_argv("api-server", "--host", "127.0.0.1", "--port", str(port))
+    if name in ("scheduler", "triggerer"):
+        return airflow_argv(name, "--skip-serve-logs")
+    return airflow_argv(name)
+
+
+def prepare_airflow(env: dict[str, str], log: Path) -> None:
+    """Migrate the metadata database and register the DAGs once, for in-process DAG runs
+    (`dag.test()`, streamline.local.worker) that would otherwise race to do it.
+
+    Raises subprocess.CalledProcessError when either command fails (its output is in log).
+    """
+    with log.open("wb") as out:
+        for command in (["db", "migrate"], ["dags", "reserialize"]):
+            subprocess.run(
+                airflow_argv(*command), env=env, stdout=out, stderr=subprocess.STDOUT, check=True
+            )

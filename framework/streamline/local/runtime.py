@@ -1,0 +1,317 @@
+"""The local runtime shared by `streamline up` and `streamline demo`.
+
+`run_local` wipes and prepares the workdir, starts the embedded stack (moto, the TLS warehouse) and
+provisions it, generates the dags folder, migrates Airflow's metadata database (SQLite, in the
+workdir) and starts Airflow's components on 127.0.0.1 (api-server, scheduler with the
+LocalExecutor, dag-processor, triggerer), waits until the API server is healthy and every feed's DAG
+is registered unpaused, then hands a `Runtime` to the command's body. Whatever happens (the body
+returns, raises, SIGINT or SIGTERM), Airflow is stopped first, then the stack, every process by PID.
+The body streams events (`Runtime.stream`) and watches finished batches (`Runtime.watch`); the
+rooms it uses: streamline.local.processes (supervision), .airflow_config (configuration),
+.monitor (runs through the REST API), .latency and .reports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from streamline.airflowapi import ApiError, RestApi
+from streamline.errors import StreamlineError
+from streamline.generation import generate
+from streamline.local import airflow_config, reports
+from streamline.local.latency import LatencyMeter
+from streamline.local.monitor import FinishedRun, Monitor
+from streamline.local.processes import STOP_GRACE, Children, run_step, stop_signals
+from streamline.local.stack import Stack, embedded_stack, free_port, provision, write_stack_file
+from streamline.local.streaming import Streaming, firehose_config, start_generator
+from streamline.local.trigger import override_trigger
+from streamline.model import Feed
+from streamline.project import Project
+from streamline.rendering import RenderSettings
+from streamline.tasks import DETECT_TASK
+
+READY_TIMEOUT = 120.0
+"""Seconds for the API server to be healthy, and again for the DAGs to be registered."""
+POLL_SECONDS = 1.0
+STATUS_SECONDS = 30.0
+MAX_TMPDIR_BYTES = 72
+WORKDIR_MARKER = ".streamline-local"
+EARLIER_MARKERS = (".streamline-up", "airflow-setup.log")
+"""What workdirs of earlier versions of `up` and `demo` hold: they are wiped as well."""
+
+
+class LocalRuntimeError(StreamlineError):
+    """The local runtime could not start, or a part of it died."""
+
+
+@dataclass
+class RuntimeOptions:
+    """What to stream, for how long, and where to keep files."""
+
+    rate: float = 200.0
+    duration: float | None = None
+    seed: int | None = None
+    duplicate_rate: float = 0.05
+    malformed_rate: float = 0.0
+    trigger: str | None = None
+    workdir: Path = Path(".scratch/up")
+    port: int | None = None
+    parallelism: int = 4
+
+
+def check_workdir(workdir: Path) -> None:
+    """Raise LocalRuntimeError unless workdir is new, empty or made by the local runtime (it gets
+    wiped), or when workdir/tmp is too long a path for the forkserver's unix socket."""
+    if workdir.exists() and not workdir.is_dir():
+        raise LocalRuntimeError(f"--workdir {workdir} is not a folder")
+    marked = any((workdir / m).exists() for m in (WORKDIR_MARKER, *EARLIER_MARKERS))
+    if workdir.is_dir() and any(workdir.iterdir()) and not marked:
+        raise LocalRuntimeError(
+            f"--workdir {workdir} is not empty and was not made by `streamline up` or `demo`; it "
+            "is wiped at every start, so give a new or empty folder"
+        )
+    # The socket is TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX and AF_UNIX paths end at 107 bytes.
+    if len(os.fsencode(workdir / "tmp")) > MAX_TMPDIR_BYTES:
+        raise LocalRuntimeError(
+            f"--workdir {workdir} is too long a path for Airflow's unix sockets: keep "
+            f"{workdir / 'tmp'} under {MAX_TMPDIR_BYTES} bytes"
+        )
+
+
+@dataclass
+class Runtime:
+    """A running local runtime, as the command's body sees it."""
+
+    feeds: Sequence[Feed]
+    options: RuntimeOptions
+    console: Console
+    workdir: Path
+    stack: Stack
+    children: Children
+    stopping: threading.Event
+    api_url: str
+    monitor: Monitor
+    meter: LatencyMeter
+    summaries: dict[str, reports.FeedSummary] = field(default_factory=dict)
+
+    @property
+    def journal(self) -> Path:
+        """batches.jsonl: one JSON line per finished batch (FinishedRun.to_json)."""
+        return self.workdir / "batches.jsonl"
+
+    def poll(self) -> list[FinishedRun]:
+        """Batches finished since the last poll, measured, journalled and in summaries; none
+        while the API server does not answer."""
+        try:
+            found = self.monitor.poll()
+        except ApiError:
+            return []
+        for run in found:
+            self.meter.measure(run)
+            self.summaries[run.feed].runs.append(run)
+            with self.journal.open("a", encoding="utf-8") as out:
+                out.write(run.to_json() + "\n")
+        for feed, count in self.monitor.empty_runs.items():
+            self.summaries[feed].empty_runs = count
+        return found
+
+    def stream(self) -> Streaming:
+        """Start the edge generator as the options say."""
+        o = self.options
+        config = firehose_config(self.stack, self.feeds, rate=o.rate, duration=o.duration,
+                                 seed=o.seed, duplicate_rate=o.duplicate_rate,
+                                 malformed_rate=o.malformed_rate, progress_seconds=1.0)  # fmt: skip
+        until = f"for {o.duration:.0f} s" if o.duration else "until Ctrl-C"
+        malformed = f", malformed {o.malformed_rate:.0%}" if o.malformed_rate else ""
+        self.console.print(
+            f"streaming {o.rate:g} events/s through Firehose {until} "
+            f"(duplicates {o.duplicate_rate:.0%}{malformed}); Ctrl-C stops everything"
+        )
+        return start_generator(config)
+
+    def watch(
+        self,
+        streaming: Streaming,
+        *,
+        until: Callable[[], bool] = lambda: False,
+        on_run: Callable[[FinishedRun], None] = lambda run: None,
+        streamed_note: str = "",
+    ) -> int:
+        """Print each finished batch and a status line every STATUS_SECONDS until SIGINT/SIGTERM
+        or until() is true; 0, or 1 when a component died or the generator failed."""
+        begin = time.monotonic()
+        next_status, announced = begin + STATUS_SECONDS, False
+        while not self.stopping.wait(POLL_SECONDS):
+            try:
+                for run in self.poll():
+                    reports.print_run(self.console, run)
+                    on_run(run)
+                if until():
+                    return 0
+            except KeyboardInterrupt:  # the Snowflake connector's own SIGINT handler, mid-query
+                return 0
+            dead = self.children.dead()
+            if dead:
+                self.console.print(f"[bold red]{', '.join(dead)} exited[/]; see its log")
+                return 1
+            if streaming.finished and not announced:
+                announced = True
+                if "error" in streaming.outcome:
+                    error = streaming.outcome["error"]
+                    self.console.print(f"[bold red]generator failed:[/] {error}")
+                    return 1
+                self.console.print(f"streaming finished{streamed_note}")
+            if time.monotonic() >= next_status:
+                next_status += STATUS_SECONDS
+                lines = int(streaming.outcome.get("lines", 0))
+                reports.print_status_line(
+                    self.console, list(self.summaries.values()), lines, time.monotonic() - begin
+                )
+        return 0
+
+
+Body = Callable[[Runtime], int]
+
+
+def run_local(
+    project: Project, feeds: Sequence[Feed], options: RuntimeOptions, console: Console, body: Body
+) -> int:
+    """Start the local runtime, run body on it, stop everything; body's exit code, 1 when the
+    runtime failed, 2 when the workdir is refused, 0 when stopped by a signal while starting."""
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    workdir = options.workdir.resolve()
+    try:
+        check_workdir(workdir)
+    except LocalRuntimeError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "logs").mkdir(parents=True)
+    (workdir / WORKDIR_MARKER).write_text("made by streamline up or demo; wiped at each start\n")
+    children = Children(workdir / "pids.json")
+    with stop_signals() as stopping:
+        try:
+            return _start(project, feeds, options, console, workdir, children, stopping, body)
+        except KeyboardInterrupt:  # Ctrl-C during a warehouse query (the connector's handler)
+            return 0
+        except StreamlineError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            return 1
+        finally:
+            children.stop_all()
+            children.write_pids()
+            killed = children.killed
+            note = f" ({', '.join(killed)} killed after {STOP_GRACE:.0f} s)" if killed else ""
+            console.print(f"stopped every process{note}; logs are in {workdir / 'logs'}")
+
+
+def _start(
+    project: Project,
+    feeds: Sequence[Feed],
+    options: RuntimeOptions,
+    console: Console,
+    workdir: Path,
+    children: Children,
+    stopping: threading.Event,
+    body: Body,
+) -> int:
+    started = time.monotonic()
+    if options.trigger:
+        project, feeds = override_trigger(project, options.trigger, workdir / "project")
+    logs = workdir / "logs"
+    with embedded_stack(logs) as stack:
+        children.extra.update({"moto": stack.processes[0].pid, "warehouse": stack.processes[1].pid})
+        children.write_pids()
+        provision(stack, project, feeds)
+        dags = workdir / "dags"
+        generate(project, feeds, dags, RenderSettings(lake_url=f"s3://{stack.bucket}"),
+                 stack.sqs_url_prefix)  # fmt: skip
+        port = options.port or free_port()
+        env = airflow_config.airflow_env(stack, project, workdir, dags, port, options.parallelism)
+        migrate = airflow_config.airflow_argv("db", "migrate")
+        if not run_step(migrate, env, logs / "airflow-migrate.log", stopping, "airflow db migrate"):
+            return 0
+        console.print(
+            f"stack provisioned and metadata db migrated ({time.monotonic() - started:.0f} s); "
+            "starting Airflow..."
+        )
+        api_url = airflow_config.api_url(port)
+        runtime = Runtime(
+            feeds, options, console, workdir, stack, children, stopping, api_url,
+            Monitor(RestApi(api_url, timeout=10.0), feeds), LatencyMeter(stack.connect, feeds),
+            {f.feed: reports.FeedSummary(f.feed) for f in feeds},
+        )  # fmt: skip
+        try:
+            for name in airflow_config.COMPONENTS:
+                argv = airflow_config.component_argv(name, port)
+                children.start(name, argv, env, logs / f"{name}.log")
+            write_stack_file(workdir, env, api_url)
+            _print_endpoints(runtime)
+            if not _wait_ready(runtime):
+                return 0
+            console.print(
+                f"Airflow is up ({time.monotonic() - started:.0f} s): UI {api_url}  "
+                f"DAGs {', '.join(runtime.monitor.dags_ready())} unpaused"
+            )
+            return body(runtime)
+        finally:
+            runtime.meter.close()
+            # Airflow first, while the lake and the warehouse are still there for its tasks.
+            children.stop_all()
+
+
+def _wait_ready(runtime: Runtime) -> bool:
+    """Wait until the API server is healthy, every DAG registered and every poll feed's first
+    sensor running (the LocalExecutor's forkserver has then imported what tasks need: about
+    10 s that would otherwise delay the first batch); False when stopped."""
+    for what in ("health", "dags", "sensors"):
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _ready(runtime, what):
+            runtime.children.check_alive()
+            if time.monotonic() > deadline:
+                log = {"health": "api-server", "dags": "dag-processor"}.get(what, "scheduler")
+                log += ".log"
+                raise LocalRuntimeError(
+                    f"Airflow was not ready ({what}) within {READY_TIMEOUT:.0f} s; see {log}"
+                )
+            if runtime.stopping.wait(0.5):
+                return False
+    return True
+
+
+def _ready(runtime: Runtime, what: str) -> bool:
+    if what == "dags":
+        return len(runtime.monitor.dags_ready()) == len(runtime.feeds)
+    if what == "sensors":  # event-mode DAGs run only once their queue has a message
+        polled = [f.dag.dag_id for f in runtime.feeds if f.trigger.mode == "poll"]
+        return all(runtime.monitor.running_task(d, DETECT_TASK) for d in polled)
+    try:  # GET /api/v2/monitor/health: the metadata database's status, among others
+        health = RestApi(runtime.api_url, timeout=2.0).call("GET", "/monitor/health")
+    except ApiError:
+        return False
+    return bool(health and health.get("metadatabase", {}).get("status") == "healthy")
+
+
+def _print_endpoints(runtime: Runtime) -> None:
+    url, stack, workdir = runtime.api_url, runtime.stack, runtime.workdir
+    modes = ", ".join(f"{f.feed} ({f.trigger.mode})" for f in runtime.feeds)
+    reports.print_endpoints(runtime.console, {
+        "Airflow UI": f"{url}  (no login: everyone on 127.0.0.1 is admin)",
+        "REST API": f"{url}/api/v2  (docs {url}/docs)",
+        "AWS (moto)": f"{stack.aws_endpoint}  S3, Firehose, SQS, Secrets Manager",
+        "warehouse": f"https://127.0.0.1:{stack.warehouse_port}  (fakesnow over TLS)",
+        "feeds": modes,
+        "metadata db": str(workdir / "airflow" / "airflow.db"),
+        "logs": f"{workdir / 'logs'}  (one per component; task logs in logs/tasks)",
+        "batches": str(runtime.journal),
+        "pids": str(workdir / "pids.json"),
+        "status": f"{reports.cli_command()} status --local --workdir {workdir}",
+    })  # fmt: skip

@@ -1,0 +1,181 @@
+"""The local runtime's rooms without servers: the run monitor against a fake REST API, the latency
+definition, the reports, process supervision with real child processes, and the workdir rules."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from streamline.airflowapi import ApiError
+from streamline.local import processes, reports
+from streamline.local.latency import first_arrivals_sql, has_latency, percentile
+from streamline.local.monitor import FinishedRun, Monitor
+from streamline.local.runtime import LocalRuntimeError, check_workdir
+from streamline.model import Feed
+from streamline.project import find_project
+from streamline.validation import validate_paths
+
+
+@pytest.fixture(scope="module")
+def feeds() -> dict[str, Feed]:
+    return {f.feed: f for f in validate_paths(find_project()).feeds}
+
+
+class FakeApi:
+    """Answers GETs from a dict of path -> JSON; records every path; fails paths in `failing`."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+        self.failing: set[str] = set()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        self.calls.append(path)
+        base = path.split("?")[0]
+        if base in self.failing or base not in self.answers:
+            raise ApiError(f"GET {path}: HTTP 404")
+        return self.answers[base]
+
+
+def _run(run_id: str, state: str, end: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"dag_run_id": run_id, "state": state, "queued_at": end, "start_date": end,
+            "end_date": end, "conf": conf or {}}  # fmt: skip
+
+
+def _tasks(claim: str) -> dict[str, Any]:
+    names = ("detect", "claim", "load", "transform", "finalize")
+    return {"task_instances": [
+        {"task_id": n, "state": claim if n == "claim" else "success", "queued_when": None,
+         "start_date": "2026-11-30T10:00:01+00:00", "end_date": "2026-11-30T10:00:02+00:00"}
+        for n in names
+    ]}  # fmt: skip
+
+
+@pytest.fixture
+def api(feeds: dict[str, Any]) -> FakeApi:
+    base = "/dags/customers/dagRuns"
+    return FakeApi({
+        base: {"dag_runs": [
+            _run("r1", "success", "2026-11-30T10:00:05+00:00"),
+            _run("r2", "success", "2026-11-30T10:00:06+00:00"),
+            _run("r3", "success", "2026-11-30T10:00:07+00:00", {"batch_id": "20261130T100000Z"}),
+        ]},
+        f"{base}/r1/taskInstances": _tasks("success"),
+        f"{base}/r1/taskInstances/claim/xcomEntries/batch_id": {"value": '"20261130T100000Z"'},
+        f"{base}/r2/taskInstances": _tasks("skipped"),
+        f"{base}/r3/taskInstances": _tasks("success"),
+        f"{base}/r3/taskInstances/claim/xcomEntries/batch_id": {"value": "20261130T100000Z"},
+        "/dags/customers": {"is_paused": False},
+    })  # fmt: skip
+
+
+def test_monitor_reads_batches_empty_runs_and_reprocesses(
+    api: FakeApi, feeds: dict[str, Any]
+) -> None:
+    monitor = Monitor(api, [feeds["customers"]])
+    assert monitor.dags_ready() == ["customers"]
+    found = monitor.poll()
+    assert [(r.run_id, r.batch_id, r.reprocess) for r in found] == [
+        ("r1", "20261130T100000Z", False),
+        ("r3", "20261130T100000Z", True),
+    ]
+    assert monitor.empty_runs == {"customers": 1}  # r2: the sensor found no file
+    assert found[0].task_end("transform") is not None and found[0].run_seconds == 0.0
+    assert monitor.poll() == []  # nothing twice
+    assert "end_date_gte=2026-11-30T10%3A00%3A07%2B00%3A00" in api.calls[-1]
+
+
+def test_monitor_reads_a_run_again_after_an_api_error(api: FakeApi, feeds: dict[str, Any]) -> None:
+    monitor = Monitor(api, [feeds["customers"]])
+    api.failing.add("/dags/customers/dagRuns/r1/taskInstances")
+    with pytest.raises(ApiError):
+        monitor.poll()
+    api.failing.clear()
+    assert [r.run_id for r in monitor.poll()] == ["r1", "r3"]
+
+
+def test_latency_counts_each_event_once_and_only_for_generated_feeds(
+    feeds: dict[str, Any],
+) -> None:
+    sql = first_arrivals_sql(feeds["orders"], "20261130T100000Z")
+    assert "p.\"BATCH_ID\" < '20261130T100000Z'" in sql and "SELECT DISTINCT" in sql
+    assert has_latency(feeds["orders"])
+    assert percentile([], 0.5) != percentile([], 0.5)  # NaN
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and percentile([1.0, 9.0], 0.95) == 9.0
+
+
+def test_summary_shows_the_demo_counts_only_when_measured() -> None:
+    run = FinishedRun("orders", "r1", "success", "b1", {}, None, None, None, rows=5)
+    run.latencies = [1.0, 3.0]
+    again = FinishedRun("orders", "r2", "success", "b1", {}, None, None, None, reprocess=True)
+    summary = reports.FeedSummary("orders", runs=[run, again], empty_runs=2)
+    out = io.StringIO()
+    reports.print_summary(Console(file=out, width=200), "t", [summary])
+    assert "emitted" not in out.getvalue()
+    row = next(line for line in out.getvalue().splitlines() if "orders" in line)
+    # batches, failed, reprocessed, empty runs, rows
+    assert [cell.strip() for cell in row.split("│")[2:7]] == ["1", "0", "1", "2", "5"]
+    summary.raw_rows, summary.emitted_lines = 5, 6
+    out = io.StringIO()
+    reports.print_summary(Console(file=out, width=200), "t", [summary])
+    assert "emitted" in out.getvalue() and "raw rows" in out.getvalue()
+    assert json.loads(run.to_json())["latency_p50"] in (1.0, 3.0)
+
+
+def test_children_stop_in_order_and_a_stubborn_one_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processes, "STOP_GRACE", 1.0)
+    monkeypatch.setattr(processes, "SIGNAL_AGAIN_AFTER", 0.3)
+    children = processes.Children(tmp_path / "pids.json")
+    ready = tmp_path / "ready"
+    stubborn = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "open(sys.argv[1], 'w').close(); time.sleep(60)"
+    )
+    log = tmp_path / "out.log"
+    children.start("scheduler", [sys.executable, "-c", stubborn, str(ready)], {}, log)
+    while not ready.exists():
+        time.sleep(0.05)
+    children.start("api-server", [sys.executable, "-c", "import time; time.sleep(60)"], {}, log)
+    pids = json.loads((tmp_path / "pids.json").read_text())
+    assert set(pids["children"]) == {"scheduler", "api-server"} and len(pids["groups"]) == 2
+    assert children.dead() == []
+    assert children.stop_all() == ["scheduler"]
+    assert all(p.poll() is not None for p in children.processes.values())
+    with pytest.raises(processes.SupervisionError, match="exited"):
+        children.check_alive()
+
+
+def test_run_step_reports_a_failing_command(tmp_path: Path) -> None:
+    import threading
+
+    argv = [sys.executable, "-c", "raise SystemExit(3)"]
+    with pytest.raises(processes.SupervisionError, match="exited with 3"):
+        processes.run_step(argv, {}, tmp_path / "log", threading.Event(), "step")
+    stopped = threading.Event()
+    stopped.set()
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    assert processes.run_step(slow, {}, tmp_path / "log", stopped, "step") is False
+
+
+def test_workdir_rules(tmp_path: Path) -> None:
+    check_workdir(tmp_path / "new")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(LocalRuntimeError, match="not empty"):
+        check_workdir(tmp_path / "mine")
+    (tmp_path / "mine" / ".streamline-up").write_text("")  # an earlier `up`'s workdir
+    check_workdir(tmp_path / "mine")
+    with pytest.raises(LocalRuntimeError, match="too long"):
+        check_workdir(tmp_path / ("x" * 80))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LocalRuntimeError, match="not a folder"):
+        check_workdir(tmp_path / "file")
