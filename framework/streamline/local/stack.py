@@ -91,7 +91,7 @@ class Stack:
         """The Airflow connection (as stored in Secrets Manager) for the local warehouse."""
         from streamline.local.warehouse import airflow_connection
 
-        return airflow_connection(self.warehouse_port, database="streamline", warehouse="local")
+        return airflow_connection(self.warehouse_port)
 
     def connect(self) -> Any:
         """A Snowflake connector connection to the local warehouse (over TLS)."""

@@ -33,6 +33,25 @@ from streamline.local import compat
 
 HOST = "127.0.0.1"
 ACCOUNT = "streamline"
+DATABASE = "streamline"
+"""The Airflow connection's default database and warehouse (the rendered SQL names its own)."""
+WAREHOUSE = "local"
+
+ENGINE_SETTINGS: dict[str, str] = {
+    # Snowflake sorts NULL as the highest value: last under ASC, first under DESC
+    # (https://docs.snowflake.com/en/sql-reference/constructs/order-by). fakesnow's transpiling
+    # spells NULLS FIRST/LAST out where it rewrites an ORDER BY; this covers every other one.
+    "default_null_order": "nulls_last_on_asc_first_on_desc",
+    # Snowflake's TIMEZONE default is America/Los_Angeles; fakesnow sets UTC. The pipeline writes
+    # and compares TIMESTAMP_LTZ values (instants) and UTC batch ids, so the session time zone
+    # changes only how times print; UTC prints them as the batch ids and the ledger show them.
+    "TimeZone": "UTC",
+}
+"""DuckDB settings of the warehouse, where Snowflake's defaults matter to the pipeline's SQL.
+Identifier case (unquoted names upper-cased, quoted ones kept,
+https://docs.snowflake.com/en/sql-reference/identifiers-syntax) and the timestamp types
+(TIMESTAMP_NTZ as DuckDB TIMESTAMP, TIMESTAMP_LTZ/TZ as TIMESTAMP WITH TIME ZONE) are fakesnow's
+own; the fidelity probes (streamline.local.fidelity) check all of them."""
 
 CONNECT_OPTIONS: dict[str, Any] = {
     "account": ACCOUNT,
@@ -63,7 +82,8 @@ def airflow_connection(port: int, **defaults: str) -> dict[str, Any]:
     SnowflakeHook takes host, port and insecure_mode from the extra but passes no timeouts: the
     server's errors are ordinary query failures, so none are retried.
     """
-    extra = {"account": ACCOUNT, "host": HOST, "port": port, "insecure_mode": True, **defaults}
+    extra = {"account": ACCOUNT, "host": HOST, "port": port, "insecure_mode": True,
+             "database": DATABASE, "warehouse": WAREHOUSE, **defaults}  # fmt: skip
     return {
         "conn_type": "snowflake",
         "login": CONNECT_OPTIONS["user"],
@@ -108,6 +128,8 @@ def serve(
     if db_path is not None:
         db_path.mkdir(parents=True, exist_ok=True)
         fakesnow_server.shared_fs = FakeSnow(db_path=db_path)
+    for name, value in ENGINE_SETTINGS.items():
+        fakesnow_server.shared_fs.duck_conn.execute(f"SET GLOBAL {name} = '{value}'")
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
