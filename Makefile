@@ -17,7 +17,7 @@ $(ROOT)/.tools/bin/uv:
 	python3 -m venv $(ROOT)/.tools
 	$(ROOT)/.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
-install: $(if $(findstring .tools,$(UV)),$(ROOT)/.tools/bin/uv)
+install: $(if $(filter $(ROOT)/.tools/bin/uv,$(UV)),$(ROOT)/.tools/bin/uv)
 	@mkdir -p $(TMPDIR) $(AIRFLOW_HOME)
 	$(UV) sync --locked --quiet
 

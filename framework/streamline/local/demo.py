@@ -50,8 +50,6 @@ def run_demo(
     project: Project, feeds: Sequence[Feed], options: DemoOptions, console: Console
 ) -> int:
     """Run the demo end to end; 0 when every check held, 1 otherwise, 2 for a refused workdir."""
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
     runtime_options = RuntimeOptions(
         rate=options.rate,
         duration=options.duration,

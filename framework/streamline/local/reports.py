@@ -108,7 +108,7 @@ def print_summary(console: Console, title: str, summaries: Sequence[FeedSummary]
 def print_status_line(
     console: Console, summaries: Sequence[FeedSummary], lines: int, seconds: float
 ) -> None:
-    """`[  30 s] N events sent; <feed> B batches p50 X s p95 Y s; ...`"""
+    """`[  30 s] N lines sent; <feed> B batches p50 X s p95 Y s; ...`"""
     parts = []
     for s in summaries:
         lat = s.latencies
@@ -116,4 +116,4 @@ def print_status_line(
             f" p50 {percentile(lat, 0.5):.1f} s p95 {percentile(lat, 0.95):.1f} s" if lat else ""
         )
         parts.append(f"{s.feed} {len(s.batches)} batches{figures}")
-    console.print(f"[{seconds:4.0f} s] {lines} events sent; " + "; ".join(parts), highlight=False)
+    console.print(f"[{seconds:4.0f} s] {lines} lines sent; " + "; ".join(parts), highlight=False)

@@ -43,6 +43,7 @@ READY_TIMEOUT = 120.0
 POLL_SECONDS = 1.0
 STATUS_SECONDS = 30.0
 MAX_TMPDIR_BYTES = 72
+SUMMARY_WIDTH = 150
 WORKDIR_MARKER = ".streamline-local"
 EARLIER_MARKERS = (".streamline-up", "airflow-setup.log")
 """What workdirs of earlier versions of `up` and `demo` hold: they are wiped as well."""
@@ -171,9 +172,11 @@ class Runtime:
                 self.console.print(f"streaming finished{streamed_note}")
             if time.monotonic() >= next_status:
                 next_status += STATUS_SECONDS
-                lines = int(streaming.outcome.get("lines", 0))
                 reports.print_status_line(
-                    self.console, list(self.summaries.values()), lines, time.monotonic() - begin
+                    self.console,
+                    list(self.summaries.values()),
+                    streaming.lines,
+                    time.monotonic() - begin,
                 )
         return 0
 
@@ -187,6 +190,8 @@ def run_local(
     """Start the local runtime, run body on it, stop everything; body's exit code, 1 when the
     runtime failed, 2 when the workdir is refused, 0 when stopped by a signal while starting."""
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    if not console.is_terminal:  # a log file or a pipe: rich would cut the tables at 80 columns
+        console.width = max(console.width, SUMMARY_WIDTH)
     workdir = options.workdir.resolve()
     try:
         check_workdir(workdir)

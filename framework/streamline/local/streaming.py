@@ -86,6 +86,12 @@ class Streaming:
     def finished(self) -> bool:
         return not self.thread.is_alive()
 
+    @property
+    def lines(self) -> int:
+        """Lines sent so far: the final count once the generator has returned."""
+        stats = self.outcome.get("stats")
+        return int(stats.lines if stats is not None else self.outcome.get("lines", 0))
+
     def end(self, timeout: float = 30.0) -> None:
         """Stop the generator and wait for its flush."""
         self.stop.set()
