@@ -618,12 +618,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Streams events for a while, runs every feed's DAG per batch, prints rows, rejected rows and
     latency per feed and batch, re-runs one batch to show it adds zero rows, and stops everything.
     """
-    from streamline.local.demo import DemoOptions, run_demo
+    from streamline.local.demo import run_demo
+    from streamline.local.runtime import RuntimeOptions
 
+    if args.rate <= 0 or args.duration <= 0:
+        raise UsageError("--rate and --duration must be positive")
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    options = DemoOptions(
+    options = RuntimeOptions(
         duration=args.duration,
         rate=args.rate,
         seed=args.seed,

@@ -39,6 +39,7 @@ PRELOAD = (
     "streamline.lake",
     "streamline.ledger",
     "streamline.tasks",
+    "streamline.local.warmup",  # last: parses the dags folder with everything above imported
 )
 """Modules every task process needs, imported once by the LocalExecutor's forkserver."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -34,33 +33,14 @@ DRAIN_SECONDS = 60.0
 file has to be published."""
 
 
-@dataclass
-class DemoOptions:
-    """How much to stream and for how long."""
-
-    duration: float = 20.0
-    rate: float = 200.0
-    seed: int = 42
-    duplicate_rate: float = 0.05
-    malformed_rate: float = 0.01
-    workdir: Path = Path(".scratch/demo")
-
-
 def run_demo(
-    project: Project, feeds: Sequence[Feed], options: DemoOptions, console: Console
+    project: Project, feeds: Sequence[Feed], options: RuntimeOptions, console: Console
 ) -> int:
-    """Run the demo end to end; 0 when every check held, 1 otherwise, 2 for a refused workdir."""
-    runtime_options = RuntimeOptions(
-        rate=options.rate,
-        duration=options.duration,
-        seed=options.seed,
-        duplicate_rate=options.duplicate_rate,
-        malformed_rate=options.malformed_rate,
-        workdir=options.workdir,
-    )
+    """Run the demo end to end (options.duration seconds of streaming, then the checks); 0 when
+    every check held, 1 otherwise, 2 for a refused workdir."""
     started = time.monotonic()
     problems: list[str] = []
-    code = run_local(project, feeds, runtime_options, console, lambda rt: _demo(rt, problems))
+    code = run_local(project, feeds, options, console, lambda rt: _demo(rt, problems))
     if code == 2:
         return 2
     if code and not problems:
