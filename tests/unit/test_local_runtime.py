@@ -179,3 +179,13 @@ def test_workdir_rules(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(LocalRuntimeError, match="not a folder"):
         check_workdir(tmp_path / "file")
+
+
+def test_warmup_parses_each_dag_file_and_survives_a_broken_one(tmp_path: Path) -> None:
+    from streamline.local.warmup import parse_dags_folder
+
+    (tmp_path / "good.py").write_text("X = 1\n")
+    (tmp_path / "broken.py").write_text("raise RuntimeError('bad spec')\n")
+    (tmp_path / "notes.txt").write_text("not python")
+    assert parse_dags_folder(str(tmp_path)) == 1
+    assert parse_dags_folder(None) == 0 and parse_dags_folder(str(tmp_path / "none")) == 0
