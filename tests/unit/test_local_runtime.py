@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,10 +96,41 @@ def test_monitor_reads_batches_empty_runs_and_reprocesses(
 def test_monitor_reads_a_run_again_after_an_api_error(api: FakeApi, feeds: dict[str, Any]) -> None:
     monitor = Monitor(api, [feeds["customers"]])
     api.failing.add("/dags/customers/dagRuns/r1/taskInstances")
-    with pytest.raises(ApiError):
-        monitor.poll()
+    assert monitor.poll() == [] and monitor.last_error is not None
     api.failing.clear()
     assert [r.run_id for r in monitor.poll()] == ["r1", "r3"]
+
+
+def test_an_api_error_in_one_feed_loses_no_run_of_another(feeds: dict[str, Any]) -> None:
+    api = FakeApi({
+        "/dags/customers/dagRuns": {"dag_runs": [_run("c1", "success", "2026-11-30T10:00:05Z")]},
+        "/dags/customers/dagRuns/c1/taskInstances": _tasks("success"),
+        "/dags/customers/dagRuns/c1/taskInstances/claim/xcomEntries/batch_id": {"value": "b1"},
+        "/dags/orders/dagRuns": {"dag_runs": [_run("o1", "failed", "2026-11-30T10:00:06Z")]},
+        "/dags/orders/dagRuns/o1/taskInstances": _tasks("upstream_failed"),
+    })  # fmt: skip
+    api.failing.add("/dags/orders/dagRuns")
+    monitor = Monitor(api, [feeds["customers"], feeds["orders"]])
+    assert [r.run_id for r in monitor.poll()] == ["c1"]
+    assert monitor.last_error is not None
+    api.failing.clear()
+    [failed] = monitor.poll()  # read by the next poll; it failed before a claim: not a batch
+    assert (failed.run_id, failed.claimed, failed.batch_id) == ("o1", False, None)
+    out = io.StringIO()
+    reports.print_run(Console(file=out, width=200), failed)
+    assert "(no batch)" in out.getvalue()
+    summary = reports.FeedSummary("orders", runs=[failed])
+    assert summary.batches == []
+
+
+def test_a_cleared_run_that_ends_again_is_reported_again(
+    api: FakeApi, feeds: dict[str, Any]
+) -> None:
+    monitor = Monitor(api, [feeds["customers"]])
+    assert len(monitor.poll()) == 2
+    runs = api.answers["/dags/customers/dagRuns"]["dag_runs"]
+    runs[0] = {**runs[0], "end_date": "2026-11-30T10:01:00+00:00"}  # cleared, ended again
+    assert [r.run_id for r in monitor.poll()] == ["r1"]
 
 
 def test_latency_counts_each_event_once_and_only_for_generated_feeds(
@@ -122,6 +154,11 @@ def test_summary_shows_the_demo_counts_only_when_measured() -> None:
     row = next(line for line in out.getvalue().splitlines() if "orders" in line)
     # batches, failed, reprocessed, empty runs, rows
     assert [cell.strip() for cell in row.split("│")[2:7]] == ["1", "0", "1", "2", "5"]
+    assert "nan" not in out.getvalue()
+    empty = reports.FeedSummary("shipments")
+    out = io.StringIO()
+    reports.print_summary(Console(file=out, width=200), "t", [empty])
+    assert "nan" not in out.getvalue() and out.getvalue().count(" - ") >= 3
     summary.raw_rows, summary.emitted_lines = 5, 6
     out = io.StringIO()
     reports.print_summary(Console(file=out, width=200), "t", [summary])
@@ -148,6 +185,11 @@ def test_children_stop_in_order_and_a_stubborn_one_is_killed(
     pids = json.loads((tmp_path / "pids.json").read_text())
     assert set(pids["children"]) == {"scheduler", "api-server"} and len(pids["groups"]) == 2
     assert children.dead() == []
+    server = subprocess.Popen([sys.executable, "-c", "pass"])  # a stack server that dies
+    children.adopt("moto", server)
+    server.wait()
+    assert children.dead() == ["moto"]
+    assert json.loads((tmp_path / "pids.json").read_text())["children"]["moto"] == server.pid
     assert children.stop_all() == ["scheduler"]
     assert all(p.poll() is not None for p in children.processes.values())
     with pytest.raises(processes.SupervisionError, match="exited"):

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from streamline.airflowapi import ApiError, RestApi, trigger_run
 from streamline.local import reports
+from streamline.local.latency import has_latency
 from streamline.local.monitor import FinishedRun
 from streamline.local.runtime import Runtime, RuntimeOptions, run_local
 from streamline.model import Feed
@@ -57,8 +58,9 @@ def run_demo(
 
 @dataclass
 class Rerun:
-    """Reprocesses the first feed's first published batch once, while the stream runs (after the
-    stream, a poll feed's DAG would wait out its sensor's timeout first); it must keep its rows."""
+    """Reprocesses the first published batch of the first generated feed once, while the stream
+    runs (after the stream, a poll feed's DAG would wait out its sensor's timeout first); it must
+    keep its rows."""
 
     runtime: Runtime
     batch: FinishedRun | None = None
@@ -72,7 +74,7 @@ class Rerun:
             self._judge()
         elif (
             self.batch is None
-            and run.feed == self.runtime.feeds[0].feed  # one feed's batches wait for it
+            and run.feed == self.feed  # one feed's batches wait for it
             and run.state == "success"
             and run.batch_id
             and self.attempts < 3
@@ -93,8 +95,14 @@ class Rerun:
             )
 
     @property
+    def feed(self) -> str | None:
+        """The first feed the generator streams (customers in the shipped project)."""
+        return next((f.feed for f in self.runtime.feeds if has_latency(f)), None)
+
+    @property
     def done(self) -> bool:
-        return self.outcome is not None or (self.batch is None and self.attempts >= 3)
+        given_up = self.batch is None and self.attempts >= 3
+        return self.feed is None or self.outcome is not None or given_up
 
     def _judge(self) -> None:
         assert self.batch is not None and self.outcome is not None
@@ -133,7 +141,9 @@ def _demo(runtime: Runtime, problems: list[str]) -> int:
         return 1
     if not _drained(runtime):
         problems.append("files were still waiting or open when the demo's time ran out")
-    if rerun.batch is None and rerun.attempts >= 3:
+    if rerun.feed is None:
+        problems.append("the generator streams none of these feeds: nothing was loaded")
+    elif rerun.batch is None and rerun.attempts >= 3:
         problems.append("the reprocess could not be triggered (the API server refused 3 times)")
     elif rerun.batch is None:
         problems.append("no batch was published, so none could be reprocessed")

@@ -50,6 +50,8 @@ class FinishedRun:
     run_queued: str | None
     run_start: str | None
     run_end: str | None
+    claimed: bool = True
+    """False for a run that failed before its claim committed: a failed run, not a batch."""
     reprocess: bool = False
     """Started with a batch id in its conf (`streamline reprocess`): a batch run again."""
     rows: int = 0
@@ -82,7 +84,9 @@ class Monitor:
     def __init__(self, api: Api, feeds: Sequence[Feed]) -> None:
         self.api = api
         self.feeds = {f.dag.dag_id: f for f in feeds}
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: set[tuple[str, str, str]] = set()
+        """(dag id, run id, end date) of the runs read."""
+        self.last_error: ApiError | None = None
         self.since: dict[str, str] = {}
         self.empty_runs: dict[str, int] = {f.feed: 0 for f in feeds}
         """Per feed: runs that ended without a batch (a poll sensor that found no file in time)."""
@@ -113,29 +117,38 @@ class Monitor:
         return False
 
     def poll(self) -> list[FinishedRun]:
-        """Runs that ended since the last call and claimed files, oldest end first.
+        """Runs that ended since the last call, oldest end first per feed: those that claimed
+        files, and failed ones (a run that succeeded without a batch only counts in empty_runs).
 
-        Raises ApiError when the API server cannot be reached or refuses a call; the runs not read
-        then are read by the next call.
+        A call the API refuses (or a server that does not answer) ends that feed's reading for
+        this poll: what was read before it is returned, the rest is read by the next poll, and
+        the error is kept in last_error. A run cleared and run again is reported again.
         """
         found: list[FinishedRun] = []
+        self.last_error = None
         for dag_id, feed in self.feeds.items():
-            query = [("state", "success"), ("state", "failed"), ("order_by", "end_date"),
-                     ("limit", str(PAGE))]  # fmt: skip
-            if dag_id in self.since:
-                query.append(("end_date_gte", self.since[dag_id]))
-            answer = self.api.call("GET", f"/dags/{quote(dag_id)}/dagRuns?{urlencode(query)}")
-            for run in answer.get("dag_runs", []):
-                key = (dag_id, str(run["dag_run_id"]))
-                if key in self.seen:
-                    continue
-                finished = self._finished(feed, run)
-                self.seen.add(key)  # only once read whole: an ApiError above reads it again
-                if run.get("end_date"):
-                    self.since[dag_id] = str(run["end_date"])
-                if finished is not None:
-                    found.append(finished)
+            try:
+                self._poll_feed(dag_id, feed, found)
+            except ApiError as exc:
+                self.last_error = exc
         return found
+
+    def _poll_feed(self, dag_id: str, feed: Feed, found: list[FinishedRun]) -> None:
+        query = [("state", "success"), ("state", "failed"), ("order_by", "end_date"),
+                 ("limit", str(PAGE))]  # fmt: skip
+        if dag_id in self.since:
+            query.append(("end_date_gte", self.since[dag_id]))
+        answer = self.api.call("GET", f"/dags/{quote(dag_id)}/dagRuns?{urlencode(query)}")
+        for run in answer.get("dag_runs", []):
+            key = (dag_id, str(run["dag_run_id"]), str(run.get("end_date")))
+            if key in self.seen:
+                continue
+            finished = self._finished(feed, run)
+            self.seen.add(key)  # only once read whole: an ApiError above reads it again
+            if run.get("end_date"):
+                self.since[dag_id] = str(run["end_date"])
+            if finished is not None:
+                found.append(finished)
 
     def _finished(self, feed: Feed, run: dict[str, Any]) -> FinishedRun | None:
         base = f"/dags/{quote(feed.dag.dag_id)}/dagRuns/{quote(str(run['dag_run_id']))}"
@@ -161,6 +174,7 @@ class Monitor:
             except ApiError:  # cleared since (404): the run is reported without its batch id
                 batch_id = None
         return FinishedRun(
+            claimed=claimed,
             feed=feed.feed,
             run_id=str(run["dag_run_id"]),
             state=str(run["state"]),

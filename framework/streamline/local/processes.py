@@ -53,8 +53,6 @@ class Children:
     def __init__(self, pid_file: Path) -> None:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.pid_file = pid_file
-        self.extra: dict[str, int] = {}
-        """Processes started by someone else (the embedded stack) that the PID file lists too."""
         self.killed: list[str] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
@@ -67,8 +65,14 @@ class Children:
             )
         self.write_pids()
 
+    def adopt(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        """Supervise a child started elsewhere (the embedded stack's servers): dead() reports it
+        and stop_all stops it, after STOP_ORDER's."""
+        self.processes[name] = process
+        self.write_pids()
+
     def write_pids(self) -> None:
-        pids = {**self.extra, **{n: p.pid for n, p in self.processes.items()}}
+        pids = {n: p.pid for n, p in self.processes.items()}
         groups = [p.pid for p in self.processes.values()]
         body = {"up": os.getpid(), "children": pids, "groups": groups}
         self.pid_file.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")

@@ -43,6 +43,10 @@ def print_run(console: Console, run: FinishedRun) -> None:
     """One finished batch: feed, batch id, raw rows, latency, run time, state."""
     seconds = run.run_seconds
     took = f"run {seconds:4.1f} s" if seconds is not None else ""
+    if not run.claimed:
+        console.print(f"  {run.feed:<10} run {run.run_id}  {took}  {run.state} (no batch)",
+                      highlight=False)  # fmt: skip
+        return
     what = "reprocess" if run.reprocess else "batch"
     console.print(
         f"  {run.feed:<10} {what} {run.batch_id or run.run_id}  {run.rows:6d} rows  "
@@ -66,8 +70,8 @@ class FeedSummary:
 
     @property
     def batches(self) -> list[FinishedRun]:
-        """Runs that claimed new files (reprocess runs aside)."""
-        return [r for r in self.runs if not r.reprocess]
+        """Runs that claimed new files (reprocess runs and runs failed before a claim aside)."""
+        return [r for r in self.runs if r.claimed and not r.reprocess]
 
     @property
     def latencies(self) -> list[float]:
@@ -94,13 +98,11 @@ def print_summary(console: Console, title: str, summaries: Sequence[FeedSummary]
             s.feed,
             str(len(s.batches)),
             str(sum(r.state != "success" for r in s.runs)),
-            str(len(s.runs) - len(s.batches)),
+            str(sum(r.reprocess for r in s.runs)),
             str(s.empty_runs),
             str(sum(r.rows for r in s.batches)),
             *("-" if n is None else str(n) for n in counts),
-            f"{percentile(lat, 0.5):.1f}",
-            f"{percentile(lat, 0.95):.1f}",
-            f"{max(lat, default=float('nan')):.1f}",
+            *(f"{percentile(lat, q):.1f}" if lat else "-" for q in (0.5, 0.95, 1.0)),
         )
     console.print(table)
 

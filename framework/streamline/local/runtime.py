@@ -233,8 +233,8 @@ def _start(
         project, feeds = override_trigger(project, options.trigger, workdir / "project")
     logs = workdir / "logs"
     with embedded_stack(logs) as stack:
-        children.extra.update({"moto": stack.processes[0].pid, "warehouse": stack.processes[1].pid})
-        children.write_pids()
+        for name, process in zip(("moto", "warehouse"), stack.processes, strict=True):
+            children.adopt(name, process)
         provision(stack, project, feeds)
         dags = workdir / "dags"
         generate(project, feeds, dags, RenderSettings(lake_url=f"s3://{stack.bucket}"),

@@ -208,6 +208,7 @@ def start_moto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's Ctrl-C must not stop the lake before Airflow
         )
     _wait_http(f"http://127.0.0.1:{port}/moto-api/", process, "moto server", log_path)
     return process, port
@@ -233,6 +234,7 @@ def start_warehouse(workdir: Path, aws_endpoint: str) -> tuple[subprocess.Popen[
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
+            start_new_session=True,  # as moto: stopped by PID, after Airflow
         )  # fmt: skip
     assert process.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT

@@ -49,7 +49,10 @@ def _stream_until_stopped(runtime: Runtime) -> int:
         list(runtime.summaries.values()),
     )
     stats = streaming.outcome.get("stats")
-    if stats is not None:
+    if "error" in streaming.outcome and code == 0:  # failed after the watch ended
+        runtime.console.print(f"[bold red]generator failed:[/] {streaming.outcome['error']}")
+        code = code or 1
+    elif stats is not None:
         seconds = stats.elapsed_seconds
         runtime.console.print(f"generator: {stats.lines} lines sent in {seconds:.0f} s")
     return code
