@@ -42,13 +42,10 @@ class Warehouse:
         return connect_options(self.port)
 
     def connect(self, **overrides: Any) -> Any:
-        """A snowflake.connector connection. The connector trusts REQUESTS_CA_BUNDLE: set to
-        this warehouse's CA at each connect, as the embedded stack's connect sets its own (a
-        worker may run tests of both)."""
-        import snowflake.connector
+        """A snowflake.connector connection (streamline.local.warehouse.connect)."""
+        from streamline.local.warehouse import connect
 
-        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
-        return snowflake.connector.connect(**{**self.connect_options(), **overrides})
+        return connect(self.port, self.ca_bundle, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -139,11 +139,9 @@ def test_each_compat_patch_is_needed(
     patch: int, warehouse: Any, moto_server: str, s3: Any, tmp_path: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    import snowflake.connector
-
     from streamline.local.compat import WITHOUT_ENV
     from streamline.local.stack import start_warehouse
-    from streamline.local.warehouse import connect_options
+    from streamline.local.warehouse import connect as connect_to
 
     s3.create_bucket(Bucket=BUCKET)
     check = NEEDED_BY[patch]
@@ -153,8 +151,7 @@ def test_each_compat_patch_is_needed(
     try:
 
         def connect(**overrides: Any) -> Any:
-            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-            return snowflake.connector.connect(**{**connect_options(port), **overrides})
+            return connect_to(port, bundle, **overrides)
 
         needed = not check(connect, s3)
     finally:

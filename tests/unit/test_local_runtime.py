@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -208,7 +210,17 @@ def test_run_step_reports_a_failing_command(tmp_path: Path) -> None:
     assert processes.run_step(slow, {}, tmp_path / "log", stopped, "step") is False
 
 
-def test_workdir_rules(tmp_path: Path) -> None:
+def test_workdir_rules() -> None:
+    # Short on purpose: pytest's tmp_path under the repo's TMPDIR is too long a workdir.
+    tmp_path = Path(__file__).resolve().parents[2] / ".scratch" / f"wd{os.getpid()}"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    try:
+        _check_workdir_rules(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _check_workdir_rules(tmp_path: Path) -> None:
     check_workdir(tmp_path / "new")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")

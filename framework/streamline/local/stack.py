@@ -95,13 +95,9 @@ class Stack:
 
     def connect(self) -> Any:
         """A Snowflake connector connection to the local warehouse (over TLS)."""
-        import snowflake.connector
+        from streamline.local.warehouse import connect
 
-        # The connector verifies TLS against REQUESTS_CA_BUNDLE: it must trust the local cert.
-        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
-        from streamline.local.warehouse import connect_options
-
-        return snowflake.connector.connect(**connect_options(self.warehouse_port))
+        return connect(self.warehouse_port, self.ca_bundle)
 
     def airflow_env(self, dags_folder: Path, project: Project) -> dict[str, str]:
         """Environment for Airflow processes: connections, secrets backend, variables, paths."""

@@ -75,6 +75,21 @@ def connect_options(port: int) -> dict[str, Any]:
     return {**CONNECT_OPTIONS, "port": port}
 
 
+def connect(port: int, ca_bundle: Path, **overrides: Any) -> Any:
+    """A snowflake.connector connection to the local warehouse on port: the one way to connect
+    (the stack, the tests and the tools use it); overrides replace connect_options' values.
+
+    The connector verifies TLS against the bundle named by REQUESTS_CA_BUNDLE, read at each
+    connect: it is set here to this warehouse's CA (streamline.local.tls), so one process can talk
+    to two warehouses in turn. Raises the connector's errors (e.g. OperationalError when nothing
+    listens on the port).
+    """
+    import snowflake.connector
+
+    os.environ["REQUESTS_CA_BUNDLE"] = str(ca_bundle)
+    return snowflake.connector.connect(**{**connect_options(port), **overrides})
+
+
 def airflow_connection(port: int, **defaults: str) -> dict[str, Any]:
     """The Airflow connection (JSON form of AIRFLOW_CONN_<ID>) for the local warehouse; defaults
     adds extra fields such as database and warehouse.
