@@ -243,3 +243,39 @@ def test_warmup_parses_each_dag_file_and_survives_a_broken_one(tmp_path: Path) -
     (tmp_path / "notes.txt").write_text("not python")
     assert parse_dags_folder(str(tmp_path)) == 1
     assert parse_dags_folder(None) == 0 and parse_dags_folder(str(tmp_path / "none")) == 0
+
+
+def test_demo_reprocesses_a_generated_feed_and_judges_its_rows(
+    feeds: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    from streamline.local import demo
+
+    triggered: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        demo, "trigger_run", lambda api, dag_id, conf: triggered.append((dag_id, conf)) or "rp_1"
+    )
+    added = dataclasses.replace(feeds["customers"], feed="accounts")  # sorts first, not generated
+    runtime: Any = SimpleNamespace(
+        feeds=[added, feeds["customers"], feeds["orders"]],
+        api_url="http://127.0.0.1:1",
+        console=Console(file=io.StringIO()),
+    )
+    rerun = demo.Rerun(runtime)
+    assert rerun.feed == "customers" and not rerun.done
+
+    def run(feed: str, batch: str, rows: int, **kw: Any) -> FinishedRun:
+        return FinishedRun(feed, f"r-{feed}-{batch}", "success", batch, {}, None, None, None,
+                           rows=rows, **kw)  # fmt: skip
+
+    rerun.on_run(run("accounts", "b0", 5))
+    rerun.on_run(run("orders", "b1", 7))
+    assert triggered == []
+    rerun.on_run(run("customers", "b2", 9))
+    assert triggered == [("customers", {"batch_id": "b2"})] and not rerun.done
+    rerun.on_run(run("customers", "b2", 10, reprocess=True))
+    assert rerun.done and rerun.problems == [
+        "the reprocess of customers batch b2 changed its raw rows: 9 -> 10"
+    ]
