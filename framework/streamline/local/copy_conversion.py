@@ -6,7 +6,6 @@ DuckDB's read_csv in one query, and the rows loaded with their per-file results.
 from __future__ import annotations
 
 import datetime
-import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from streamline.local.copy_files import (
     literal,
     parse_error,
     quote_name,
+    strptime_format,
 )
 
 _NUMBERS = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "DOUBLE", "FLOAT"}
@@ -33,27 +33,6 @@ _ABORT_HINT = (
     "as 'SKIP_FILE' or 'CONTINUE' for the ON_ERROR option. For more information on loading "
     "options, please run 'info loading_data' in a SQL client."
 )
-
-
-_FORMAT_ELEMENTS = re.compile(
-    r'"[^"]*"|YYYY|YY|MMMM|MON|MM|DD|DY|HH24|HH12|HH|AM|PM|MI|SS|FF\d?|TZH:TZM|TZHTZM|.',
-    re.I | re.S,
-)
-_STRPTIME = {"YYYY": "%Y", "YY": "%y", "MMMM": "%B", "MON": "%b", "MM": "%m", "DD": "%d"}
-_STRPTIME |= {"DY": "%a", "HH24": "%H", "HH12": "%I", "HH": "%H", "AM": "%p", "PM": "%p"}
-_STRPTIME |= {"MI": "%M", "SS": "%S", "TZH:TZM": "%z", "TZHTZM": "%z", "FF": "%n"}
-_STRPTIME |= {f"FF{n}": "%g" if n <= 3 else "%f" if n <= 6 else "%n" for n in range(1, 10)}
-
-
-def _strptime(snowflake_format: str) -> str:
-    """A Snowflake date/time format as DuckDB's strptime format."""
-    out = []
-    for element in _FORMAT_ELEMENTS.findall(snowflake_format):
-        if element.startswith('"'):
-            out.append(element[1:-1].replace("%", "%%"))
-        else:
-            out.append(_STRPTIME.get(element.upper(), element.replace("%", "%%")))
-    return "".join(out)
 
 
 _Check = tuple[str, str, str]  # SQL: condition on {v} (the converted value), errno, message
@@ -90,7 +69,9 @@ def _convert(
         pattern = fmt["DATE_FORMAT" if kind == "DATE" else "TIMESTAMP_FORMAT"]
         value = f"TRY_CAST({source} AS {kind})"
         if str(pattern).upper() != "AUTO":
-            value = f"TRY_CAST(TRY_STRPTIME({source}, {literal(_strptime(pattern))}) AS {kind})"
+            value = (
+                f"TRY_CAST(TRY_STRPTIME({source}, {literal(strptime_format(pattern))}) AS {kind})"
+            )
         what, errno = ("Date", "100040") if kind == "DATE" else ("Timestamp", "100035")
         checks.append((failed, errno, f"'{what} ' || {quoted} || ' is not recognized'"))
     else:

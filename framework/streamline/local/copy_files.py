@@ -1,7 +1,8 @@
 """Files of a COPY from an s3:// stage, for the COPY emulator (streamline.local.copy_emulator):
 the COPY's parts as the emulator reads them, the download (with COMPRESSION and ENCODING as
-Snowflake applies them, https://docs.snowflake.com/en/sql-reference/sql/create-file-format) and
-DuckDB's CSV errors as Snowflake-style messages."""
+Snowflake applies them, https://docs.snowflake.com/en/sql-reference/sql/create-file-format), the
+file format's DATE_FORMAT / TIMESTAMP_FORMAT as DuckDB strptime formats, and DuckDB's CSV errors
+as Snowflake-style messages."""
 
 from __future__ import annotations
 
@@ -92,6 +93,27 @@ def download(
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(fetch, range(len(files)), files))
+
+
+_FORMAT_ELEMENTS = re.compile(
+    r'"[^"]*"|YYYY|YY|MMMM|MON|MM|DD|DY|HH24|HH12|HH|AM|PM|MI|SS|FF\d?|TZH:TZM|TZHTZM|.',
+    re.I | re.S,
+)
+_STRPTIME = {"YYYY": "%Y", "YY": "%y", "MMMM": "%B", "MON": "%b", "MM": "%m", "DD": "%d"}
+_STRPTIME |= {"DY": "%a", "HH24": "%H", "HH12": "%I", "HH": "%H", "AM": "%p", "PM": "%p"}
+_STRPTIME |= {"MI": "%M", "SS": "%S", "TZH:TZM": "%z", "TZHTZM": "%z", "FF": "%n"}
+_STRPTIME |= {f"FF{n}": "%g" if n <= 3 else "%f" if n <= 6 else "%n" for n in range(1, 10)}
+
+
+def strptime_format(snowflake_format: str) -> str:
+    """A Snowflake date/time format as DuckDB's strptime format."""
+    out = []
+    for element in _FORMAT_ELEMENTS.findall(snowflake_format):
+        if element.startswith('"'):
+            out.append(element[1:-1].replace("%", "%%"))
+        else:
+            out.append(_STRPTIME.get(element.upper(), element.replace("%", "%%")))
+    return "".join(out)
 
 
 def line_of(error: str) -> int | None:
