@@ -113,6 +113,9 @@ class Stack:
             "config_prefix": None,
             "endpoint_url": self.aws_endpoint,
             "region_name": REGION,
+            # Only the warehouse connection lives there: the lake's (in the environment) would
+            # otherwise be looked up in Secrets Manager first, a miss, in every lake task.
+            "connections_lookup_pattern": f"^{SNOWFLAKE_CONN_ID}$",
         }
         return {
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
