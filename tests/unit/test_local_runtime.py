@@ -279,3 +279,23 @@ def test_demo_reprocesses_a_generated_feed_and_judges_its_rows(
     assert rerun.done and rerun.problems == [
         "the reprocess of customers batch b2 changed its raw rows: 9 -> 10"
     ]
+
+
+def test_sensing_tells_a_sensor_that_has_poked_from_one_still_starting(
+    feeds: dict[str, Any],
+) -> None:
+    base = "/dags/customers/dagRuns"
+    ti = f"{base}/r9/taskInstances/detect"
+    api = FakeApi({
+        base: {"dag_runs": [_run("r9", "running", "")]},
+        ti: {"state": "running", "try_number": 1},
+        f"{ti}/logs/1": {"content": [{"event": "::group::Pre Execute"}]},
+    })  # fmt: skip
+    monitor = Monitor(api, [feeds["customers"]])
+    assert monitor.sensing("customers", "detect") == "running"
+    api.answers[f"{ti}/logs/1"]["content"].append({"event": "Poking callable: <function>"})
+    assert monitor.sensing("customers", "detect") == "poked"
+    api.answers[ti] = {"state": "success", "try_number": 1}
+    assert monitor.sensing("customers", "detect") is None
+    api.failing.add(base)
+    assert monitor.sensing("customers", "detect") is None

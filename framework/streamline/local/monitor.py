@@ -103,18 +103,24 @@ class Monitor:
                 ready.append(dag_id)
         return sorted(ready)
 
-    def running_task(self, dag_id: str, task_id: str) -> bool:
-        """Whether a running DAG run of dag_id has task_id running (False while the API is down)."""
+    def sensing(self, dag_id: str, sensor_id: str) -> str | None:
+        """How far the sensor task of dag_id's running run is: "poked" once its log shows the
+        PythonSensor's first poke ("Poking callable", GET .../taskInstances/{task_id}/logs/{try}),
+        "running" before that, None when it does not run (or the API does not answer)."""
         base = f"/dags/{quote(dag_id)}/dagRuns"
         try:
-            runs = self.api.call("GET", f"{base}?state=running&limit=1").get("dag_runs", [])
-            for run in runs:
-                path = f"{base}/{quote(str(run['dag_run_id']))}/taskInstances/{quote(task_id)}"
-                if self.api.call("GET", path).get("state") == "running":
-                    return True
+            for run in self.api.call("GET", f"{base}?state=running&limit=1").get("dag_runs", []):
+                path = f"{base}/{quote(str(run['dag_run_id']))}/taskInstances/{quote(sensor_id)}"
+                ti = self.api.call("GET", path)
+                if ti.get("state") != "running":
+                    continue
+                log = self.api.call(
+                    "GET", f"{path}/logs/{ti.get('try_number', 1)}?full_content=true"
+                )
+                return "poked" if "Poking callable" in json.dumps(log) else "running"
         except ApiError:
             pass
-        return False
+        return None
 
     def poll(self) -> list[FinishedRun]:
         """Runs that ended since the last call, oldest end first per feed: those that claimed

@@ -39,7 +39,9 @@ from streamline.rendering import RenderSettings
 from streamline.tasks import DETECT_TASK
 
 READY_TIMEOUT = 120.0
-"""Seconds for the API server to be healthy, and again for the DAGs to be registered."""
+"""Seconds for the API server to be healthy, again for the DAGs to be registered, and again for
+the poll feeds' first sensors."""
+SENSOR_GRACE = 20.0
 POLL_SECONDS = 1.0
 STATUS_SECONDS = 30.0
 MAX_TMPDIR_BYTES = 72
@@ -102,6 +104,7 @@ class Runtime:
     monitor: Monitor
     meter: LatencyMeter
     summaries: dict[str, reports.FeedSummary] = field(default_factory=dict)
+    sensors_running_since: float | None = None
 
     @property
     def journal(self) -> Path:
@@ -275,10 +278,11 @@ def _start(
 
 def _wait_ready(runtime: Runtime) -> bool:
     """Wait until the API server is healthy, every DAG registered and every poll feed's first
-    sensor running (the LocalExecutor's forkserver has then imported what tasks need: about
-    10 s that would otherwise delay the first batch); False when stopped."""
+    sensor past its first poke (the first task processes of a fresh scheduler take 5-10 s to get
+    there; data landing meanwhile would wait for them); False when stopped."""
     for what in ("health", "dags", "sensors"):
         deadline = time.monotonic() + READY_TIMEOUT
+        runtime.sensors_running_since = None
         while not _ready(runtime, what):
             runtime.children.check_alive()
             if time.monotonic() > deadline:
@@ -297,7 +301,15 @@ def _ready(runtime: Runtime, what: str) -> bool:
         return len(runtime.monitor.dags_ready()) == len(runtime.feeds)
     if what == "sensors":  # event-mode DAGs run only once their queue has a message
         polled = [f.dag.dag_id for f in runtime.feeds if f.trigger.mode == "poll"]
-        return all(runtime.monitor.running_task(d, DETECT_TASK) for d in polled)
+        states = [runtime.monitor.sensing(d, DETECT_TASK) for d in polled]
+        if all(s == "poked" for s in states):
+            return True
+        if not all(states):
+            runtime.sensors_running_since = None
+            return False
+        # All running; should their log not say so, SENSOR_GRACE seconds of running will do.
+        runtime.sensors_running_since = runtime.sensors_running_since or time.monotonic()
+        return time.monotonic() - runtime.sensors_running_since > SENSOR_GRACE
     try:  # GET /api/v2/monitor/health: the metadata database's status, among others
         health = RestApi(runtime.api_url, timeout=2.0).call("GET", "/monitor/health")
     except ApiError:
