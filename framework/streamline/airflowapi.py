@@ -21,7 +21,12 @@ FINISHED = {"success", "failed"}
 
 
 class ApiError(StreamlineError):
-    """Airflow's REST API refused a call or could not be reached."""
+    """Airflow's REST API refused a call (status: its HTTP status) or could not be reached
+    (status None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Api(Protocol):
@@ -57,7 +62,10 @@ class RestApi:
         except requests.RequestException as exc:
             raise ApiError(f"{method} {url}: {exc}") from exc
         if response.status_code >= 400:
-            raise ApiError(f"{method} {url}: HTTP {response.status_code}: {response.text[:500]}")
+            raise ApiError(
+                f"{method} {url}: HTTP {response.status_code}: {response.text[:500]}",
+                status=response.status_code,
+            )
         return response.json() if response.content else None
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -42,8 +42,10 @@ class FakeApi:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         self.calls.append(path)
         base = path.split("?")[0]
-        if base in self.failing or base not in self.answers:
-            raise ApiError(f"GET {path}: HTTP 404")
+        if base in self.failing:
+            raise ApiError(f"GET {path}: HTTP 500", status=500)
+        if base not in self.answers:
+            raise ApiError(f"GET {path}: HTTP 404", status=404)
         return self.answers[base]
 
 
@@ -275,10 +277,18 @@ def test_demo_reprocesses_a_generated_feed_and_judges_its_rows(
     assert triggered == []
     rerun.on_run(run("customers", "b2", 9))
     assert triggered == [("customers", {"batch_id": "b2"})] and not rerun.done
-    rerun.on_run(run("customers", "b2", 10, reprocess=True))
+    again = dataclasses.replace(run("customers", "b2", 10, reprocess=True), run_id="rp_1")
+    rerun.on_run(again)
     assert rerun.done and rerun.problems == [
         "the reprocess of customers batch b2 changed its raw rows: 9 -> 10"
     ]
+    # A reprocess that fails before its claim has no batch id: it is known by its run id.
+    failed = demo.Rerun(runtime)
+    failed.on_run(run("customers", "b3", 4))
+    failed.on_run(FinishedRun("customers", "rp_1", "failed", None, {}, None, None, None,
+                              claimed=False, reprocess=True))  # fmt: skip
+    assert failed.done
+    assert failed.problems == ["the reprocess of customers batch b3 failed"]
 
 
 def test_sensing_tells_a_sensor_that_has_poked_from_one_still_starting(
@@ -299,3 +309,17 @@ def test_sensing_tells_a_sensor_that_has_poked_from_one_still_starting(
     assert monitor.sensing("customers", "detect") is None
     api.failing.add(base)
     assert monitor.sensing("customers", "detect") is None
+
+
+def test_a_batch_id_the_api_fails_to_give_is_read_again(
+    api: FakeApi, feeds: dict[str, Any]
+) -> None:
+    xcom = "/dags/customers/dagRuns/r1/taskInstances/claim/xcomEntries/batch_id"
+    monitor = Monitor(api, [feeds["customers"]])
+    api.failing.add(xcom)  # HTTP 500: the run is not taken without its batch id
+    assert [r.run_id for r in monitor.poll()] == []
+    api.failing.clear()
+    assert next((r.run_id, r.batch_id) for r in monitor.poll()) == ("r1", "20261130T100000Z")
+    gone = Monitor(api, [feeds["customers"]])
+    del api.answers[xcom]  # HTTP 404: cleared since, reported without it
+    assert next((r.run_id, r.batch_id) for r in gone.poll()) == ("r1", None)

@@ -24,7 +24,7 @@ from streamline.airflowapi import ApiError, RestApi, trigger_run
 from streamline.local import reports
 from streamline.local.latency import has_latency
 from streamline.local.monitor import FinishedRun
-from streamline.local.runtime import Runtime, RuntimeOptions, run_local
+from streamline.local.runtime import INTERRUPTED, Runtime, RuntimeOptions, run_local
 from streamline.model import Feed
 from streamline.project import Project
 from streamline.rendering import quote_identifier, quote_table
@@ -44,7 +44,9 @@ def run_demo(
     code = run_local(project, feeds, options, console, lambda rt: _demo(rt, problems))
     if code == 2:
         return 2
-    if code and not problems:
+    if code == INTERRUPTED:
+        problems.insert(0, "interrupted (SIGINT or SIGTERM): nothing was checked")
+    elif code and not problems:
         problems.append(f"the local runtime failed (exit {code}); see the output above")
     if problems:
         console.print("[bold red]demo failed:[/]")
@@ -66,10 +68,12 @@ class Rerun:
     batch: FinishedRun | None = None
     outcome: FinishedRun | None = None
     attempts: int = 0
+    run_id: str | None = None
+    """The reprocess's DAG run."""
     problems: list[str] = field(default_factory=list)
 
     def on_run(self, run: FinishedRun) -> None:
-        if run.reprocess and self.batch is not None and run.batch_id == self.batch.batch_id:
+        if self.batch is not None and run.run_id == self.run_id:
             self.outcome = run
             self._judge()
         elif (
@@ -88,7 +92,7 @@ class Rerun:
             except ApiError as exc:  # the SQLite metadata db was busy: at the next batch
                 self.runtime.console.print(f"  reprocess not triggered ({exc}); trying again")
                 return
-            self.batch = run
+            self.batch, self.run_id = run, run_id
             self.runtime.console.print(
                 f"  reprocessing {run.feed} batch {run.batch_id} ({run.rows} rows): "
                 f"DAG run {run_id}"
@@ -132,13 +136,16 @@ def _demo(runtime: Runtime, problems: list[str]) -> int:
             return False
         return (rerun.done and _drained(runtime)) or time.monotonic() > deadline
 
+    code = 1
     try:
         code = runtime.watch(streaming, until=finished, on_run=rerun.on_run)
     finally:
-        streaming.end()
+        streaming.end(timeout=30.0 if code == 0 else 2.0)
     if runtime.stopping.is_set():
-        problems.append("interrupted")
-        return 1
+        return 0  # run_local reports the interruption
+    if code:
+        problems.append("a process of the local runtime exited (above); nothing was checked")
+        return code
     if not _drained(runtime):
         problems.append("files were still waiting or open when the demo's time ran out")
     if rerun.feed is None:

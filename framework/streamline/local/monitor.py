@@ -177,7 +177,9 @@ class Monitor:
             xcom_path = f"{base}/taskInstances/{CLAIM_TASK}/xcomEntries/{XCOM_BATCH_ID}"
             try:
                 batch_id = _xcom_text(self.api.call("GET", xcom_path).get("value"))
-            except ApiError:  # cleared since (404): the run is reported without its batch id
+            except ApiError as exc:  # cleared since (404): reported without its batch id
+                if exc.status != 404:
+                    raise  # read again by the next poll
                 batch_id = None
         return FinishedRun(
             claimed=claimed,

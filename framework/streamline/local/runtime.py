@@ -105,6 +105,7 @@ class Runtime:
     meter: LatencyMeter
     summaries: dict[str, reports.FeedSummary] = field(default_factory=dict)
     sensors_running_since: float | None = None
+    announced_dead: bool = False
 
     @property
     def journal(self) -> Path:
@@ -158,13 +159,15 @@ class Runtime:
                 for run in self.poll():
                     reports.print_run(self.console, run)
                     on_run(run)
-                if until():
+                if not self._dead() and until():
                     return 0
             except KeyboardInterrupt:  # the Snowflake connector's own SIGINT handler, mid-query
+                self.stopping.set()
                 return 0
-            dead = self.children.dead()
-            if dead:
-                self.console.print(f"[bold red]{', '.join(dead)} exited[/]; see its log")
+            except Exception:
+                if not self._dead():  # a dead server explains it; else it is a real error
+                    raise
+            if self._dead():
                 return 1
             if streaming.finished and not announced:
                 announced = True
@@ -183,15 +186,26 @@ class Runtime:
                 )
         return 0
 
+    def _dead(self) -> bool:
+        """Whether a child (an Airflow component, moto, the warehouse) exited; says which."""
+        dead = self.children.dead()
+        if dead and not self.announced_dead:
+            self.announced_dead = True
+            self.console.print(f"[bold red]{', '.join(dead)} exited[/]; see its log")
+        return bool(dead)
+
 
 Body = Callable[[Runtime], int]
+INTERRUPTED = 130
+"""run_local's exit code when SIGINT or SIGTERM stopped it (128 + SIGINT, as a shell reports)."""
 
 
 def run_local(
     project: Project, feeds: Sequence[Feed], options: RuntimeOptions, console: Console, body: Body
 ) -> int:
     """Start the local runtime, run body on it, stop everything; body's exit code, 1 when the
-    runtime failed, 2 when the workdir is refused, 0 when stopped by a signal while starting."""
+    runtime failed, 2 when the workdir is refused, INTERRUPTED when SIGINT or SIGTERM (or a
+    Ctrl-C caught by the Snowflake connector mid-query) stopped it and body found nothing wrong."""
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     if not console.is_terminal:  # a log file or a pipe: rich would cut the tables at 80 columns
         console.width = max(console.width, SUMMARY_WIDTH)
@@ -207,9 +221,10 @@ def run_local(
     children = Children(workdir / "pids.json")
     with stop_signals() as stopping:
         try:
-            return _start(project, feeds, options, console, workdir, children, stopping, body)
+            code = _start(project, feeds, options, console, workdir, children, stopping, body)
+            return INTERRUPTED if stopping.is_set() and code == 0 else code
         except KeyboardInterrupt:  # Ctrl-C during a warehouse query (the connector's handler)
-            return 0
+            return INTERRUPTED
         except StreamlineError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             return 1

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from streamline.local import reports
 from streamline.local.runtime import (
+    INTERRUPTED,
     LocalRuntimeError,
     Runtime,
     RuntimeOptions,
@@ -32,15 +33,18 @@ def run_up(
 ) -> int:
     """Run until SIGINT or SIGTERM; 0 after a clean stop, 1 when a component failed, 2 when the
     workdir is refused."""
-    return run_local(project, feeds, options, console, _stream_until_stopped)
+    code = run_local(project, feeds, options, console, _stream_until_stopped)
+    return 0 if code == INTERRUPTED else code  # Ctrl-C is how `up` ends
 
 
 def _stream_until_stopped(runtime: Runtime) -> int:
     streaming = runtime.stream()
+    code = 1
     try:
         code = runtime.watch(streaming, streamed_note="; Airflow keeps running until Ctrl-C")
     finally:
-        streaming.end()
+        # After a death the generator may be stuck flushing to a dead Firehose: do not wait.
+        streaming.end(timeout=30.0 if code == 0 else 2.0)
     runtime.console.print("stopping...")
     runtime.poll()
     reports.print_summary(
