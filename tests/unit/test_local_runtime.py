@@ -305,6 +305,10 @@ def test_sensing_tells_a_sensor_that_has_poked_from_one_still_starting(
     assert monitor.sensing("customers", "detect") == "running"
     api.answers[f"{ti}/logs/1"]["content"].append({"event": "Poking callable: <function>"})
     assert monitor.sensing("customers", "detect") == "poked"
+    assert monitor.sensors("detect") == "poked"  # customers is a poll feed
+    assert not monitor.healthy()  # no /monitor/health answer
+    api.answers["/monitor/health"] = {"metadatabase": {"status": "healthy"}}
+    assert monitor.healthy()
     api.answers[ti] = {"state": "success", "try_number": 1}
     assert monitor.sensing("customers", "detect") is None
     api.failing.add(base)

@@ -103,6 +103,23 @@ class Monitor:
                 ready.append(dag_id)
         return sorted(ready)
 
+    def healthy(self) -> bool:
+        """Whether the API server says the metadata database is healthy (GET /monitor/health)."""
+        try:
+            health = self.api.call("GET", "/monitor/health")
+        except ApiError:
+            return False
+        return bool(health and health.get("metadatabase", {}).get("status") == "healthy")
+
+    def sensors(self, sensor_id: str) -> str | None:
+        """How far the poll feeds' first sensors are, the least advanced of them (see sensing);
+        "poked" when there is no poll feed (event-mode DAGs run only once a message comes)."""
+        polled = [d for d, f in self.feeds.items() if f.trigger.mode == "poll"]
+        states = [self.sensing(dag_id, sensor_id) for dag_id in polled]
+        if all(s == "poked" for s in states):
+            return "poked"
+        return "running" if all(states) else None
+
     def sensing(self, dag_id: str, sensor_id: str) -> str | None:
         """How far the sensor task of dag_id's running run is: "poked" once its log shows the
         PythonSensor's first poke ("Poking callable", GET .../taskInstances/{task_id}/logs/{try}),

@@ -16,6 +16,8 @@ from rich.table import Table
 
 from streamline.local.latency import percentile
 from streamline.local.monitor import FinishedRun
+from streamline.local.stack import Stack
+from streamline.model import Feed
 
 
 def cli_command() -> str:
@@ -25,6 +27,24 @@ def cli_command() -> str:
     if uv:
         return f"{'uv' if shutil.which('uv') == uv else uv} run streamline"
     return sys.argv[0] if Path(sys.argv[0]).name == "streamline" else "streamline"
+
+
+def endpoints(
+    url: str, stack: Stack, workdir: Path, feeds: Sequence[Feed], journal: Path
+) -> dict[str, str]:
+    """Where a running local runtime is reached (API server at url), and its files."""
+    return {
+        "Airflow UI": f"{url}  (no login: everyone on 127.0.0.1 is admin)",
+        "REST API": f"{url}/api/v2  (docs {url}/docs)",
+        "AWS (moto)": f"{stack.aws_endpoint}  S3, Firehose, SQS, Secrets Manager",
+        "warehouse": f"https://127.0.0.1:{stack.warehouse_port}  (fakesnow over TLS)",
+        "feeds": ", ".join(f"{f.feed} ({f.trigger.mode})" for f in feeds),
+        "metadata db": str(workdir / "airflow" / "airflow.db"),
+        "logs": f"{workdir / 'logs'}  (one per component; task logs in logs/tasks)",
+        "batches": str(journal),
+        "pids": str(workdir / "pids.json"),
+        "status": f"{cli_command()} status --local --workdir {workdir}",
+    }
 
 
 def print_endpoints(console: Console, rows: Mapping[str, str]) -> None:

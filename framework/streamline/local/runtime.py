@@ -277,7 +277,9 @@ def _start(
                 argv = airflow_config.component_argv(name, port)
                 children.start(name, argv, env, logs / f"{name}.log")
             write_stack_file(workdir, env, api_url)
-            _print_endpoints(runtime)
+            reports.print_endpoints(runtime.console, reports.endpoints(
+                api_url, stack, workdir, runtime.feeds, runtime.journal
+            ))  # fmt: skip
             if not _wait_ready(runtime):
                 return 0
             console.print(
@@ -312,38 +314,15 @@ def _wait_ready(runtime: Runtime) -> bool:
 
 
 def _ready(runtime: Runtime, what: str) -> bool:
+    monitor = runtime.monitor
+    if what == "health":
+        return monitor.healthy()
     if what == "dags":
-        return len(runtime.monitor.dags_ready()) == len(runtime.feeds)
-    if what == "sensors":  # event-mode DAGs run only once their queue has a message
-        polled = [f.dag.dag_id for f in runtime.feeds if f.trigger.mode == "poll"]
-        states = [runtime.monitor.sensing(d, DETECT_TASK) for d in polled]
-        if all(s == "poked" for s in states):
-            return True
-        if not all(states):
-            runtime.sensors_running_since = None
-            return False
-        # All running; should their log not say so, SENSOR_GRACE seconds of running will do.
-        runtime.sensors_running_since = runtime.sensors_running_since or time.monotonic()
-        return time.monotonic() - runtime.sensors_running_since > SENSOR_GRACE
-    try:  # GET /api/v2/monitor/health: the metadata database's status, among others
-        health = RestApi(runtime.api_url, timeout=2.0).call("GET", "/monitor/health")
-    except ApiError:
-        return False
-    return bool(health and health.get("metadatabase", {}).get("status") == "healthy")
-
-
-def _print_endpoints(runtime: Runtime) -> None:
-    url, stack, workdir = runtime.api_url, runtime.stack, runtime.workdir
-    modes = ", ".join(f"{f.feed} ({f.trigger.mode})" for f in runtime.feeds)
-    reports.print_endpoints(runtime.console, {
-        "Airflow UI": f"{url}  (no login: everyone on 127.0.0.1 is admin)",
-        "REST API": f"{url}/api/v2  (docs {url}/docs)",
-        "AWS (moto)": f"{stack.aws_endpoint}  S3, Firehose, SQS, Secrets Manager",
-        "warehouse": f"https://127.0.0.1:{stack.warehouse_port}  (fakesnow over TLS)",
-        "feeds": modes,
-        "metadata db": str(workdir / "airflow" / "airflow.db"),
-        "logs": f"{workdir / 'logs'}  (one per component; task logs in logs/tasks)",
-        "batches": str(runtime.journal),
-        "pids": str(workdir / "pids.json"),
-        "status": f"{reports.cli_command()} status --local --workdir {workdir}",
-    })  # fmt: skip
+        return len(monitor.dags_ready()) == len(runtime.feeds)
+    state = monitor.sensors(DETECT_TASK)
+    if state != "running":
+        runtime.sensors_running_since = None
+        return state == "poked"
+    # All running; should their logs not say they poked, SENSOR_GRACE s of running will do.
+    runtime.sensors_running_since = runtime.sensors_running_since or time.monotonic()
+    return time.monotonic() - runtime.sensors_running_since > SENSOR_GRACE
