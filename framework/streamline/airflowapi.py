@@ -18,6 +18,11 @@ from typing import Any, Protocol
 from streamline.errors import StreamlineError
 
 FINISHED = {"success", "failed"}
+TRANSIENT = {500, 502, 503, 504}
+"""HTTP statuses worth a second try: an API server whose metadata database was busy (a local
+SQLite one answers "Database error" while another writer holds it), or a proxy in between."""
+RETRY_DELAYS = (0.5, 1.0, 2.0)
+"""Seconds before each further try of a call that failed with a TRANSIENT status."""
 
 
 class ApiError(StreamlineError):
@@ -105,21 +110,49 @@ class RunOutcome:
     seconds: float
 
 
+def call_with_retries(api: Api, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """api.call, tried again after RETRY_DELAYS when it fails with a TRANSIENT status; the last
+    error is raised. Only for calls that are safe to repeat (a GET, or a POST whose repeat is
+    refused, see trigger_run)."""
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return api.call(method, path, body)
+        except ApiError as exc:
+            if delay is None or exc.status not in TRANSIENT:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def trigger_run(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
-    """Start a DAG run with conf; its run id. Raises ApiError (e.g. the DAG is paused)."""
-    dag = api.call("GET", f"/dags/{dag_id}")
+    """Start a DAG run with conf; its run id. Raises ApiError (e.g. the DAG is paused).
+
+    A TRANSIENT failure is tried again with the same run id: when the first try did create the
+    run, the next is refused with HTTP 409 (the run id exists), which counts as created.
+    """
+    dag = call_with_retries(api, "GET", f"/dags/{dag_id}")
     if dag.get("is_paused"):
         raise ApiError(f"DAG {dag_id} is paused: unpause it, or the run would wait for ever")
     run_id = f"rp_{secrets.token_hex(4)}"
     body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-    answer = api.call("POST", f"/dags/{dag_id}/dagRuns", body)
+    answer: Any = {}
+    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+        try:
+            answer = api.call("POST", f"/dags/{dag_id}/dagRuns", body)
+            break
+        except ApiError as exc:
+            if exc.status == 409 and attempt:  # the try before created it after all
+                break
+            if delay is None or exc.status not in TRANSIENT:
+                raise
+            time.sleep(delay)
     return str(answer.get("dag_run_id") or run_id)
 
 
 def run_state(api: Api, dag_id: str, run_id: str) -> str | None:
     """A DAG run's state (queued, running, success, failed), or None when it cannot be read."""
     try:
-        return str(api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").get("state"))
+        return str(call_with_retries(api, "GET", f"/dags/{dag_id}/dagRuns/{run_id}").get("state"))
     except ApiError:
         return None
 
@@ -137,7 +170,8 @@ def wait_for_run(
     started = time.monotonic()
     state, last = "queued", None
     while time.monotonic() - started < timeout:
-        state = str(api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").get("state"))
+        answer = call_with_retries(api, "GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        state = str(answer.get("state"))
         if state != last and on_state is not None:
             on_state(state)
         last = state

@@ -91,3 +91,40 @@ def test_rest_api_logs_in_for_a_token_and_sends_the_conf(monkeypatch: pytest.Mon
     assert post[3] == {"Authorization": "Bearer jwt"}
     with pytest.raises(ApiError, match="HTTP 404"):
         api.call("GET", "/nope")
+
+
+def test_a_busy_api_server_is_tried_again_and_a_run_is_created_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streamline.airflowapi as airflowapi
+
+    monkeypatch.setattr(airflowapi, "RETRY_DELAYS", (0.0, 0.0, 0.0))
+
+    class Flaky:
+        """HTTP 500 ("Database error") on the first GET and on the first POST, which created
+        the run all the same; the POST's repeat is then refused with 409."""
+
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.created: set[str] = set()
+
+        def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+            self.calls.append(method)
+            if self.calls.count(method) == 1:
+                if method == "POST" and body is not None:
+                    self.created.add(body["dag_run_id"])
+                raise ApiError("HTTP 500: Database error", status=500)
+            if method == "POST" and body is not None and body["dag_run_id"] in self.created:
+                raise ApiError("HTTP 409: Unique constraint violation", status=409)
+            return {"is_paused": False} if method == "GET" else {"dag_run_id": "x"}
+
+    api = Flaky()
+    run_id = trigger_run(api, "orders", {"batch_id": "B"})
+    assert api.calls == ["GET", "GET", "POST", "POST"] and api.created == {run_id}
+
+    class Refusing:
+        def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+            raise ApiError("HTTP 400: bad conf", status=400)
+
+    with pytest.raises(ApiError, match="bad conf"):  # not transient: no second try
+        trigger_run(Refusing(), "orders", {})
