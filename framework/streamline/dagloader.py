@@ -60,7 +60,16 @@ def load_dags(
     project = find_project(Path(project_dir) if project_dir else None)
     target = Path(sql_dir) if sql_dir else default_sql_dir()
     # Spec files are named relative to the project, whatever folder Airflow parses from.
-    result = validate_paths(project, base=project.root)
+    try:
+        result = validate_paths(project, base=project.root)
+    except Exception as exc:  # not one spec's (those are errors of their spec): all of them
+        log.exception("the specs could not be validated")
+        where = str(project.pipelines_dir)
+        failure = SpecError(
+            where, 1, 1, "$", f"could not be validated: {type(exc).__name__}: {exc}"
+        )
+        globals_dict[ERROR_DAG_ID] = _error_dag([failure])
+        return []
     errors = list(result.errors)
     settings = RenderSettings.from_env()
     sqs_url_prefix = os.environ.get("STREAMLINE_SQS_URL_PREFIX")
@@ -80,10 +89,15 @@ def load_dags(
         built.append(feed.dag.dag_id)
     if errors:
         log.error("StreamLine specs with errors:\n%s", format_errors(errors))
-        error_dag = InvalidSpecsDag(dag_id=ERROR_DAG_ID, schedule=None)
-        error_dag.streamline_errors = sorted(errors)
-        globals_dict[ERROR_DAG_ID] = error_dag
+        globals_dict[ERROR_DAG_ID] = _error_dag(errors)
     return built
+
+
+def _error_dag(errors: list[SpecError]) -> InvalidSpecsDag:
+    """The DAG whose validation raises these errors: the loader file's one import error."""
+    error_dag = InvalidSpecsDag(dag_id=ERROR_DAG_ID, schedule=None)
+    error_dag.streamline_errors = sorted(errors)
+    return error_dag
 
 
 def check_dags_folder(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:

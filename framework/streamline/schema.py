@@ -9,10 +9,11 @@ import copy
 import datetime as dt
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from streamline.errors import SpecError, json_path
@@ -22,7 +23,46 @@ _REQUIRED_RE = re.compile(r"^'(?P<name>.*)' is a required property$")
 IDENTIFIER_HINT = "use lower-case letters, digits and _, starting with a letter or _"
 
 
-def check_schema(spec: LoadedSpec, validator: Draft202012Validator) -> list[SpecError]:
+@lru_cache(maxsize=256)
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema pattern compiled with ECMA-262's meaning of `$`: the end of the text only.
+
+    JSON Schema patterns are ECMA-262 regular expressions
+    (https://json-schema.org/draft/2020-12/json-schema-core#section-6.4), where `$` without the
+    multiline flag matches only at the end of the input; Python's `$`, which jsonschema uses as
+    is, also matches before a final newline, so "orders\n" would pass `^[a-z]+$`. Each `$` that is
+    an anchor (not escaped, not in a [...] class) becomes `\\Z`.
+    """
+    out, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out))
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SpecValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern}
+)
+"""Draft 2020-12 with patterns matched as ECMA-262 matches them (ecma_regex)."""
+
+
+def check_schema(spec: LoadedSpec, validator: Any) -> list[SpecError]:
     """Schema errors of one spec, each at the line of the offending key or value."""
     found: list[SpecError] = []
     for error in validator.iter_errors(spec.data):
@@ -159,6 +199,8 @@ def _pattern_hint(error: ValidationError, path: Sequence[str | int]) -> str | No
     """What a value matching the pattern looks like, with a corrected value when one is easy."""
     pattern = error.schema.get("pattern", "") if isinstance(error.schema, dict) else ""
     value = error.instance if isinstance(error.instance, str) else ""
+    if value != value.strip() and ecma_regex(pattern).search(value.strip()):
+        return f"remove the leading or trailing space or line break: '{value.strip()}'"
     if path[:1] == ["columns"] and path[-1:] == ["type"]:
         guide, fix = "write Snowflake types in upper case", value.upper()
         example = "VARCHAR(64) or NUMBER(12,2)"
@@ -174,7 +216,7 @@ def _pattern_hint(error: ValidationError, path: Sequence[str | int]) -> str | No
         return "braces and line breaks are not allowed here"
     else:
         return None
-    if fix and fix != value and re.match(pattern, fix):
+    if fix and fix != value and ecma_regex(pattern).search(fix):
         example = f"'{fix}'"
     return f"{guide}, e.g. {example}"
 
@@ -251,7 +293,7 @@ def _fill(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> None:
             _fill(item, node["items"], root)
     for part in node.get("allOf", []):
         part = _resolve(part, root)
-        if "if" in part and Draft202012Validator(part["if"]).is_valid(instance):
+        if "if" in part and SpecValidator(part["if"]).is_valid(instance):
             _fill(instance, part.get("then", {}), root)
         elif "if" not in part:
             _fill(instance, part, root)

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from streamline.errors import SpecError, UsageError, json_path
 from streamline.layout import LEDGER_TABLE, LOAD_GATES, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
@@ -21,6 +19,7 @@ from streamline.model import TEXT_TYPES, Feed, build_check, build_feed, referenc
 from streamline.project import Project, load_schema
 from streamline.schema import (
     IDENTIFIER_HINT,
+    SpecValidator,
     apply_defaults,
     check_schema,
     closest,
@@ -135,7 +134,7 @@ def validate_specs(
     Cross-spec clashes are reported on the later spec, in the order given.
     """
     schema = load_schema(project.schema_path)
-    validator = Draft202012Validator(schema)
+    validator = SpecValidator(schema)
     errors: list[SpecError] = []
     shaped: list[tuple[LoadedSpec, dict[str, Any]]] = []
     unshaped: dict[str, str] = {}
@@ -147,15 +146,29 @@ def validate_specs(
                 unshaped.setdefault(spec.data["feed"], spec.file)
             continue
         shaped.append((spec, apply_defaults(spec.data, schema)))
+    built: dict[str, Feed] = {}
     for spec, data in shaped:
-        errors.extend(_check_feed(spec, data))
+        try:  # one spec's surprise must not stop the others' validation
+            errors.extend(_check_feed(spec, data))
+            built[spec.file] = build_feed(data, spec.file)
+        except Exception as exc:
+            errors.append(_unexpected(spec, exc))
+    shaped = [(spec, data) for spec, data in shaped if spec.file in built]
     errors.extend(_check_across(shaped, {e.file for e in errors}, unshaped))
     bad = {e.file for e in errors}
-    every = [build_feed(data, spec.file) for spec, data in shaped]
+    every = [built[spec.file] for spec, _ in shaped]
     feeds = [f for f in every if f.spec_file not in bad]
     errors.extend(_check_templates(project, feeds, every, {s.file: s for s, _ in shaped}))
     bad = {e.file for e in errors}
     return [f for f in feeds if f.spec_file not in bad], errors
+
+
+def _unexpected(spec: LoadedSpec, exc: Exception) -> SpecError:
+    """An error no rule expected, as an error of its spec (the other specs go on)."""
+    return SpecError(
+        spec.file, 1, 1, "$", f"could not be validated: {type(exc).__name__}: {exc}",
+        "a StreamLine bug: please report it with this spec; the other specs are not affected",
+    )  # fmt: skip
 
 
 # --- rules within one spec -----------------------------------------------------------------------

@@ -144,3 +144,19 @@ def test_a_stray_dag_factory_defaults_file_does_not_leak_in(
         stray.unlink()
     assert bag.import_errors == {}
     assert bag.dags["orders"].get_task("load").pool != "intruder"
+
+
+def test_validation_that_fails_as_a_whole_is_one_visible_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline import dagloader
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("schema unreadable")
+
+    monkeypatch.setattr(dagloader, "validate_paths", broken)
+    found: dict[str, object] = {}
+    assert dagloader.load_dags(found, Path(__file__).resolve().parents[2], tmp_path) == []
+    error_dag = found[ERROR_DAG_ID]
+    with pytest.raises(Exception, match="could not be validated: RuntimeError: schema unreadable"):
+        error_dag.validate()  # type: ignore[attr-defined]

@@ -648,3 +648,23 @@ def test_project_fixture_is_hermetic(project_dir: Path) -> None:
     assert project.pipelines_dir == (project_dir / "pipelines").resolve()
     assert project.schema_path == project_dir / "schemas" / "feed.schema.json"
     assert list(project.pipelines_dir.iterdir()) == []
+
+
+def test_a_surprise_in_one_spec_is_its_error_and_the_others_still_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamline import validation
+
+    real = validation._check_feed
+
+    def check(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
+        if data["feed"] == "orders":  # (orders refers to customers, not the other way round)
+            raise ValueError("not a safe identifier")
+        return real(spec, data)
+
+    monkeypatch.setattr(validation, "_check_feed", check)
+    result = validate_paths(find_project(ROOT))
+    assert [f.feed for f in result.feeds] == ["customers"]
+    [error] = result.errors
+    assert error.file == "pipelines/orders.yaml"
+    assert error.message == "could not be validated: ValueError: not a safe identifier"
