@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--delete",
         action="store_true",
-        help="delete files under dags/ that the bundle no longer has",
+        help="delete files under dags/ that a deploy uploaded and the bundle no longer has "
+        "(files no deploy uploaded are left alone)",
     )
     deploy.add_argument(
         "--build-only", action="store_true", help="build the bundle; compare and upload nothing"

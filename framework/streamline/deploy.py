@@ -169,6 +169,11 @@ class SyncPlan:
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    """Files under dags/ that a deploy uploaded (they carry HASH_METADATA) and the bundle no
+    longer has: --delete removes them."""
+    foreign: list[str] = field(default_factory=list)
+    """Files under dags/ that no deploy uploaded (another team's DAGs, a hand-made file): never
+    deleted."""
 
 
 @dataclass
@@ -389,7 +394,9 @@ def plan_sync(client: S3Client, bundle: Bundle, bucket: str, prefix: str) -> Syn
         else:
             plan.changed.append(file.key)
     local = {file.key for file in bundle.files}
-    plan.stale = sorted(key for key in remote if key.startswith(f"{DAGS}/") and key not in local)
+    for key in sorted(k for k in remote if k.startswith(f"{DAGS}/") and k not in local):
+        metadata = client.head_object(Bucket=bucket, Key=prefix + key).get("Metadata", {})
+        (plan.stale if HASH_METADATA in metadata else plan.foreign).append(key)
     return plan
 
 
@@ -502,11 +509,13 @@ def format_plan(plan: SyncPlan, delete: bool, dry_run: bool) -> list[str]:
         f"change, {len(plan.unchanged)} unchanged, {len(plan.stale)} "
         + ("to delete" if delete else "stale")
         + (" (only on S3; --delete removes them)" if plan.stale and not delete else "")
+        + (f"; {len(plan.foreign)} not uploaded by streamline, left alone" if plan.foreign else "")
     ]
     rows = [("add", key) for key in plan.added] + [("change", key) for key in plan.changed]
     if dry_run:
         rows += [("unchanged", key) for key in plan.unchanged]
     rows += [("delete" if delete else "stale", key) for key in plan.stale]
+    rows += [("foreign", key) for key in plan.foreign]
     lines += [f"  {word:<9}  {key}" for word, key in rows]
     if dry_run:
         lines.append("dry run: nothing was uploaded or deleted")

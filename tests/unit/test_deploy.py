@@ -392,6 +392,20 @@ def test_removed_files_are_reported_and_deleted_only_when_asked(
     assert keys(s3) == BUNDLE
 
 
+def test_delete_leaves_files_that_no_deploy_uploaded(
+    project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy(project, "--bucket", BUCKET) == 0
+    theirs = "dags/billing_team/invoices.py"  # another team's DAG under the same dags/ prefix
+    s3.put_object(Bucket=BUCKET, Key=theirs, Body=b"# not ours\n")
+    capsys.readouterr()
+    assert deploy(project, "--bucket", BUCKET, "--delete") == 0
+    output = capsys.readouterr().out
+    assert listed(output, "foreign") == {theirs} and listed(output, "delete") == set()
+    assert "1 not uploaded by streamline, left alone" in output
+    assert keys(s3) == BUNDLE | {theirs}
+
+
 def test_multipart_and_kms_etags_fall_back_to_the_stored_hash(
     project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
