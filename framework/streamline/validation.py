@@ -151,6 +151,7 @@ def validate_specs(
         try:  # one spec's surprise must not stop the others' validation
             errors.extend(_check_feed(spec, data))
             built[spec.file] = build_feed(data, spec.file)
+            errors.extend(_check_limits(spec, built[spec.file]))
         except Exception as exc:
             errors.append(_unexpected(spec, exc))
     shaped = [(spec, data) for spec, data in shaped if spec.file in built]
@@ -169,6 +170,37 @@ def _unexpected(spec: LoadedSpec, exc: Exception) -> SpecError:
         spec.file, 1, 1, "$", f"could not be validated: {type(exc).__name__}: {exc}",
         "a StreamLine bug: please report it with this spec; the other specs are not affected",
     )  # fmt: skip
+
+
+NAME_LIMITS = (
+    # (what, Layout attribute, most characters, the service's documentation)
+    ("Firehose stream name", "firehose_stream", 64,
+     "https://docs.aws.amazon.com/firehose/latest/APIReference/API_CreateDeliveryStream.html"),
+    ("SQS queue name", "queue", 80,
+     "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html"),
+    ("SQS dead-letter queue name", "dead_letter_queue", 80,
+     "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html"),
+)  # fmt: skip
+"""Limits of the AWS names derived from a spec, which the local stand-ins do not enforce."""
+
+
+def _check_limits(spec: LoadedSpec, feed: Feed) -> list[SpecError]:
+    """Names derived from the spec that the services they reach would refuse as too long."""
+    errors = []
+    for what, attribute, most, doc in NAME_LIMITS:
+        name = getattr(feed.layout, attribute)
+        if len(name) <= most:
+            continue
+        own = feed.trigger.queue if attribute != "firehose_stream" else None
+        path: list[str | int] = ["trigger", "queue"] if own else ["feed"]
+        spare = len(name) - len(own or feed.feed)
+        line, col = spec.locate(path)
+        errors.append(SpecError(
+            spec.file, line, col, json_path(path),
+            f"the {what} '{name}' is {len(name)} characters; AWS allows at most {most} ({doc})",
+            f"shorten {json_path(path)[2:]} to at most {most - spare} characters",
+        ))  # fmt: skip
+    return errors
 
 
 # --- rules within one spec -----------------------------------------------------------------------
