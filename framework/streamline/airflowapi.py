@@ -110,14 +110,23 @@ class RunOutcome:
     seconds: float
 
 
-def call_with_retries(api: Api, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def call_with_retries(
+    api: Api,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    settled_by: int | None = None,
+) -> Any:
     """api.call, tried again after RETRY_DELAYS when it fails with a TRANSIENT status; the last
-    error is raised. Only for calls that are safe to repeat (a GET, or a POST whose repeat is
-    refused, see trigger_run)."""
-    for delay in (*RETRY_DELAYS, None):
+    error is raised. Only for calls that are safe to repeat: a GET, or a POST whose repeat is
+    refused with settled_by (an earlier try did the work after all: None is returned)."""
+    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
         try:
             return api.call(method, path, body)
         except ApiError as exc:
+            if attempt and settled_by is not None and exc.status == settled_by:
+                return None
             if delay is None or exc.status not in TRANSIENT:
                 raise
             time.sleep(delay)
@@ -135,18 +144,8 @@ def trigger_run(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
         raise ApiError(f"DAG {dag_id} is paused: unpause it, or the run would wait for ever")
     run_id = f"rp_{secrets.token_hex(4)}"
     body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-    answer: Any = {}
-    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
-        try:
-            answer = api.call("POST", f"/dags/{dag_id}/dagRuns", body)
-            break
-        except ApiError as exc:
-            if exc.status == 409 and attempt:  # the try before created it after all
-                break
-            if delay is None or exc.status not in TRANSIENT:
-                raise
-            time.sleep(delay)
-    return str(answer.get("dag_run_id") or run_id)
+    answer = call_with_retries(api, "POST", f"/dags/{dag_id}/dagRuns", body, settled_by=409)
+    return str((answer or {}).get("dag_run_id") or run_id)
 
 
 def run_state(api: Api, dag_id: str, run_id: str) -> str | None:
