@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from streamline.airflowapi import ApiError, RestApi
+from streamline.airflowapi import RestApi
 from streamline.errors import StreamlineError
 from streamline.generation import generate
 from streamline.local import airflow_config, reports
@@ -104,7 +104,6 @@ class Runtime:
     monitor: Monitor
     meter: LatencyMeter
     summaries: dict[str, reports.FeedSummary] = field(default_factory=dict)
-    sensors_running_since: float | None = None
     announced_dead: bool = False
 
     @property
@@ -113,12 +112,9 @@ class Runtime:
         return self.workdir / "batches.jsonl"
 
     def poll(self) -> list[FinishedRun]:
-        """Batches finished since the last poll, measured, journalled and in summaries; none
-        while the API server does not answer."""
-        try:
-            found = self.monitor.poll()
-        except ApiError:
-            return []
+        """Batches finished since the last poll, measured, journalled and in summaries (the
+        monitor reads what the API server did not give this time at the next poll)."""
+        found = self.monitor.poll()
         for run in found:
             self.meter.measure(run)
             self.summaries[run.feed].runs.append(run)
@@ -159,7 +155,9 @@ class Runtime:
                 for run in self.poll():
                     reports.print_run(self.console, run)
                     on_run(run)
-                if not self._dead() and until():
+                if self._dead():
+                    return 1
+                if until():
                     return 0
             except KeyboardInterrupt:  # the Snowflake connector's own SIGINT handler, mid-query
                 self.stopping.set()
@@ -167,7 +165,6 @@ class Runtime:
             except Exception:
                 if not self._dead():  # a dead server explains it; else it is a real error
                     raise
-            if self._dead():
                 return 1
             if streaming.finished and not announced:
                 announced = True
@@ -297,32 +294,33 @@ def _wait_ready(runtime: Runtime) -> bool:
     """Wait until the API server is healthy, every DAG registered and every poll feed's first
     sensor past its first poke (the first task processes of a fresh scheduler take 5-10 s to get
     there; data landing meanwhile would wait for them); False when stopped."""
-    for what in ("health", "dags", "sensors"):
+    monitor = runtime.monitor
+    running_since: float | None = None
+
+    def sensors_poked() -> bool:
+        nonlocal running_since
+        state = monitor.sensors(DETECT_TASK)
+        if state != "running":
+            running_since = None
+            return state == "poked"
+        # All running; should their logs not say they poked, SENSOR_GRACE s of running will do.
+        running_since = running_since or time.monotonic()
+        return time.monotonic() - running_since > SENSOR_GRACE
+
+    steps: tuple[tuple[str, str, Callable[[], bool]], ...] = (
+        ("health", "api-server", monitor.healthy),
+        ("dags", "dag-processor", lambda: len(monitor.dags_ready()) == len(runtime.feeds)),
+        ("sensors", "scheduler", sensors_poked),
+    )
+    for what, component, ready in steps:
         deadline = time.monotonic() + READY_TIMEOUT
-        runtime.sensors_running_since = None
-        while not _ready(runtime, what):
+        while not ready():
             runtime.children.check_alive()
             if time.monotonic() > deadline:
-                log = {"health": "api-server", "dags": "dag-processor"}.get(what, "scheduler")
-                log += ".log"
                 raise LocalRuntimeError(
-                    f"Airflow was not ready ({what}) within {READY_TIMEOUT:.0f} s; see {log}"
+                    f"Airflow was not ready ({what}) within {READY_TIMEOUT:.0f} s; "
+                    f"see {component}.log"
                 )
             if runtime.stopping.wait(0.5):
                 return False
     return True
-
-
-def _ready(runtime: Runtime, what: str) -> bool:
-    monitor = runtime.monitor
-    if what == "health":
-        return monitor.healthy()
-    if what == "dags":
-        return len(monitor.dags_ready()) == len(runtime.feeds)
-    state = monitor.sensors(DETECT_TASK)
-    if state != "running":
-        runtime.sensors_running_since = None
-        return state == "poked"
-    # All running; should their logs not say they poked, SENSOR_GRACE s of running will do.
-    runtime.sensors_running_since = runtime.sensors_running_since or time.monotonic()
-    return time.monotonic() - runtime.sensors_running_since > SENSOR_GRACE
