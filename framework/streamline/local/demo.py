@@ -67,9 +67,10 @@ class Rerun:
     runtime: Runtime
     batch: FinishedRun | None = None
     outcome: FinishedRun | None = None
-    attempts: int = 0
     run_id: str | None = None
     """The reprocess's DAG run."""
+    refused: str | None = None
+    """Why the API server did not start it (trigger_run has tried again on its own)."""
     problems: list[str] = field(default_factory=list)
 
     def on_run(self, run: FinishedRun) -> None:
@@ -78,19 +79,18 @@ class Rerun:
             self._judge()
         elif (
             self.batch is None
+            and self.refused is None
             and run.feed == self.feed  # one feed's batches wait for it
             and run.state == "success"
             and run.batch_id
-            and self.attempts < 3
         ):
-            self.attempts += 1
             feed = next(f for f in self.runtime.feeds if f.feed == run.feed)
             try:  # as `streamline reprocess --local` does
                 run_id = trigger_run(
                     RestApi(self.runtime.api_url), feed.dag.dag_id, {"batch_id": run.batch_id}
                 )
-            except ApiError as exc:  # the SQLite metadata db was busy: at the next batch
-                self.runtime.console.print(f"  reprocess not triggered ({exc}); trying again")
+            except ApiError as exc:
+                self.refused = str(exc)
                 return
             self.batch, self.run_id = run, run_id
             self.runtime.console.print(
@@ -105,8 +105,7 @@ class Rerun:
 
     @property
     def done(self) -> bool:
-        given_up = self.batch is None and self.attempts >= 3
-        return self.feed is None or self.outcome is not None or given_up
+        return self.feed is None or self.outcome is not None or self.refused is not None
 
     def _judge(self) -> None:
         assert self.batch is not None and self.outcome is not None
@@ -150,8 +149,8 @@ def _demo(runtime: Runtime, problems: list[str]) -> int:
         problems.append("files were still waiting or open when the demo's time ran out")
     if rerun.feed is None:
         problems.append("the generator streams none of these feeds: nothing was loaded")
-    elif rerun.batch is None and rerun.attempts >= 3:
-        problems.append("the reprocess could not be triggered (the API server refused 3 times)")
+    elif rerun.refused is not None:
+        problems.append(f"the reprocess could not be triggered: {rerun.refused}")
     elif rerun.batch is None:
         problems.append("no batch was published, so none could be reprocessed")
     elif rerun.outcome is None:
