@@ -27,6 +27,7 @@ from streamline.rendering import quote_identifier, quote_literal, quote_table
 from streamline.tasks import TRANSFORM_TASK
 
 VISIBLE_TASK = TRANSFORM_TASK
+BATCH_COLUMN = quote_identifier("batch_id")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -39,19 +40,19 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def batch_rows_sql(feed: Feed, batch_id: str) -> str:
     """How many raw rows the batch holds."""
-    raw, batch = quote_table(feed.raw), quote_literal(batch_id)
-    return f'SELECT COUNT(*) FROM {raw} WHERE "BATCH_ID" = {batch}'
+    raw, batch, column = quote_table(feed.raw), quote_literal(batch_id), BATCH_COLUMN
+    return f"SELECT COUNT(*) FROM {raw} WHERE {column} = {batch}"
 
 
 def first_arrivals_sql(feed: Feed, batch_id: str) -> str:
     """The written time of each event (key, ordering) that first arrived in batch_id."""
-    raw, batch = quote_table(feed.raw), quote_literal(batch_id)
+    raw, batch, column = quote_table(feed.raw), quote_literal(batch_id), BATCH_COLUMN
     keys = [quote_identifier(k) for k in (*feed.key, feed.ordering)]
     same = " AND ".join(f"p.{k} = r.{k}" for k in keys)
     events = (
         f"SELECT DISTINCT {', '.join(f'r.{k}' for k in keys)} FROM {raw} AS r"
-        f' WHERE r."BATCH_ID" = {batch} AND NOT EXISTS'
-        f' (SELECT 1 FROM {raw} AS p WHERE p."BATCH_ID" < {batch} AND {same})'
+        f" WHERE r.{column} = {batch} AND NOT EXISTS"
+        f" (SELECT 1 FROM {raw} AS p WHERE p.{column} < {batch} AND {same})"
     )
     return f"SELECT {quote_identifier(feed.ordering)} FROM ({events})"
 
