@@ -17,6 +17,15 @@ from streamline.errors import BatchError
 BATCH_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}(\.[0-9]{6})?Z$")
 """Also the DAG param's JSON Schema pattern; Python checks use fullmatch (no trailing newline)."""
 BATCH_ID_EXAMPLE = "20260101T000000.000000Z"
+BATCH_ID_WILDCARDS = tuple(
+    re.sub("[0-9]", "?", form) for form in ("20260101T000000Z", BATCH_ID_EXAMPLE)
+)
+"""The two forms of batch id as IAM wildcard patterns (`?` is one character; IAM has no character
+classes): each matches exactly the ids of one form, as the 16th character is `Z` in the short form
+and `.` in the long one. Wildcards in resource ARNs:
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html, and in
+StringLike conditions:
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html"""
 _SECONDS_FORMAT = "%Y%m%dT%H%M%S"
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from streamline.batches import BATCH_ID_WILDCARDS
 from streamline.model import TableRef
 
 if TYPE_CHECKING:
@@ -227,7 +228,8 @@ RUNTIME_SOURCE_FILES = claim_expression("source_files")
 
 
 def aws_name(feed: str) -> str:
-    """Name of a feed's AWS resources (Firehose stream, default SQS queue): streamline-<feed>."""
+    """Name of a feed's AWS resources (Firehose stream, default SQS queue; its storage
+    integration's IAM role adds -snowflake): streamline-<feed>."""
     return f"streamline-{feed.replace('_', '-')}"
 
 
@@ -251,6 +253,21 @@ class LakeLayout:
     def errors(self) -> str:
         """Firehose's error output prefix for the feed."""
         return f"{FIREHOSE_ERRORS}/{self.prefix}/"
+
+    @property
+    def stage_folders(self) -> tuple[str, ...]:
+        """The feed's folders its stage reads, as IAM wildcard patterns for the storage
+        integration's role: <zone>/<batch id>/<prefix>/ in processing/ and processed/, for either
+        form of batch id (BATCH_ID_WILDCARDS).
+
+        The batch id comes before the prefix, so no one folder holds a feed's files; a pattern's
+        fixed-width batch id and `/<prefix>/` match only this feed's keys, as no two feeds'
+        prefixes overlap (validation). Wildcards in resource ARNs:
+        https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html
+        """
+        return tuple(
+            f"{zone}/{batch}/{self.prefix}/" for zone in STAGE_ZONES for batch in BATCH_ID_WILDCARDS
+        )
 
     def folder(self, zone: str, batch_id: str) -> str:
         """A batch's files in a zone: <zone>/<batch_id>/<prefix>/."""
@@ -281,6 +298,7 @@ class Layout:
     firehose_stream: str
     queue: str
     dead_letter_queue: str
+    storage_role: str
     landing_asset: str
     queue_watcher: str
 
@@ -300,6 +318,12 @@ class Layout:
             firehose_stream=aws_name(feed.feed),
             queue=queue,
             dead_letter_queue=f"{queue}-dlq",
+            storage_role=f"{aws_name(feed.feed)}-snowflake",
             landing_asset=f"streamline_{feed.feed}_landing",
             queue_watcher=f"streamline_{feed.feed}_queue",
         )
+
+    def storage_integration(self, base: str) -> str:
+        """The feed's Snowflake storage integration, <base>_<feed>: one per feed, each assuming
+        the feed's own IAM role (storage_role), so the feed's stage reads only its folders."""
+        return f"{base.lower()}_{self.feed}"

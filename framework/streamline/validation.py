@@ -180,6 +180,8 @@ NAME_LIMITS = (
      "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html"),
     ("SQS dead-letter queue name", "dead_letter_queue", 80,
      "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html"),
+    ("IAM role name of the Snowflake storage integration", "storage_role", 64,
+     "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html"),
 )  # fmt: skip
 """Limits of the AWS names derived from a spec, which the local stand-ins do not enforce."""
 
@@ -191,7 +193,7 @@ def _check_limits(spec: LoadedSpec, feed: Feed) -> list[SpecError]:
         name = getattr(feed.layout, attribute)
         if len(name) <= most:
             continue
-        own = feed.trigger.queue if attribute != "firehose_stream" else None
+        own = feed.trigger.queue if attribute in ("queue", "dead_letter_queue") else None
         path: list[str | int] = ["trigger", "queue"] if own else ["feed"]
         spare = len(name) - len(own or feed.feed)
         line, col = spec.locate(path)

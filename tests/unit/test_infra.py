@@ -33,6 +33,7 @@ from streamline.infra import (
     render_tfvars,
     tfvars_path,
 )
+from streamline.layout import LakeLayout
 from streamline.model import Feed
 from streamline.project import Project, find_project
 from streamline.validation import validate_paths
@@ -127,6 +128,14 @@ def _all_statements(hcl: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def _iam_match(pattern: str, value: str) -> bool:
+    """IAM's wildcard match (resource ARNs, StringLike): `*` is any run of characters, `/`
+    included, and `?` one character.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html"""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
 
 
 @pytest.fixture(scope="module")
@@ -385,6 +394,42 @@ def test_storage_integration_role_trusts_only_snowflake_with_external_id(
     assert "local.snowflake_zones" in listing["condition"][0]["values"]
     for statement in _policy(hcl, "snowflake"):
         assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in statement["actions"])
+
+
+# Prefixes that do not overlap (validation refuses those that do), chosen to trip a loose
+# pattern: "eu/orders" ends like "orders", "a" is also a sub-folder of "b"'s files, and "2026" is
+# also a sub-folder of Firehose's date folders.
+_PREFIXES = ("orders", "eu/orders", "customers", "a", "b", "2026")
+_BATCHES = ("20261130T161648Z", "20261130T161648.852588Z")
+
+
+def _lake_keys(prefix: str) -> list[str]:
+    """Keys a feed's files and manifests take in every zone, for both forms of batch id."""
+    keys = [f"landing/{prefix}/2026/11/30/16/f.csv", f"claims/{prefix}.json"]
+    for zone in ("processing", "processed", "quarantine"):
+        for batch in _BATCHES:
+            folder = f"{zone}/{batch}/{prefix}/"
+            keys += [f"{folder}f.csv", f"{folder}2026/11/30/16/f.gz", f"{folder}a/b/f.csv"]
+            keys.append(f"{zone}/{batch}/{prefix}.manifest.json")
+    return keys
+
+
+def test_a_feeds_stage_folders_match_its_own_files_only() -> None:
+    """The storage role's patterns: every object of the feed in processing/ and processed/, for
+    both forms of batch id; nothing of another feed, and nothing in another zone."""
+    keys = {prefix: _lake_keys(prefix) for prefix in _PREFIXES}
+    for prefix in _PREFIXES:
+        patterns = [f"{folder}*" for folder in LakeLayout(prefix).stage_folders]
+        assert len(patterns) == 4  # two zones, two forms of batch id
+        for owner, owned in keys.items():
+            for key in owned:
+                readable = owner == prefix and key.startswith(("processing/", "processed/"))
+                readable = readable and not key.endswith(".manifest.json")
+                matched = any(_iam_match(p, key) for p in patterns)
+                assert matched == readable, (prefix, key)
+    # The loose pattern `processing/*/<prefix>/*` would not do: `*` crosses `/`.
+    assert _iam_match("processing/*/orders/*", "processing/20261130T161648Z/eu/orders/f.csv")
+    assert _iam_match("processing/*/a/*", "processing/20261130T161648Z/b/a/b/f.csv")
 
 
 def test_mwaa_role_is_scoped_to_its_buckets_zones_queues_and_secrets(
