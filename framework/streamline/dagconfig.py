@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from streamline import airflow_compat
 from streamline.batches import BATCH_ID_EXAMPLE, BATCH_ID_RE
 from streamline.layout import CLAIM_TASK
 from streamline.model import Feed, TableRef
@@ -19,10 +20,6 @@ LAKE_BUCKET = "{{ var.value.get('streamline_lake_bucket', 'streamline-lake') }}"
 """The lake bucket, resolved when a task runs (Airflow Variable streamline_lake_bucket)."""
 
 START_DATE = "2025-01-01"
-# detect decides what counts as new data (not a folder marker, not owned by an open batch), which
-# S3KeySensor's key pattern cannot express: the standard provider's PythonSensor pokes our callable.
-SENSOR = "airflow.providers.standard.sensors.python.PythonSensor"
-PYTHON = "airflow.providers.standard.operators.python.PythonOperator"
 GATED_SQL = "streamline.gates.GatedSQLExecuteQueryOperator"
 
 
@@ -38,8 +35,13 @@ def _table_parts(table: TableRef) -> dict[str, str]:
 def build_dag_config(
     feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None
 ) -> dict[str, Any]:
-    """The dag-factory config {dag_id: {...}} of one feed; its SQL lives in sql_dir/<feed>/."""
+    """The dag-factory config {dag_id: {...}} of one feed; its SQL lives in sql_dir/<feed>/.
+
+    Class paths are the installed Airflow's (streamline.airflow_compat). Raises ValueError for a
+    feed in event mode without sqs_url_prefix or on Airflow 2.
+    """
     layout = feed.layout
+    classes = airflow_compat.class_paths()
     lake = {
         "feed": feed.feed,
         "bucket": LAKE_BUCKET,
@@ -60,7 +62,9 @@ def build_dag_config(
     }
     tasks: dict[str, dict[str, Any]] = {
         "detect": {
-            "operator": SENSOR,
+            # detect decides what counts as new data (not a folder marker, not owned by an open
+            # batch), which S3KeySensor's key pattern cannot express: a PythonSensor pokes it.
+            "operator": classes["sensor"],
             # New files in landing/, or, for a run that reprocesses a batch, that batch.
             "python_callable": "streamline.tasks.detect_batch",
             "op_kwargs": lake,
@@ -71,7 +75,7 @@ def build_dag_config(
             "retries": 0,
         },
         CLAIM_TASK: {
-            "operator": PYTHON,
+            "operator": classes["python"],
             "python_callable": "streamline.tasks.claim_batch",
             "op_kwargs": {
                 **lake,
@@ -100,7 +104,7 @@ def build_dag_config(
             "dependencies": ["load"],
         },
         "finalize": {
-            "operator": PYTHON,
+            "operator": classes["python"],
             "python_callable": "streamline.tasks.finalize_batch",
             "op_kwargs": {
                 **lake,
@@ -131,7 +135,7 @@ def build_dag_config(
         "tags": ["streamline", f"feed:{feed.feed}", *feed.dag.tags],
         "params": {
             "batch_id": {
-                "__type__": "airflow.sdk.Param",
+                "__type__": classes["param"],
                 "default": None,
                 "type": ["null", "string"],
                 "pattern": BATCH_ID_RE.pattern,
@@ -148,6 +152,11 @@ def _schedule(feed: Feed, sqs_url_prefix: str | None) -> Any:
     if feed.trigger.mode == "poll":
         # One run after another; each waits at the sensor until files land, so latency is one poke.
         return "@continuous"
+    if not airflow_compat.supports_event_mode(airflow_compat.installed_airflow()):
+        raise ValueError(
+            f"feed {feed.feed!r} is event-triggered, which needs Airflow 3's asset watchers; "
+            f"this is Airflow {airflow_compat.installed_airflow()}: set trigger.mode to poll"
+        )
     if not sqs_url_prefix:
         raise ValueError(
             f"feed {feed.feed!r} is event-triggered: set STREAMLINE_SQS_URL_PREFIX (or generate "
@@ -163,16 +172,12 @@ def _schedule(feed: Feed, sqs_url_prefix: str | None) -> Any:
                 {
                     "__type__": "airflow.sdk.AssetWatcher",
                     "name": layout.queue_watcher,
-                    "trigger": {
-                        "__type__": (
-                            "airflow.providers.common.messaging.triggers.msg_queue.MessageQueueTrigger"
-                        ),
-                        "scheme": "sqs",
-                        "sqs_queue": queue,
-                        "aws_conn_id": feed.dag.aws_conn_id,
-                        # The trigger sleeps this long after an empty poll (default 60 s).
-                        "waiter_delay": max(1, round(feed.trigger.poll_interval_seconds)),
-                    },
+                    # The trigger sleeps waiter_delay seconds after an empty poll (default 60).
+                    "trigger": airflow_compat.message_queue_trigger(
+                        queue,
+                        feed.dag.aws_conn_id,
+                        max(1, round(feed.trigger.poll_interval_seconds)),
+                    ),
                 }
             ],
         }

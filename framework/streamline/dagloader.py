@@ -15,8 +15,7 @@ from typing import Any
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
 
-from airflow.sdk import DAG
-
+from streamline import airflow_compat
 from streamline.dagconfig import build_dag_config
 from streamline.errors import SpecError, SpecsInvalid, format_errors
 from streamline.generation import write_feed_sql
@@ -25,10 +24,11 @@ from streamline.rendering import RenderSettings
 from streamline.validation import validate_paths
 
 log = logging.getLogger(__name__)
+DAG = airflow_compat.dag_class()
 ERROR_DAG_ID = "streamline_invalid_specs"
 
 
-class InvalidSpecsDag(DAG):
+class InvalidSpecsDag(DAG):  # type: ignore[misc,valid-type]
     """A DAG that never bags: its validation raises the spec errors, which Airflow records as an
     import error of the loader file while the file's other DAGs load normally."""
 
@@ -61,7 +61,9 @@ def load_dags(
     target = Path(sql_dir) if sql_dir else default_sql_dir()
     # Spec files are named relative to the project, whatever folder Airflow parses from.
     try:
-        result = validate_paths(project, base=project.root)
+        result = validate_paths(
+            project, base=project.root, airflow_version=airflow_compat.installed_airflow()
+        )
     except Exception as exc:  # not one spec's (those are errors of their spec): all of them
         log.exception("the specs could not be validated")
         where = str(project.pipelines_dir)

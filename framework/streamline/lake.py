@@ -22,8 +22,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -395,15 +397,59 @@ def copy_to(
     return None
 
 
+def knows(s3: S3Client, shape: str, member: str) -> bool:
+    """Whether the installed botocore's S3 model has this request member (e.g. 'PutObjectRequest',
+    'IfMatch'). The boto3 an MWAA image pins may predate S3's conditional requests (Airflow
+    2.10.3's constraints pin boto3 1.35.36, which has IfNoneMatch but not IfMatch)."""
+    return member in s3.meta.service_model.shape_for(shape).members
+
+
+@contextmanager
+def request_headers(
+    s3: S3Client, operation: str, key: str, headers: Mapping[str, str]
+) -> Iterator[None]:
+    """Add headers to this client's `operation` requests for `key` while the block runs, before
+    they are signed: for conditions S3 honours whatever the SDK's model knows of them.
+    https://boto3.amazonaws.com/v1/documentation/api/latest/guide/events.html"""
+    path = "/" + urllib.parse.quote(key, safe="/~")
+
+    def add(request: Any, **_: Any) -> None:
+        if urllib.parse.urlsplit(request.url).path.endswith(path):
+            for name, value in headers.items():  # botocore's HTTPHeaders: no update()
+                if name in request.headers:
+                    del request.headers[name]
+                request.headers[name] = value
+
+    event = f"before-sign.s3.{operation}"
+    s3.meta.events.register_first(event, add)
+    try:
+        yield
+    finally:
+        s3.meta.events.unregister(event, add)
+
+
 def delete_keys(
     s3: S3Client, bucket: str, keys: Sequence[str], etags: dict[str, str] | None = None
 ) -> list[tuple[str, str]]:
     """Delete keys, 1000 per DeleteObjects request; (key, error) for those S3 did not delete.
     A key with an ETag in etags is deleted only while it holds that version (a conditional
     delete: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html);
-    one written again since is left, not an error. (moto ignores the condition.)"""
+    one written again since is left, not an error. (moto ignores the condition.) With a boto3
+    whose model has no per-object ETag, those keys are deleted one by one with If-Match."""
     etags = etags or {}
     failed: list[tuple[str, str]] = []
+    if etags and not knows(s3, "ObjectIdentifier", "ETag"):
+        for key in [k for k in keys if k in etags]:
+            try:
+                with request_headers(s3, "DeleteObject", key, {"If-Match": f'"{etags[key]}"'}):
+                    s3.delete_object(Bucket=bucket, Key=key)
+            except Exception as exc:
+                if _code(exc) in ("PreconditionFailed", "412"):
+                    log.warning("s3://%s/%s was written again: left for a later batch", bucket,
+                                key)  # fmt: skip
+                    continue
+                failed.append((key, f"{type(exc).__name__}: {exc}"))
+        keys = [k for k in keys if k not in etags]
     for start in range(0, len(keys), 1000):
         chunk: list[Any] = [
             {"Key": key, "ETag": f'"{etags[key]}"'} if key in etags else {"Key": key}
@@ -481,15 +527,21 @@ def read_register(s3: S3Client, bucket: str, layout: LakeLayout) -> Register:
 
 def _write_register(s3: S3Client, bucket: str, layout: LakeLayout, register: Register) -> bool:
     """Write the register if nobody else did since it was read; False when someone did."""
-    condition = {"IfMatch": register.etag} if register.etag else {"IfNoneMatch": "*"}
+    name, header, value = (
+        ("IfMatch", "If-Match", register.etag) if register.etag
+        else ("IfNoneMatch", "If-None-Match", "*")
+    )  # fmt: skip
+    condition = {name: value} if knows(s3, "PutObjectRequest", name) else {}
+    headers = request_headers(s3, "PutObject", layout.claims, {header: value})
     try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=layout.claims,
-            Body=register.to_json(layout).encode(),
-            ContentType="application/json",
-            **condition,
-        )
+        with nullcontext() if condition else headers:
+            s3.put_object(
+                Bucket=bucket,
+                Key=layout.claims,
+                Body=register.to_json(layout).encode(),
+                ContentType="application/json",
+                **condition,
+            )
     except Exception as exc:
         if _code(exc) in _CONFLICT_CODES:
             return False

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamline import airflow_compat
 from streamline.errors import SpecError, UsageError, json_path
 from streamline.layout import LEDGER_TABLE, LOAD_GATES, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
@@ -85,9 +86,14 @@ class ValidationResult:
 
 
 def validate_paths(
-    project: Project, paths: Sequence[Path] | None = None, base: Path | None = None
+    project: Project,
+    paths: Sequence[Path] | None = None,
+    base: Path | None = None,
+    airflow_version: str | None = None,
 ) -> ValidationResult:
     """Load and validate the specs at paths (files or folders; default: the project's pipelines/).
+
+    With airflow_version (e.g. '2.10.3'), features that version cannot run are errors too.
 
     Cross-spec rules (unique names, references, prefixes) always see the whole pipelines/ folder
     as well, so validating one file still catches a clash with its neighbours; only the errors of
@@ -115,7 +121,7 @@ def validate_paths(
         loaded.append(spec)
     # Specs that only give context claim names first, so a clash is reported in a file asked for.
     loaded.sort(key=lambda s: (s.path.resolve() in wanted, s.file))
-    feeds, errors = validate_specs(project, loaded)
+    feeds, errors = validate_specs(project, loaded, airflow_version)
     keep = {s.file for s in loaded if s.path.resolve() in wanted}
     result.files.extend(keep)
     result.files.sort()
@@ -127,9 +133,11 @@ def validate_paths(
 
 
 def validate_specs(
-    project: Project, specs: Iterable[LoadedSpec]
+    project: Project, specs: Iterable[LoadedSpec], airflow_version: str | None = None
 ) -> tuple[list[Feed], list[SpecError]]:
     """Validate loaded specs against the schema and the semantic rules; build their models.
+
+    With airflow_version, features that Airflow version cannot run are errors of their spec.
 
     Cross-spec clashes are reported on the later spec, in the order given.
     """
@@ -152,6 +160,8 @@ def validate_specs(
             errors.extend(_check_feed(spec, data))
             built[spec.file] = build_feed(data, spec.file)
             errors.extend(_check_limits(spec, built[spec.file]))
+            if airflow_version:
+                errors.extend(_check_airflow(spec, built[spec.file], airflow_version))
         except Exception as exc:
             errors.append(_unexpected(spec, exc))
     shaped = [(spec, data) for spec, data in shaped if spec.file in built]
@@ -203,6 +213,20 @@ def _check_limits(spec: LoadedSpec, feed: Feed) -> list[SpecError]:
             f"shorten {json_path(path)[2:]} to at most {most - spare} characters",
         ))  # fmt: skip
     return errors
+
+
+def _check_airflow(spec: LoadedSpec, feed: Feed, airflow_version: str) -> list[SpecError]:
+    """Features of the spec that the target Airflow version cannot run (airflow_compat)."""
+    if feed.trigger.mode == "event" and not airflow_compat.supports_event_mode(airflow_version):
+        line, col = spec.locate(["trigger", "mode"])
+        return [SpecError(
+            spec.file, line, col, "$.trigger.mode",
+            f"event mode needs Airflow {airflow_compat.EVENT_MODE_AIRFLOW}'s asset watchers, "
+            f"which Airflow {airflow_version} does not have",
+            "set trigger.mode to poll (its sensor pokes landing/ every poll_interval_seconds), "
+            f"or target Airflow {airflow_compat.EVENT_MODE_AIRFLOW}",
+        )]  # fmt: skip
+    return []
 
 
 # --- rules within one spec -----------------------------------------------------------------------
