@@ -13,7 +13,6 @@ import base64
 import hashlib
 import io
 import os
-import re
 import shutil
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -27,22 +26,27 @@ from streamline.errors import StreamlineError, UsageError
 from streamline.generation import BUNDLE_PROJECT_FOLDER, LOADER_FILE, write_bundle_loader
 from streamline.loading import find_spec_files
 from streamline.model import Feed
+from streamline.mwaa import (
+    DEFAULT_AIRFLOW_VERSION,
+    MwaaTarget,
+    mwaa_target,
+    target_requirements,
+    wheel_requires,
+)
 from streamline.project import SCHEMA_RELPATH, Project
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from rich.console import Console
 
-DEFAULT_AIRFLOW_VERSION = "3.0.6"
-"""The first Airflow 3 release on MWAA (October 2025); MWAA runs Airflow 3 on Python 3.12."""
-MWAA_PYTHON = "3.12"
-CONSTRAINTS_URL = "https://raw.githubusercontent.com/apache/airflow/constraints-{airflow}/constraints-{python}.txt"
 PLUGINS_DIR = "/usr/local/airflow/plugins"
 """Where MWAA unpacks plugins.zip on every container, before it installs requirements.txt."""
 
 DAGS = "dags"
 ROOT_FILES = ("requirements.txt", "plugins.zip", "startup.sh")
 """Bundle files outside dags/: MWAA pins each by its S3 object version."""
+WHEEL_FILES = ("requirements.txt", "plugins.zip")
+"""The files that change the framework the workers run."""
 PIN_OPTIONS = {
     # root file: (Terraform variable in infra/, aws mwaa update-environment option)
     "requirements.txt": ("mwaa_requirements_s3_object_version", "requirements-s3-object-version"),
@@ -52,24 +56,6 @@ PIN_OPTIONS = {
 HASH_METADATA = "streamline-sha256"
 """S3 user metadata holding a file's SHA-256: ETags are not MD5s under SSE-KMS or multipart."""
 
-MWAA_REQUIREMENTS = (
-    # Pinned by the Airflow constraint file; the bounds are what the framework needs.
-    "apache-airflow-providers-amazon",
-    "apache-airflow-providers-common-messaging",
-    "apache-airflow-providers-common-sql",
-    "apache-airflow-providers-snowflake",
-    "apache-airflow-providers-standard",
-    "jinja2>=3.1",
-    "jsonschema>=4.23",
-    "rich>=13",
-    "ruamel.yaml>=0.18",
-    # Not in the constraint file: pinned to the versions of uv.lock.
-    "dag-factory==1.1.0",
-    "sqlglot==30.22.0",
-)
-"""requirements.txt lines besides the wheel. The local stack (moto, fakesnow, duckdb) is absent."""
-
-WHEEL_REQUIRES = ("apache-airflow>=3.0", "boto3>=1.35", "rich-argparse>=1.4", *MWAA_REQUIREMENTS)
 WHEEL_SKIP = ("local",)
 """Sub-packages left out of the wheel: the embedded local stack never runs on MWAA."""
 WHEEL_SUFFIXES = frozenset({".py", ".pyi", ".typed", ".json", ".j2", ".sql", ".yaml", ".yml"})
@@ -89,35 +75,6 @@ STARTUP_SCRIPT = """\
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False
 export DO_NOT_TRACK=1
 """
-
-
-@dataclass(frozen=True)
-class MwaaTarget:
-    """The MWAA environment's Airflow and Python versions, which choose the constraint file."""
-
-    airflow_version: str
-    python_version: str
-
-    @property
-    def constraints_url(self) -> str:
-        return CONSTRAINTS_URL.format(airflow=self.airflow_version, python=self.python_version)
-
-
-def mwaa_target(airflow_version: str, python_version: str | None = None) -> MwaaTarget:
-    """Check the target versions: StreamLine's DAGs need Airflow 3 (airflow.sdk, asset watchers)."""
-    match = re.fullmatch(r"(\d+)\.\d+\.\d+", airflow_version)
-    if not match:
-        raise UsageError(f"--airflow-version {airflow_version!r} is not a version like 3.0.6")
-    if match[1] != "3":
-        raise UsageError(
-            f"Airflow {airflow_version} cannot run StreamLine DAGs, which need Airflow 3 "
-            f"(airflow.sdk, asset watchers): target an MWAA 3.x version such as "
-            f"{DEFAULT_AIRFLOW_VERSION}"
-        )
-    python = python_version or MWAA_PYTHON
-    if not re.fullmatch(r"3\.\d+", python):
-        raise UsageError(f"--python-version {python!r} is not a version like {MWAA_PYTHON}")
-    return MwaaTarget(airflow_version, python)
 
 
 @dataclass(frozen=True)
@@ -174,6 +131,9 @@ class SyncPlan:
     foreign: list[str] = field(default_factory=list)
     """Files under dags/ that no deploy uploaded (another team's DAGs, a hand-made file): never
     deleted."""
+    held: list[str] = field(default_factory=list)
+    """Added or changed files under dags/ held back for a later deploy: this one changes the
+    framework wheel (requirements.txt, plugins.zip) while DAGs already run on the old one."""
 
 
 @dataclass
@@ -194,7 +154,8 @@ def build_bundle(
     """Write the bundle folder afresh from the project's specs, templates and schema."""
     _clear_out(out_dir)
     dags = out_dir / DAGS
-    write_bundle_loader(dags, sqs_url_prefix)
+    wheel_name, version, wheel = build_wheel()
+    write_bundle_loader(dags, sqs_url_prefix, built_for=version)
     (dags / ".airflowignore").write_text(AIRFLOWIGNORE, encoding="utf-8")
     data = dags / BUNDLE_PROJECT_FOLDER
     specs, _ = find_spec_files([project.pipelines_dir])
@@ -206,7 +167,6 @@ def build_bundle(
             _copy(template, data / "templates" / relative)
     _copy(project.schema_path, data / SCHEMA_RELPATH)
 
-    wheel_name, version, wheel = build_wheel()
     (out_dir / "plugins.zip").write_bytes(_zip([(wheel_name, wheel)]))
     (out_dir / "requirements.txt").write_text(render_requirements(target, version), "utf-8")
     (out_dir / "startup.sh").write_text(STARTUP_SCRIPT, encoding="utf-8")
@@ -223,7 +183,7 @@ def render_requirements(target: MwaaTarget, version: str) -> str:
         f"# into {PLUGINS_DIR}.",
         f'--constraint "{target.constraints_url}"',
         f"--find-links {PLUGINS_DIR}",
-        *MWAA_REQUIREMENTS,
+        *target_requirements(target),
         f"streamline=={version}",
     ]
     return "\n".join(lines) + "\n"
@@ -235,13 +195,14 @@ def build_wheel() -> tuple[str, str, bytes]:
     The version carries a content hash as its local label (0.1.0+g<hash>): PyPI never serves
     local versions, so MWAA cannot pick up the unrelated `streamline` project from an index, and
     any change to the framework changes plugins.zip and the pin in requirements.txt together.
-    The metadata is the MWAA runtime's (Airflow 3, Python 3.12), not the development pins.
+    The metadata is what every MWAA target needs (lower bounds); requirements.txt pins versions.
     """
     files = _package_files()
     digest = hashlib.sha256()
     for name, data in files:
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    digest.update("\n".join(WHEEL_REQUIRES).encode())
+    requires = wheel_requires()
+    digest.update("\n".join(requires).encode())
     version = f"{streamline.__version__}+g{digest.hexdigest()[:12]}"
     dist_info = f"streamline-{version}.dist-info"
     metadata = "".join(
@@ -250,7 +211,7 @@ def build_wheel() -> tuple[str, str, bytes]:
             f"Version: {version}\n",
             "Summary: StreamLine framework for Amazon MWAA, packaged by streamline deploy\n",
             "Requires-Python: >=3.11\n",
-            *(f"Requires-Dist: {requirement}\n" for requirement in WHEEL_REQUIRES),
+            *(f"Requires-Dist: {requirement}\n" for requirement in requires),
         ]
     )
     entries = [
@@ -397,7 +358,27 @@ def plan_sync(client: S3Client, bundle: Bundle, bucket: str, prefix: str) -> Syn
     for key in sorted(k for k in remote if k.startswith(f"{DAGS}/") and k not in local):
         metadata = client.head_object(Bucket=bucket, Key=prefix + key).get("Metadata", {})
         (plan.stale if HASH_METADATA in metadata else plan.foreign).append(key)
+    _hold_dags(plan)
     return plan
+
+
+def _hold_dags(plan: SyncPlan) -> None:
+    """Hold back dags/ when the wheel changes under DAGs that already run.
+
+    MWAA picks up dags/ within about a minute, but installs a new requirements.txt and
+    plugins.zip only when the environment is updated to their object versions (20 to 30
+    minutes). New DAG files on the old wheel would fail to import (the loader checks the wheel),
+    so the order is: upload the wheel, update the environment, then deploy again for the DAGs.
+    https://docs.aws.amazon.com/mwaa/latest/userguide/configuring-dag-folder.html
+    """
+    wheel = [k for k in WHEEL_FILES if k in plan.added or k in plan.changed]
+    running = any(k.startswith(f"{DAGS}/") for k in [*plan.unchanged, *plan.changed, *plan.stale])
+    if not (wheel and running):
+        return
+    dags = [k for k in [*plan.added, *plan.changed] if k.startswith(f"{DAGS}/")]
+    plan.held = sorted(dags)
+    plan.added = [k for k in plan.added if k not in dags]
+    plan.changed = [k for k in plan.changed if k not in dags]
 
 
 def _same(client: S3Client, bucket: str, key: str, file: BundleFile, size: int, etag: str) -> bool:
@@ -429,7 +410,7 @@ def apply_sync(client: S3Client, bundle: Bundle, plan: SyncPlan, delete: bool) -
         if key in ROOT_FILES:
             versions[key] = response.get("VersionId")
     deleted = []
-    if delete:
+    if delete and not plan.held:  # stale DAG files go with the DAGs that replace them
         for key in plan.stale:
             client.delete_object(Bucket=plan.bucket, Key=plan.prefix + key)
             deleted.append(key)
@@ -453,7 +434,7 @@ def run_deploy(
     """Build, optionally check, compare and upload; report each step. Specs are already valid."""
     if not feeds:
         raise UsageError(f"no spec files found in {project.pipelines_dir}")
-    target = mwaa_target(options.airflow_version, options.python_version)
+    target = mwaa_target(project.constraints_dir, options.airflow_version, options.python_version)
     bucket = options.bucket or os.environ.get("STREAMLINE_DAG_BUCKET")
     prefix = normalize_prefix(
         options.prefix if options.prefix is not None else os.environ.get("STREAMLINE_DAG_PREFIX")
@@ -475,16 +456,8 @@ def run_deploy(
         f"({', '.join(f.feed for f in feeds)}), {bundle.wheel} in plugins.zip",
         markup=False,
     )
-    if options.check:
-        from streamline.dagloader import check_dags_folder
-
-        dags, import_errors = check_dags_folder((options.out / DAGS).resolve())
-        for dag_id, tasks in dags.items():
-            out.print(f"  DAG {dag_id}: {' -> '.join(tasks)}", markup=False)
-        for path, message in import_errors.items():
-            out.print(f"import error in {path}:\n{message}", markup=False, style="red")
-        if import_errors:
-            return 1
+    if options.check and not check_on_target(project, feeds, bundle, options, out):
+        return 1
     if not bucket:
         out.print("build only: nothing compared or uploaded", markup=False)
         return 0
@@ -502,6 +475,42 @@ def run_deploy(
     return 0
 
 
+def check_on_target(
+    project: Project, feeds: Sequence[Feed], bundle: Bundle, options: DeployOptions, out: Console
+) -> bool:
+    """`deploy --check`: install the bundle in the target's environment and run each DAG once
+    there (streamline.local.mwaa_check); report it. True when every DAG ran to success."""
+    from streamline.local.mwaa_check import check_bundle
+
+    workdir = options.out.with_name(options.out.name + "-check")
+    out.print(
+        f"checking on Airflow {bundle.target.airflow_version} (Python "
+        f"{bundle.target.python_version}) with the embedded stack; logs in {workdir}",
+        markup=False,
+    )
+    result = check_bundle(project, feeds, bundle.root, bundle.target, workdir.resolve())
+    for path, message in result.import_errors.items():
+        out.print(f"import error in {path}:\n{message}", markup=False, style="red")
+    if not result.warehouse_host:
+        out.print(
+            f"  the Snowflake provider {result.snowflake_provider} of Airflow {result.airflow} "
+            "connects only to <account>.snowflakecomputing.com, not to the local warehouse: the "
+            "runs are checked up to the warehouse connection",
+            markup=False,
+        )
+    for dag_id, run in result.runs.items():
+        tasks = " ".join(f"{task}:{state}" for task, state in run["tasks"].items())
+        verdict = result.verdict(dag_id)
+        out.print(
+            f"  DAG {dag_id}: {verdict} in {run['seconds']} s ({tasks})",
+            markup=False,
+            style=None if verdict.startswith("passed") else "red",
+        )
+    summary = "passed" if result.ok else f"FAILED (see {result.log})"
+    out.print(f"check on Airflow {result.airflow}: {summary}", markup=False)
+    return result.ok
+
+
 def format_plan(plan: SyncPlan, delete: bool, dry_run: bool) -> list[str]:
     """A summary line, then one line per change (and per unchanged file in a dry run)."""
     lines = [
@@ -510,12 +519,18 @@ def format_plan(plan: SyncPlan, delete: bool, dry_run: bool) -> list[str]:
         + ("to delete" if delete else "stale")
         + (" (only on S3; --delete removes them)" if plan.stale and not delete else "")
         + (f"; {len(plan.foreign)} not uploaded by streamline, left alone" if plan.foreign else "")
+        + (
+            f"; {len(plan.held)} DAG files held back until the environment runs the new wheel"
+            if plan.held
+            else ""
+        )
     ]
     rows = [("add", key) for key in plan.added] + [("change", key) for key in plan.changed]
     if dry_run:
         rows += [("unchanged", key) for key in plan.unchanged]
     rows += [("delete" if delete else "stale", key) for key in plan.stale]
     rows += [("foreign", key) for key in plan.foreign]
+    rows += [("held", key) for key in plan.held]
     lines += [f"  {word:<9}  {key}" for word, key in rows]
     if dry_run:
         lines.append("dry run: nothing was uploaded or deleted")
@@ -549,6 +564,12 @@ def format_result(result: DeployResult, plan: SyncPlan) -> list[str]:
             "or with the AWS CLI:",
             f"  aws mwaa update-environment --name ENVIRONMENT {flags}",
         ]
+        if plan.held:
+            lines += [
+                f"then, once the environment update is done, run `streamline deploy` again: it "
+                f"uploads the {len(plan.held)} DAG files held back (DAGs built for the new wheel "
+                "fail to import on the old one)",
+            ]
     else:
         lines.append("requirements, plugins and start-up script unchanged: no environment update")
     if any(key.startswith(f"{DAGS}/") for key in result.uploaded + result.deleted):

@@ -50,11 +50,27 @@ BUNDLE_LOADER_SOURCE = '''\
 Written by `streamline deploy` for a self-contained dags folder (Amazon MWAA): the specs, templates
 and schema travel beside this file, so no path of the build machine is baked in. A broken spec
 shows as an import error of this file naming the spec's file and line; the other feeds still load.
+These files were built for one framework wheel (plugins.zip, requirements.txt): on workers that
+have another, this file fails as one import error naming both versions.
 """
 
+import json
 import os
 import tempfile
+from importlib import metadata
 from pathlib import Path
+
+BUILT_FOR = {built_for!r}
+_dist = metadata.distribution("streamline")
+# An editable install (PEP 610) is a developer's own checkout: it has no wheel version to match.
+_install = json.loads(_dist.read_text("direct_url.json") or "{{}}").get("dir_info", {{}})
+if BUILT_FOR and _dist.version != BUILT_FOR and not _install.get("editable"):
+    raise ImportError(
+        f"these DAGs were built for the streamline wheel {{BUILT_FOR}}, but the workers have "
+        f"{{_dist.version}}. The environment and the DAGs must come from one deploy: update the "
+        "MWAA environment to the requirements.txt and plugins.zip object versions that "
+        "`streamline deploy` printed, then deploy the DAGs of that same bundle"
+    )
 
 from streamline.dagloader import load_dags
 
@@ -155,9 +171,16 @@ def generate(
 
 
 def write_bundle_loader(
-    out_dir: Path, sqs_url_prefix: str | None = None, written: Written | None = None
+    out_dir: Path,
+    sqs_url_prefix: str | None = None,
+    written: Written | None = None,
+    built_for: str | None = None,
 ) -> Path:
-    """Write the relocatable loader file that finds the project in out_dir/streamline_project/."""
+    """Write the relocatable loader file that finds the project in out_dir/streamline_project/.
+
+    built_for is the framework wheel's version (e.g. '0.1.0+g1a2b3c4d5e6f'): the loader then
+    refuses to build DAGs on workers with another installed wheel.
+    """
     sqs_line = (
         f"os.environ.setdefault('STREAMLINE_SQS_URL_PREFIX', {sqs_url_prefix!r})\n"
         if sqs_url_prefix
@@ -166,7 +189,9 @@ def write_bundle_loader(
     path = out_dir / LOADER_FILE
     write_text(
         path,
-        BUNDLE_LOADER_SOURCE.format(project_folder=BUNDLE_PROJECT_FOLDER, sqs_line=sqs_line),
+        BUNDLE_LOADER_SOURCE.format(
+            project_folder=BUNDLE_PROJECT_FOLDER, sqs_line=sqs_line, built_for=built_for or ""
+        ),
         written,
     )
     return path

@@ -78,7 +78,7 @@ LOCAL_ONLY = ("moto", "fakesnow", "duckdb")
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the repository's project; the working directory is elsewhere."""
     root = tmp_path / "project"
-    for folder in ("schemas", "templates", "pipelines"):
+    for folder in ("schemas", "templates", "pipelines", "infra/mwaa"):
         shutil.copytree(ROOT / folder, root / folder)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("STREAMLINE_PROJECT_DIR", raising=False)
@@ -147,12 +147,24 @@ def test_requirements_carry_the_constraint_and_no_local_stack(project: Path) -> 
     assert wheel == f"streamline-{wheel_pin.split('==')[1]}-py3-none-any.whl"
 
 
-def test_airflow_2_and_bad_versions_are_usage_errors(project: Path) -> None:
-    assert deploy(project, "--build-only", "--airflow-version", "2.10.3") == 2
+def test_each_mwaa_version_gets_its_own_constraint_line(project: Path) -> None:
     assert deploy(project, "--build-only", "--airflow-version", "latest") == 2
-    assert deploy(project, "--build-only", "--airflow-version", "3.1.0") == 0
+    assert deploy(project, "--build-only", "--airflow-version", "3.1.0") == 2  # not on MWAA
+    assert deploy(project, "--build-only", "--airflow-version", "2.10.3") == 0
     text = (project.parent / "mwaa" / "requirements.txt").read_text()
-    assert "constraints-3.1.0/constraints-3.12.txt" in text
+    assert "constraints-2.10.3/constraints-3.11.txt" in text  # the 2.10.3 image's Python
+
+
+def test_event_feeds_cannot_deploy_to_airflow_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = project / "pipelines" / "orders.yaml"
+    spec.write_text(spec.read_text().replace("  mode: poll", "  mode: event"))
+    prefix = ("--sqs-url-prefix", "https://sqs.eu-west-1.amazonaws.com/123456789012")
+    assert deploy(project, "--build-only", *prefix, "--airflow-version", "2.11.2") == 1
+    assert "pipelines/orders.yaml:" in capsys.readouterr().err
+    assert not (project.parent / "mwaa").exists()
+    assert deploy(project, "--build-only", *prefix, "--airflow-version", "3.0.6") == 0
 
 
 def test_plugins_zip_holds_a_streamline_wheel_for_mwaa(project: Path, tmp_path: Path) -> None:
@@ -345,17 +357,53 @@ def test_deploy_uploads_once_then_nothing_until_something_changes(
     assert "dags/ changes need no environment update" in output
 
 
+def test_a_new_wheel_goes_first_and_the_dags_wait_for_the_environment_update(
+    project: Path, s3: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline import deploy as module
+
+    assert deploy(project, "--bucket", BUCKET) == 0  # the first deploy: everything at once
+    capsys.readouterr()
+    loader = "dags/streamline_dags.py"
+    old_loader = s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read()
+    # A framework change: a new wheel, so a new pin and a loader built for it.
+    files = module._package_files()
+    edited = [(p, b + b"\n# edited\n") if p.endswith("lake.py") else (p, b) for p, b in files]
+    monkeypatch.setattr(module, "_package_files", lambda: edited)
+    spec = project / "pipelines" / "orders.yaml"
+    spec.write_text(spec.read_text().replace("retries: 2", "retries: 3"))
+    assert deploy(project, "--bucket", BUCKET, "--delete") == 0
+    output = capsys.readouterr().out
+    assert listed(output, "change") == {"requirements.txt", "plugins.zip"}
+    assert listed(output, "held") == {loader, "dags/streamline_project/pipelines/orders.yaml"}
+    assert s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read() == old_loader
+    assert "2 DAG files held back until the environment runs the new wheel" in output
+    order = output.index("aws mwaa update-environment")
+    assert (
+        output.index("once the environment update is done, run `streamline deploy` again") > order
+    )
+
+    # After the environment update: the wheel is unchanged on S3, so the DAGs go.
+    assert deploy(project, "--bucket", BUCKET) == 0
+    output = capsys.readouterr().out
+    assert listed(output, "change") == {loader, "dags/streamline_project/pipelines/orders.yaml"}
+    assert listed(output, "held") == set()
+    assert "no environment update" in output
+    assert s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read() != old_loader
+
+
 def test_a_third_spec_is_the_only_new_file(
     project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert deploy(project, "--bucket", BUCKET) == 0
     capsys.readouterr()
     (project / "pipelines" / "shipments.yaml").write_text(SHIPMENTS)
-    assert deploy(project, "--bucket", BUCKET, "--check") == 0
+    assert deploy(project, "--bucket", BUCKET) == 0
     output = capsys.readouterr().out
     assert listed(output, "add") == {"dags/streamline_project/pipelines/shipments.yaml"}
     assert listed(output, "change") == set()
-    assert "DAG shipments: " + " -> ".join(TASKS) in output
+    found, errors = check_dags_folder(project.parent / "mwaa" / "dags")
+    assert errors == {} and found["shipments"] == list(TASKS)
     assert "dags/streamline_project/pipelines/shipments.yaml" in keys(s3)
 
 

@@ -105,10 +105,17 @@ _STRPTIME |= {"MI": "%M", "SS": "%S", "TZH:TZM": "%z", "TZHTZM": "%z", "FF": "%n
 _STRPTIME |= {f"FF{n}": "%g" if n <= 3 else "%f" if n <= 6 else "%n" for n in range(1, 10)}
 
 
+def format_elements(snowflake_format: str) -> list[str]:
+    """A Snowflake date/time format split into its elements ('YYYY', '-', 'MM', '"T"', ...).
+    https://docs.snowflake.com/en/sql-reference/functions-conversion#date-and-time-formats-in-conversion-functions
+    """
+    return list(_FORMAT_ELEMENTS.findall(snowflake_format))
+
+
 def strptime_format(snowflake_format: str) -> str:
     """A Snowflake date/time format as DuckDB's strptime format."""
     out = []
-    for element in _FORMAT_ELEMENTS.findall(snowflake_format):
+    for element in format_elements(snowflake_format):
         if element.startswith('"'):
             out.append(element[1:-1].replace("%", "%%"))
         else:

@@ -42,6 +42,7 @@ def override_trigger(project: Project, mode: str, folder: Path) -> tuple[Project
         pipelines_dir=(folder / "pipelines").resolve(),
         templates_dir=project.templates_dir,
         schema_path=project.schema_path,
+        constraints_dir=project.constraints_dir,
     )
     result = validate_paths(copy, base=copy.root)
     if result.errors:
