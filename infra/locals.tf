@@ -15,11 +15,9 @@ locals {
   mwaa_log_groups = "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:airflow-${var.name}-*"
 
   # The lake folders Airflow writes (landing -> processing -> processed, quarantine, and the
-  # claims registers), and those Snowflake may read: COPY reads processing/<batch>/ (a reprocessed
-  # batch is moved back there first); processed/ stays readable for ad-hoc queries of loaded
-  # files. Both lists are generated from streamline.layout into feeds.auto.tfvars.json.
-  lake_zones      = var.lake_zones
-  snowflake_zones = var.snowflake_zones
+  # claims registers), generated from streamline.layout into feeds.auto.tfvars.json. What
+  # Snowflake may read is per feed: each feed's stage_folders (iam_snowflake.tf).
+  lake_zones = var.lake_zones
 
   buffering = {
     for feed, _ in var.feeds : feed => {
@@ -39,8 +37,9 @@ locals {
   variable_prefix   = "airflow/variables"
   airflow_variables = { streamline_lake_bucket = local.lake_bucket }
 
-  snowflake_role_name = "${var.name}-snowflake-storage"
-  # Known before the role exists: Snowflake's CREATE STORAGE INTEGRATION needs it first.
-  snowflake_role_arn    = "arn:${local.partition}:iam::${local.account_id}:role/${local.snowflake_role_name}"
+  # Per feed, the role of its Snowflake storage integration. The ARNs are known before the roles
+  # exist: Snowflake's CREATE STORAGE INTEGRATION needs them first.
+  snowflake_role_arns   = { for feed, f in var.feeds : feed => "arn:${local.partition}:iam::${local.account_id}:role/${f.storage_role}" }
   create_snowflake_role = var.snowflake_iam_user_arn != null && var.snowflake_external_id != null
+  snowflake_roles       = { for feed, f in var.feeds : feed => f if local.create_snowflake_role }
 }

@@ -48,13 +48,13 @@ output "connection_secrets" {
   value       = [for s in aws_secretsmanager_secret.connection : s.name]
 }
 
-output "snowflake_storage_role_arn" {
-  description = "STORAGE_AWS_ROLE_ARN of the Snowflake storage integration (known before the role is created)."
-  value       = local.snowflake_role_arn
+output "snowflake_storage_role_arns" {
+  description = "Feed -> STORAGE_AWS_ROLE_ARN of its Snowflake storage integration (known before the roles are created): `streamline infra-sql --storage-role-arns \"$(terraform output -json snowflake_storage_role_arns)\"`."
+  value       = local.snowflake_role_arns
 }
 
 output "snowflake_storage_role_created" {
-  description = "Whether the storage-integration role exists yet (needs snowflake_iam_user_arn and snowflake_external_id)."
+  description = "Whether the storage-integration roles exist yet (need snowflake_iam_user_arn and snowflake_external_id)."
   value       = local.create_snowflake_role
 }
 

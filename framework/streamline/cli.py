@@ -159,12 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     infra_sql = command("infra-sql", cmd_infra_sql)
     infra_sql.add_argument("--lake-bucket", required=True, help="lake bucket (terraform output)")
     infra_sql.add_argument(
-        "--storage-role-arn",
+        "--storage-role-arns",
         required=True,
-        help="IAM role of the storage integration (terraform output snowflake_storage_role_arn)",
+        metavar="JSON",
+        help="feed -> IAM role of its storage integration: "
+        '"$(terraform -chdir=infra output -json snowflake_storage_role_arns)"',
     )
     infra_sql.add_argument(
-        "--storage-integration", default="streamline_lake", help="(default: %(default)s)"
+        "--external-id",
+        required=True,
+        help="STORAGE_AWS_EXTERNAL_ID of every integration: Terraform's snowflake_external_id, "
+        "a random value you choose (e.g. `openssl rand -hex 16`)",
+    )
+    infra_sql.add_argument(
+        "--storage-integration",
+        default="streamline_lake",
+        help="each feed's integration is <this>_<feed> (default: %(default)s)",
     )
     infra_sql.add_argument(
         "--admin-role", default="streamline_admin", help="(default: %(default)s)"
@@ -580,13 +590,18 @@ def cmd_infra_vars(args: argparse.Namespace) -> int:
 
 
 def cmd_infra_sql(args: argparse.Namespace) -> int:
-    """Print the Snowflake setup SQL: roles, warehouse, databases, schemas, storage integration,
-    grants and service user for the feeds in pipelines/, then every feed's DDL.
+    """Print the Snowflake setup SQL: roles, warehouse, databases, schemas, a storage integration
+    per feed, grants and service user for the feeds in pipelines/, then every feed's DDL.
 
     Run it as a user who may use ACCOUNTADMIN, SECURITYADMIN and SYSADMIN; every statement is
     idempotent. Nothing is executed here.
     """
-    from streamline.infra import SnowflakeSetup, public_key_body, render_snowflake_setup
+    from streamline.infra import (
+        SnowflakeSetup,
+        parse_role_arns,
+        public_key_body,
+        render_snowflake_setup,
+    )
 
     project, result = _validated(args)
     if result.errors:
@@ -599,7 +614,8 @@ def cmd_infra_sql(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read {args.rsa_public_key_file}: {exc}") from exc
     setup = SnowflakeSetup(
         lake_bucket=args.lake_bucket,
-        storage_role_arn=args.storage_role_arn,
+        storage_role_arns=parse_role_arns(args.storage_role_arns),
+        external_id=args.external_id,
         storage_integration=args.storage_integration,
         admin_role=args.admin_role,
         loader_role=args.loader_role,

@@ -3,15 +3,28 @@
 Pure functions, model in, text out. `infra/feeds.auto.tfvars.json` is what Terraform's for_each
 runs over, so a new spec in pipelines/ needs no Terraform edit: regenerate the file
 (`streamline infra-vars`) and apply. `infra/snowflake/setup.sql.j2` renders the account-level
-Snowflake objects (roles, warehouse, databases, schemas, storage integration, grants, service
+Snowflake objects (roles, warehouse, databases, schemas, storage integrations, grants, service
 user) for the same feeds, followed by every feed's DDL.
+
+Least privilege per feed: every feed has its own storage integration, `<base>_<feed>`, assuming its
+own IAM role (infra/iam_snowflake.tf), which reads only the feed's batch folders in processing/ and
+processed/ (`LakeLayout.stage_folders`), and the feed's stage names that integration. A Snowflake
+allowed or blocked location is a bucket with an optional path prefix, and a stage's URL must lie
+within an allowed one
+(https://docs.snowflake.com/en/sql-reference/sql/create-storage-integration); the stage is at the
+lake root, as the batch id comes before the feed's prefix in processing/<BATCH_ID>/<prefix>/, so
+the root is allowed and every other top-level folder of the lake is blocked, and the IAM role
+decides which objects the feed can read. The integrations share one external id
+(STORAGE_AWS_EXTERNAL_ID, set here) and Snowflake's one IAM user per account, so every role's trust
+takes the same two Terraform variables
+(https://docs.snowflake.com/en/user-guide/data-load-s3-config-storage-integration).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +32,7 @@ from typing import Any
 import jinja2
 
 from streamline.errors import UsageError
-from streamline.layout import CLAIMS, STAGE_ZONES, ZONES
+from streamline.layout import CLAIMS, FIREHOSE_ERRORS, STAGE_ZONES, ZONES
 from streamline.loading import display_path
 from streamline.model import Feed
 from streamline.project import Project
@@ -43,6 +56,8 @@ _FIREHOSE_COMPRESSION = {"gzip": "GZIP"}
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _RSA_KEY_RE = re.compile(r"^[A-Za-z0-9+/=]{64,}$")
+# sts:AssumeRole's ExternalId: https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+_EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}\Z", re.ASCII)
 _WAREHOUSE_SIZES = ("XSMALL", "SMALL", "MEDIUM", "LARGE", "XLARGE", "XXLARGE")
 
 
@@ -52,10 +67,9 @@ def feed_variables(feeds: Sequence[Feed], root: Path) -> dict[str, Any]:
     Spec files are named relative to the project root, wherever the command runs from.
     """
     return {
-        # The lake's folders the DAGs write (the zones and the claims registers), and those
-        # Snowflake reads: streamline.layout owns these names.
+        # The lake's folders the DAGs write (the zones and the claims registers):
+        # streamline.layout owns these names, and each feed's below.
         "lake_zones": [*ZONES, CLAIMS],
-        "snowflake_zones": list(STAGE_ZONES),
         "feeds": {
             feed.feed: {
                 "prefix": feed.layout.lake.prefix,
@@ -72,6 +86,9 @@ def feed_variables(feeds: Sequence[Feed], root: Path) -> dict[str, Any]:
                 "raw_table": feed.raw.dotted,
                 "mart_table": feed.mart.dotted,
                 "spec_file": display_path(Path(feed.spec_file), root),
+                # The role of the feed's Snowflake storage integration, and what it may read.
+                "storage_role": feed.layout.storage_role,
+                "stage_folders": list(feed.layout.lake.stage_folders),
             }
             for feed in sorted(feeds, key=lambda f: f.feed)
         },
@@ -90,10 +107,16 @@ def tfvars_path(project: Project) -> Path:
 
 @dataclass(frozen=True)
 class SnowflakeSetup:
-    """Account-level names and values of the Snowflake side; identifiers are lower-case."""
+    """Account-level names and values of the Snowflake side; identifiers are lower-case.
+
+    storage_role_arns: feed -> the IAM role of its storage integration (Terraform's output
+    snowflake_storage_role_arns); external_id: the STORAGE_AWS_EXTERNAL_ID of every integration
+    (Terraform's snowflake_external_id); storage_integration: the base of the integrations' names.
+    """
 
     lake_bucket: str
-    storage_role_arn: str
+    storage_role_arns: Mapping[str, str]
+    external_id: str
     storage_integration: str = "streamline_lake"
     admin_role: str = "streamline_admin"
     loader_role: str = "streamline_loader"
@@ -107,10 +130,17 @@ class SnowflakeSetup:
         """Raise UsageError on a value that cannot go into the setup SQL."""
         if not _BUCKET_RE.match(self.lake_bucket):
             raise UsageError(f"not an S3 bucket name: {self.lake_bucket!r}")
-        if not _ROLE_ARN_RE.match(self.storage_role_arn):
+        for feed, arn in sorted(self.storage_role_arns.items()):
+            if not _ROLE_ARN_RE.match(arn):
+                raise UsageError(
+                    f"storage role of feed {feed!r}: not an IAM role ARN: {arn!r} "
+                    "(terraform -chdir=infra output -json snowflake_storage_role_arns)"
+                )
+        if not _EXTERNAL_ID_RE.match(self.external_id):
             raise UsageError(
-                f"not an IAM role ARN: {self.storage_role_arn!r} "
-                "(terraform -chdir=infra output -raw snowflake_storage_role_arn)"
+                "the external id is 2-1224 letters, digits and _+=,.@:/- (AWS's sts:ExternalId): "
+                "choose a random one, e.g. `openssl rand -hex 16`, and give Terraform the same "
+                "as snowflake_external_id"
             )
         names = {
             "storage integration": self.storage_integration,
@@ -135,6 +165,58 @@ class SnowflakeSetup:
             raise UsageError(
                 "the RSA public key is the base64 body of the PEM file, without the BEGIN/END lines"
             )
+
+
+def parse_role_arns(text: str) -> dict[str, str]:
+    """Feed -> role ARN from the JSON of `terraform output -json snowflake_storage_role_arns`."""
+    try:
+        arns = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--storage-role-arns is not JSON: {exc}") from None
+    if not isinstance(arns, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in arns.items()
+    ):
+        raise UsageError(
+            "--storage-role-arns is a JSON object of feed -> role ARN: "
+            '"$(terraform -chdir=infra output -json snowflake_storage_role_arns)"'
+        )
+    return arns
+
+
+def storage_integrations(feeds: Sequence[Feed], setup: SnowflakeSetup) -> list[dict[str, str]]:
+    """Per feed (in feed order): its storage integration's name and IAM role ARN.
+
+    The ARNs must cover exactly these feeds and name the roles streamline.layout derives, which
+    Terraform creates from the same feed variables; anything else means a stale infra-vars or
+    Terraform output, and raises UsageError.
+    """
+    names = {f.feed for f in feeds}
+    missing = sorted(names - set(setup.storage_role_arns))
+    unknown = sorted(set(setup.storage_role_arns) - names)
+    if missing or unknown:
+        raise UsageError(
+            f"--storage-role-arns has no role for {', '.join(missing) or '-'} and roles of "
+            f"feeds not in pipelines/: {', '.join(unknown) or '-'}; run `streamline infra-vars`, "
+            "terraform apply, then pass `terraform -chdir=infra output -json "
+            "snowflake_storage_role_arns` again"
+        )
+    integrations = []
+    for feed in sorted(feeds, key=lambda f: f.feed):
+        arn = setup.storage_role_arns[feed.feed]
+        if arn.rsplit("/", 1)[-1] != feed.layout.storage_role:
+            raise UsageError(
+                f"the storage role of feed {feed.feed} is {arn}, but StreamLine names it "
+                f"{feed.layout.storage_role}: run `streamline infra-vars` and terraform apply"
+            )
+        integrations.append(
+            {
+                "feed": feed.feed,
+                "prefix": feed.source.prefix,
+                "name": feed.layout.storage_integration(setup.storage_integration),
+                "role_arn": arn,
+            }
+        )
+    return integrations
 
 
 def public_key_body(pem: str) -> str:
@@ -214,11 +296,19 @@ def render_snowflake_setup(
         else {}
     )
     databases = sorted({f.raw.database for f in feeds} | {f.mart.database for f in feeds})
+    lake_url = f"s3://{setup.lake_bucket}/"
     return env.get_template(template_path.name).render(
         setup=setup,
         feeds=[f.feed for f in ordered],
         databases=databases,
         schemas=schema_grants(feeds),
-        lake_url=f"s3://{setup.lake_bucket}/",
+        integrations=storage_integrations(feeds, setup),
+        lake_url=lake_url,
+        # Every top-level folder of the lake but those the stages read.
+        blocked_locations=[
+            f"{lake_url}{folder}/"
+            for folder in (*ZONES, CLAIMS, FIREHOSE_ERRORS)
+            if folder not in STAGE_ZONES
+        ],
         ddl=ddl,
     )

@@ -60,7 +60,11 @@ class TemplateProblem(Exception):
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """Deployment values the DDL needs: where the lake is and how Snowflake may read it."""
+    """Deployment values the DDL needs: where the lake is and how Snowflake may read it.
+
+    storage_integration is the base name of the storage integrations: each feed's stage uses its
+    own, <base>_<feed> (Layout.storage_integration), made by `streamline infra-sql`.
+    """
 
     lake_url: str = "s3://streamline-lake"
     storage_integration: str | None = None
@@ -288,6 +292,12 @@ def _context(
         "params": feed.transform.params,
         "references": references,
         "settings": settings,
+        # The feed's own storage integration (<base>_<feed>), when the deployment names a base.
+        "storage_integration": (
+            layout.storage_integration(settings.storage_integration)
+            if settings.storage_integration
+            else None
+        ),
         # StreamLine's own columns (lineage, ledger), quoted: col.batch_id is "BATCH_ID".
         "col": owned,
         "raw_lineage": RAW_LINEAGE,

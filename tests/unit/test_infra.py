@@ -243,7 +243,7 @@ def test_feeds_variable_type_matches_the_generated_keys(
     generated = next(iter(variables["feeds"].values()))
     for key in generated:
         assert re.search(rf"\b{key}\s*=", declared), f"variable feeds does not declare {key}"
-    assert len(re.findall(r"\b\w+\s*=\s*string", declared)) == len(generated)
+    assert len(re.findall(r"\b\w+\s*=\s*(?:string|list\(string\))", declared)) == len(generated)
 
 
 def _third_spec(project_dir: Path) -> None:
@@ -289,6 +289,13 @@ def test_a_third_spec_changes_the_feed_variables(
         "raw_table": "streamline.raw.shipments",
         "mart_table": "streamline.mart.shipments",
         "spec_file": "pipelines/shipments.yaml",
+        "storage_role": "streamline-shipments-snowflake",
+        "stage_folders": [
+            "processing/????????T??????Z/shipments/",
+            "processing/????????T??????.??????Z/shipments/",
+            "processed/????????T??????Z/shipments/",
+            "processed/????????T??????.??????Z/shipments/",
+        ],
     }
 
     # Through the CLI: the copied (two-feed) file is stale, the command rewrites it, then it is not.
@@ -329,6 +336,13 @@ def test_per_feed_resources_iterate_over_the_feeds_variable(hcl: dict[str, Any])
         ("aws_cloudwatch_log_group", "firehose"),
     ]:
         assert resources[type_][name]["for_each"] == "${var.feeds}", (type_, name)
+    assert hcl["data"]["aws_iam_policy_document"]["snowflake"]["for_each"] == "${var.feeds}"
+    # One storage-integration role per feed, once Snowflake's IAM user and external id are known.
+    assert resources["aws_iam_role"]["snowflake"]["for_each"] == "${local.snowflake_roles}"
+    assert hcl["locals"]["snowflake_roles"] == (
+        "${{for feed, f in var.feeds : feed => f if local.create_snowflake_role}}"
+    )
+    assert resources["aws_iam_role_policy"]["snowflake"]["for_each"] == "${aws_iam_role.snowflake}"
 
 
 def test_firehose_writes_only_its_landing_prefix(hcl: dict[str, Any]) -> None:
@@ -365,7 +379,7 @@ def test_firehose_writes_only_its_landing_prefix(hcl: dict[str, Any]) -> None:
 
 
 def test_storage_integration_role_trusts_only_snowflake_with_external_id(
-    hcl: dict[str, Any],
+    hcl: dict[str, Any], feeds: list[Feed]
 ) -> None:
     (trust,) = _policy(hcl, "snowflake_assume")
     assert trust["actions"] == ["sts:AssumeRole"]
@@ -380,18 +394,19 @@ def test_storage_integration_role_trusts_only_snowflake_with_external_id(
         }
     ]
     role = hcl["resource"]["aws_iam_role"]["snowflake"]
-    assert role["count"] == "${local.create_snowflake_role ? 1 : 0}"
+    assert role["name"] == "${each.value.storage_role}"
+    assert role["assume_role_policy"] == "${data.aws_iam_policy_document.snowflake_assume[0].json}"
     assert "var.snowflake_iam_user_arn != null" in hcl["locals"]["create_snowflake_role"]
     assert "var.snowflake_external_id != null" in hcl["locals"]["create_snowflake_role"]
-
-    read = _statement(hcl, "snowflake", "ReadLoadableZones")
-    assert read["actions"] == ["s3:GetObject", "s3:GetObjectVersion"]
-    assert "local.snowflake_zones" in read["resources"]
-    assert hcl["locals"]["snowflake_zones"] == "${var.snowflake_zones}"
-    assert feed_variables([], ROOT)["snowflake_zones"] == ["processing", "processed"]
-    listing = _statement(hcl, "snowflake", "ListLoadableZones")
-    assert listing["condition"][0]["variable"] == "s3:prefix"
-    assert "local.snowflake_zones" in listing["condition"][0]["values"]
+    # The ARNs Snowflake's integrations need before the roles exist name the same roles.
+    assert "role/${f.storage_role}" in hcl["locals"]["snowflake_role_arns"]
+    # The integration named in the description is the one `streamline infra-sql` makes.
+    described = "Snowflake storage integration ${var.snowflake_storage_integration}_${each.key}:"
+    assert role["description"].startswith(described)
+    base = hcl["variable"]["snowflake_storage_integration"]["default"]
+    assert base == SETUP.storage_integration  # infra-sql's default
+    for feed in feeds:
+        assert feed.layout.storage_integration(base) == f"{base}_{feed.feed}"
     for statement in _policy(hcl, "snowflake"):
         assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in statement["actions"])
 
@@ -430,6 +445,119 @@ def test_a_feeds_stage_folders_match_its_own_files_only() -> None:
     # The loose pattern `processing/*/<prefix>/*` would not do: `*` crosses `/`.
     assert _iam_match("processing/*/orders/*", "processing/20261130T161648Z/eu/orders/f.csv")
     assert _iam_match("processing/*/a/*", "processing/20261130T161648Z/b/a/b/f.csv")
+
+
+LAKE_ARN = "arn:aws:s3:::streamline-lake-123456789012"
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+_FOR_FOLDERS = re.compile(r'\[for folder in each\.value\.stage_folders : "([^"]*)"\]')
+
+
+def _render(value: Any, feed: dict[str, Any]) -> list[str]:
+    """A policy value of iam_snowflake.tf for one feed, as Terraform renders it: the forms the
+    file uses (a `for` over the feed's stage_folders, concat of lists, plain interpolation); any
+    other form fails the test, so a change to the policy must be rendered here too."""
+    if isinstance(value, list):
+        return [v for item in value for v in _render(item, feed)]
+
+    def fill(template: str, folder: str = "") -> str:
+        for name, actual in [
+            ("${local.lake_bucket_arn}", LAKE_ARN),
+            ("${each.value.prefix}", feed["prefix"]),
+            ("${folder}", folder),
+            ("${var.region}", "us-east-1"),
+            ("${aws_kms_key.streamline.arn}", KEY_ARN),
+        ]:
+            template = template.replace(name, actual)
+        assert "${" not in template, f"not rendered: {template}"
+        return template
+
+    def expand(expression: str) -> list[str]:
+        if match := _FOR_FOLDERS.fullmatch(expression):
+            return [fill(match[1], folder) for folder in feed["stage_folders"]]
+        if expression.startswith("concat(") and expression.endswith(")"):
+            parts = re.split(r",\s*(?=\[)", expression[len("concat(") : -1])
+            return [v for part in parts for v in expand(part.strip())]
+        if expression == "[local.lake_bucket_arn]":
+            return [LAKE_ARN]
+        raise AssertionError(f"iam_snowflake.tf: a form this test does not render: {expression}")
+
+    if value.startswith(("${[", "${concat(")) and value.endswith("}"):
+        return expand(value[2:-1])
+    return [fill(value)]
+
+
+def _snowflake_policy(hcl: dict[str, Any], feed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The storage-integration role's policy statements for one feed's variables."""
+    rendered = []
+    for statement in _policy(hcl, "snowflake"):
+        rendered.append({
+            "actions": statement["actions"],
+            "resources": _render(statement["resources"], feed),
+            "conditions": {
+                c["variable"]: (c["test"], _render(c["values"], feed))
+                for c in statement.get("condition", [])
+            },
+        })  # fmt: skip
+    return rendered
+
+
+def _allows(policy: list[dict[str, Any]], action: str, resource: str, **context: str) -> bool:
+    """Whether an Allow-only policy allows the request: a statement with the action, a matching
+    resource and every condition met (StringLike and StringEquals, one value per key)."""
+    for statement in policy:
+        if action not in statement["actions"]:
+            continue
+        if not any(_iam_match(r, resource) for r in statement["resources"]):
+            continue
+        met = True
+        for key, (test, values) in statement["conditions"].items():
+            actual = context.get(key)
+            if actual is None:
+                met = False  # a condition on a key the request lacks does not match
+            elif test == "StringLike":
+                met = met and any(_iam_match(v, actual) for v in values)
+            else:
+                assert test == "StringEquals", test
+                met = met and actual in values
+        if met:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("three_feeds", [False, True], ids=["pipelines", "with-a-third-spec"])
+def test_a_feeds_storage_role_reads_only_its_own_batch_folders(
+    hcl: dict[str, Any], project: Project, three_feed_project: Path, three_feeds: bool
+) -> None:
+    """The rendered policy of each feed's storage-integration role, for the generated feed
+    variables: feed A's role gets and lists A's files in processing/ and processed/, and no
+    object or listing of feed B, of another zone, or of a whole zone."""
+    if three_feeds:
+        project = find_project(three_feed_project)
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    feeds = feed_variables(result.feeds, project.root)["feeds"]
+    assert len(feeds) == (3 if three_feeds else 2)
+    keys = {name: _lake_keys(feed["prefix"]) for name, feed in feeds.items()}
+    for name, feed in feeds.items():
+        policy = _snowflake_policy(hcl, feed)
+        for owner, owned in keys.items():
+            for key in owned:
+                own = owner == name and key.startswith(("processing/", "processed/"))
+                own = own and not key.endswith(".manifest.json")
+                allowed = _allows(policy, "s3:GetObject", f"{LAKE_ARN}/{key}")
+                assert allowed == own, (name, key)
+                folder = key.rsplit("/", 1)[0] + "/"
+                listed = _allows(policy, "s3:ListBucket", LAKE_ARN, **{"s3:prefix": folder})
+                assert listed == own, (name, folder)
+                kms = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+                kms["kms:EncryptionContext:aws:s3:arn"] = f"{LAKE_ARN}/{key}"
+                assert _allows(policy, "kms:Decrypt", KEY_ARN, **kms) == own, (name, key)
+        for zone in ("processing/", "processed/", "landing/", ""):
+            assert not _allows(policy, "s3:ListBucket", LAKE_ARN, **{"s3:prefix": zone}), zone
+        assert _allows(policy, "s3:GetBucketLocation", LAKE_ARN)
+        assert not any(
+            a.startswith(("s3:Put", "s3:Delete")) for st in policy for a in st["actions"]
+        )
 
 
 def test_mwaa_role_is_scoped_to_its_buckets_zones_queues_and_secrets(
@@ -589,10 +717,19 @@ def test_no_wildcard_actions_or_resources_except_where_justified(hcl: dict[str, 
 # Snowflake setup SQL
 # ------------------------------------------------------------------------------------------------
 
+
+def _role_arns(*feeds: str) -> dict[str, str]:
+    """What `terraform output -json snowflake_storage_role_arns` gives for these feeds."""
+    return {f: f"arn:aws:iam::123456789012:role/streamline-{f}-snowflake" for f in feeds}
+
+
 SETUP = SnowflakeSetup(
     lake_bucket="streamline-lake-123456789012",
-    storage_role_arn="arn:aws:iam::123456789012:role/streamline-snowflake-storage",
+    storage_role_arns=_role_arns("customers", "orders"),
+    external_id="0123456789abcdef0123456789abcdef",
 )
+
+SETUP_ARN_OF_ANOTHER = "arn:aws:iam::123456789012:role/streamline-customers-snowflake"
 
 # Statement forms sqlglot 30 does not model and returns as an opaque Command; each must match
 # its grammar here exactly instead.
@@ -632,16 +769,43 @@ def test_snowflake_setup_parses(project: Project, feeds: list[Feed], with_ddl: b
     assert len(create_tables) == (5 * len(feeds) if with_ddl else 0)
 
 
+def _integrations(sql: str) -> dict[str, str]:
+    """Storage integration -> the text of its CREATE statement, from the setup SQL."""
+    found = re.findall(r'CREATE STORAGE INTEGRATION IF NOT EXISTS "(\w+)"(.*?);', sql, re.S)
+    return dict(found)
+
+
+def _stages(sql: str) -> dict[str, str]:
+    """Stage name -> the storage integration its CREATE statement names (or "")."""
+    stages = {}
+    for name, body in re.findall(r'CREATE OR REPLACE STAGE "\w+"\."\w+"\."(\w+)"(.*?);', sql, re.S):
+        named = re.search(r'STORAGE_INTEGRATION = "(\w+)"', body)
+        stages[name] = named[1] if named else ""
+    return stages
+
+
 def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Feed]) -> None:
     sql = render_snowflake_setup(project, feeds, SETUP)
-    assert (
-        "STORAGE_AWS_ROLE_ARN = 'arn:aws:iam::123456789012:role/streamline-snowflake-storage'"
-        in sql
-    )
-    assert "STORAGE_ALLOWED_LOCATIONS = ('s3://streamline-lake-123456789012/')" in sql
-    assert "'s3://streamline-lake-123456789012/landing/'" in sql  # blocked
-    # The stages the feed DDL creates use the same integration and a URL it allows.
-    assert sql.count('STORAGE_INTEGRATION = "STREAMLINE_LAKE"') == len(feeds)
+    integrations = _integrations(sql)
+    assert sorted(integrations) == ["STREAMLINE_LAKE_CUSTOMERS", "STREAMLINE_LAKE_ORDERS"]
+    for feed in feeds:
+        body = integrations[f"STREAMLINE_LAKE_{feed.feed.upper()}"]
+        role = f"arn:aws:iam::123456789012:role/streamline-{feed.feed}-snowflake"
+        assert f"STORAGE_AWS_ROLE_ARN = '{role}'" in body
+        assert "STORAGE_AWS_EXTERNAL_ID = '0123456789abcdef0123456789abcdef'" in body
+        assert "STORAGE_ALLOWED_LOCATIONS = ('s3://streamline-lake-123456789012/')" in body
+        blocked = re.search(r"STORAGE_BLOCKED_LOCATIONS = \(([^)]*)\)", body)
+        assert blocked is not None
+        assert sorted(re.findall(r"'s3://streamline-lake-123456789012/(\w+)/'", blocked[1])) == [
+            "claims", "errors", "landing", "quarantine"
+        ]  # fmt: skip
+        assert f'GRANT USAGE ON INTEGRATION "STREAMLINE_LAKE_{feed.feed.upper()}"' in sql
+        assert f'DESC INTEGRATION "STREAMLINE_LAKE_{feed.feed.upper()}";' in sql
+    # Each stage the feed DDL creates uses its feed's integration, at a URL the integration allows.
+    assert _stages(sql) == {
+        f"{f.feed.upper()}_STAGE": f"STREAMLINE_LAKE_{f.feed.upper()}" for f in feeds
+    }
+    assert sql.count("URL = 's3://streamline-lake-123456789012/'") == len(feeds)
     loader = [line for line in sql.splitlines() if line.endswith('TO ROLE "STREAMLINE_LOADER";')]
     assert loader
     assert not any(
@@ -655,30 +819,81 @@ def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Fe
         'GRANT SELECT, INSERT, UPDATE, DELETE ON FUTURE TABLES IN SCHEMA "STREAMLINE"."MART"' in sql
     )
     assert "TYPE = SERVICE" in sql and "PASSWORD" not in sql
-    assert sql.rstrip().endswith('DESC INTEGRATION "STREAMLINE_LAKE";')
+    assert sql.rstrip().endswith('DESC INTEGRATION "STREAMLINE_LAKE_ORDERS";')
+
+
+def test_a_feeds_stage_reaches_only_its_own_files(
+    hcl: dict[str, Any], three_feed_project: Path
+) -> None:
+    """Stage -> integration -> IAM role -> policy, from the setup SQL, the feed variables and the
+    rendered policy: each feed's stage reads its own batch folders and no other feed's files."""
+    project = find_project(three_feed_project)
+    result = validate_paths(project)
+    assert result.ok, result.errors
+    setup = dataclasses.replace(
+        SETUP, storage_role_arns=_role_arns("customers", "orders", "shipments")
+    )
+    sql = render_snowflake_setup(project, result.feeds, setup)
+    variables = feed_variables(result.feeds, project.root)["feeds"]
+    by_role = {feed["storage_role"]: name for name, feed in variables.items()}
+    integrations = _integrations(sql)
+    stages = _stages(sql)
+    assert len(stages) == len(set(stages.values())) == 3  # a stage per feed, each its own
+    keys = {name: _lake_keys(feed["prefix"]) for name, feed in variables.items()}
+    for stage, integration in stages.items():
+        feed = stage.removesuffix("_STAGE").lower()
+        arn = re.search(r"STORAGE_AWS_ROLE_ARN = '([^']+)'", integrations[integration])
+        assert arn is not None
+        assert by_role[arn[1].rsplit("/", 1)[-1]] == feed  # the role Terraform makes for it
+        policy = _snowflake_policy(hcl, variables[feed])
+        for owner, owned in keys.items():
+            for key in owned:
+                readable = _allows(policy, "s3:GetObject", f"{LAKE_ARN}/{key}")
+                assert readable == (
+                    owner == feed
+                    and key.endswith((".csv", ".gz"))
+                    and key.startswith(("processing/", "processed/"))
+                ), (stage, key)
 
 
 def test_a_third_spec_changes_the_snowflake_sql(three_feed_project: Path) -> None:
     project = find_project(three_feed_project)
     result = validate_paths(project)
     assert result.ok, result.errors
-    sql = render_snowflake_setup(project, result.feeds, SETUP)
+    setup = dataclasses.replace(
+        SETUP, storage_role_arns=_role_arns("customers", "orders", "shipments")
+    )
+    sql = render_snowflake_setup(project, result.feeds, setup)
     assert 'CREATE TABLE IF NOT EXISTS "STREAMLINE"."RAW"."SHIPMENTS"' in sql
-    assert 'CREATE STAGE IF NOT EXISTS "STREAMLINE"."RAW"."SHIPMENTS_STAGE"' in sql
+    assert 'CREATE OR REPLACE STAGE "STREAMLINE"."RAW"."SHIPMENTS_STAGE"' in sql
+    assert "STREAMLINE_LAKE_SHIPMENTS" in _integrations(sql)
+    # The two-feed ARNs are stale for three feeds: the SQL would leave shipments without a role.
+    from streamline.errors import UsageError
+
+    with pytest.raises(UsageError, match="no role for shipments"):
+        render_snowflake_setup(project, result.feeds, SETUP)
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"lake_bucket": "Not_A_Bucket"}, "not an S3 bucket name"),
-        ({"storage_role_arn": "arn:aws:iam::123:role/x"}, "not an IAM role ARN"),
+        ({"storage_role_arns": {"orders": "arn:aws:iam::123:role/x"}}, "not an IAM role ARN"),
+        ({"storage_role_arns": _role_arns("orders")}, "no role for customers"),
+        ({"storage_role_arns": _role_arns("customers", "orders", "x")}, "not in pipelines/: x"),
+        (
+            {"storage_role_arns": {**_role_arns("customers"), "orders": SETUP_ARN_OF_ANOTHER}},
+            "StreamLine names it streamline-orders-snowflake",
+        ),
+        ({"external_id": "x"}, "external id"),
+        ({"external_id": "abc'; DROP"}, "external id"),
         ({"loader_role": "loader; DROP"}, "loader role"),
         ({"warehouse_size": "HUGE"}, "warehouse size"),
         ({"rsa_public_key": "-----BEGIN PUBLIC KEY-----"}, "base64 body"),
     ],
 )
 def test_snowflake_setup_rejects_unsafe_values(
-    project: Project, feeds: list[Feed], change: dict[str, str], message: str
+    project: Project, feeds: list[Feed], change: dict[str, Any], message: str
 ) -> None:
     from streamline.errors import UsageError
 
@@ -700,15 +915,33 @@ def test_infra_sql_command(capsys: pytest.CaptureFixture[str]) -> None:
             "infra-sql",
             "--lake-bucket",
             SETUP.lake_bucket,
-            "--storage-role-arn",
-            SETUP.storage_role_arn,
+            "--storage-role-arns",
+            json.dumps(dict(SETUP.storage_role_arns)),
+            "--external-id",
+            SETUP.external_id,
             "--setup-only",
         ]
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "CREATE STORAGE INTEGRATION IF NOT EXISTS" in captured.out
+    assert sorted(_integrations(captured.out)) == [
+        "STREAMLINE_LAKE_CUSTOMERS",
+        "STREAMLINE_LAKE_ORDERS",
+    ]
     assert "CREATE TABLE" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("arns", "message"),
+    [("not json", "is not JSON"), ('["arn"]', "JSON object of feed -> role ARN")],
+)
+def test_infra_sql_refuses_role_arns_that_are_not_a_feed_map(
+    arns: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--project", str(ROOT), "infra-sql", "--lake-bucket", SETUP.lake_bucket]
+    code = main([*args, "--storage-role-arns", arns, "--external-id", SETUP.external_id])
+    assert code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_stream_name_matches_the_local_stack(feeds: list[Feed]) -> None:

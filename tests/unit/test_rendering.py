@@ -219,7 +219,13 @@ def test_storage_integration_and_lake_url(project: Project, feeds: list[Feed]) -
         "ddl"
     ]
     assert "URL = 's3://acme-lake/streamline/'" in ddl
-    assert 'STORAGE_INTEGRATION = "LAKE_INT"' in ddl
+    # The feed's own integration, whose IAM role reads only its folders (infra/iam_snowflake.tf).
+    assert 'STORAGE_INTEGRATION = "LAKE_INT_ORDERS"' in ddl
+    assert "CREATE OR REPLACE STAGE" in ddl  # a stage made before takes the feed's own too
+    customers = render_feed(
+        project, _feed(feeds, "customers"), feeds, settings=settings, steps=["ddl"]
+    )["ddl"]
+    assert 'STORAGE_INTEGRATION = "LAKE_INT_CUSTOMERS"' in customers
     with pytest.raises(ValueError):
         render_feed(
             project,

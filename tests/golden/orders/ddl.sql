@@ -16,7 +16,10 @@ CREATE OR REPLACE FILE FORMAT "STREAMLINE"."RAW"."ORDERS_CSV_FORMAT"
   COMPRESSION = AUTO
   ENCODING = 'UTF8'
   TRIM_SPACE = FALSE;
-CREATE STAGE IF NOT EXISTS "STREAMLINE"."RAW"."ORDERS_STAGE"
+-- At the lake root: the load reads processing/<BATCH_ID>/<prefix>/ below it. Its storage
+-- integration, if any, is the feed's own, whose IAM role reads only this feed's batch folders.
+-- Replaced on every run of this DDL (it holds no data), so an older stage takes it too.
+CREATE OR REPLACE STAGE "STREAMLINE"."RAW"."ORDERS_STAGE"
   URL = 's3://streamline-lake/'
   FILE_FORMAT = (FORMAT_NAME = '"STREAMLINE"."RAW"."ORDERS_CSV_FORMAT"');
 CREATE TABLE IF NOT EXISTS "STREAMLINE"."RAW"."ORDERS" (
