@@ -42,4 +42,7 @@ locals {
   snowflake_role_arns   = { for feed, f in var.feeds : feed => "arn:${local.partition}:iam::${local.account_id}:role/${f.storage_role}" }
   create_snowflake_role = var.snowflake_iam_user_arn != null && var.snowflake_external_id != null
   snowflake_roles       = { for feed, f in var.feeds : feed => f if local.create_snowflake_role }
+
+  # The feeds whose streams the edge role may put records into (iam_edge.tf).
+  edge_feeds = var.edge_feeds == null ? keys(var.feeds) : distinct(var.edge_feeds)
 }

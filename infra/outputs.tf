@@ -62,3 +62,8 @@ output "edge_role_arn" {
   description = "Role for edge hosts, when create_edge_role is true."
   value       = one(aws_iam_role.edge[*].arn)
 }
+
+output "edge_role_streams" {
+  description = "Feed -> Firehose stream the edge role may put records into (edge_feeds; empty without the role)."
+  value       = { for feed in local.edge_feeds : feed => aws_kinesis_firehose_delivery_stream.feed[feed].name if var.create_edge_role }
+}

@@ -393,3 +393,14 @@ variable "edge_role_trusted_service" {
   type        = string
   default     = "ec2.amazonaws.com"
 }
+
+variable "edge_feeds" {
+  description = "Feeds whose Firehose streams the edge role may put records into, by feed name (keys of feeds, e.g. [\"orders\"]); null: every feed."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.edge_feeds == null ? true : length(var.edge_feeds) > 0 && alltrue([for f in var.edge_feeds : contains(keys(var.feeds), f)])
+    error_message = "edge_feeds names at least one feed of feeds.auto.tfvars.json (`terraform output firehose_streams` lists them), or is null for every feed."
+  }
+}

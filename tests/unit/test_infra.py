@@ -600,14 +600,128 @@ def test_mwaa_role_is_scoped_to_its_buckets_zones_queues_and_secrets(
             assert statement["sid"] in {"ReadWriteDeleteLakeZones", "ListLake"}
 
 
+EDGE_RESOURCES = (
+    "[for feed in local.edge_feeds : aws_kinesis_firehose_delivery_stream.feed[feed].arn]"
+)
+
+
 def test_edge_role_is_optional_and_may_only_put_records(hcl: dict[str, Any]) -> None:
     role = hcl["resource"]["aws_iam_role"]["edge"]
     assert role["count"] == "${var.create_edge_role ? 1 : 0}"
     (statement,) = _policy(hcl, "edge")
     assert statement["actions"] == ["firehose:PutRecord", "firehose:PutRecordBatch"]
-    assert (
-        statement["resources"] == "${[for s in aws_kinesis_firehose_delivery_stream.feed : s.arn]}"
+    # Only the streams of edge_feeds (every feed when it is null): run by Terraform below.
+    assert statement["resources"] == "${" + EDGE_RESOURCES + "}"
+    assert hcl["locals"]["edge_feeds"] == (
+        "${var.edge_feeds == null ? keys(var.feeds) : distinct(var.edge_feeds)}"
     )
+    assert hcl["variable"]["edge_feeds"]["default"] is None
+
+
+def _terraform_block(text: str, header: str) -> str:
+    """One top-level block of a .tf file, by its first line (they end with a `}` line)."""
+    start = text.index(header + " {\n")
+    return text[start : text.index("\n}\n", start) + 3]
+
+
+@pytest.fixture(scope="module")
+def feed_module(tmp_path_factory: pytest.TempPathFactory, hcl: dict[str, Any]) -> Any:
+    """Runs infra/'s feed variables, their validations and the edge role's resources in real
+    Terraform, without providers: a module of the variables.tf blocks as they are, the locals
+    edge_feeds of locals.tf, and the edge policy's resources with each stream's ARN made from its
+    name (the provider would give it). Returns run(tfvars) -> (outputs, error text)."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not on PATH: the feed variables' validations did NOT run")
+    folder = tmp_path_factory.mktemp("feed_module")
+    variables = (INFRA / "variables.tf").read_text(encoding="utf-8")
+    locals_tf = (INFRA / "locals.tf").read_text(encoding="utf-8")
+    edge_feeds = re.search(r"^  edge_feeds = (.*)$", locals_tf, re.M)
+    assert edge_feeds is not None
+    (statement,) = _policy(hcl, "edge")
+    resources = statement["resources"].removeprefix("${").removesuffix("}")
+    stream_arn = "aws_kinesis_firehose_delivery_stream.feed[feed].arn"
+    arn = "arn:aws:firehose:us-east-1:123456789012:deliverystream/${f.stream_name}"
+    module = [
+        *(_terraform_block(variables, f'variable "{name}"') for name in ("lake_zones", "feeds")),
+        _terraform_block(variables, 'variable "edge_feeds"'),
+        "locals {",
+        f"  edge_feeds = {edge_feeds[1]}",
+        f'  stream_arns = {{ for feed, f in var.feeds : feed => "{arn}" }}',
+        "}",
+        'output "edge_resources" {',
+        "  value = " + resources.replace(stream_arn, "local.stream_arns[feed]"),
+        "}",
+    ]
+    (folder / "main.tf").write_text("\n".join(module) + "\n", encoding="utf-8")
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"}
+    init = subprocess.run(
+        [terraform, "init", "-input=false", "-no-color"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stdout + init.stderr
+
+    def run(tfvars: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        (folder / "run.tfvars.json").write_text(json.dumps(tfvars), encoding="utf-8")
+        done = subprocess.run(
+            [terraform, "apply", "-input=false", "-auto-approve", "-no-color",
+             "-var-file=run.tfvars.json"],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            return {}, done.stderr
+        shown = subprocess.run(
+            [terraform, "output", "-json", "-no-color"],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return {k: v["value"] for k, v in json.loads(shown.stdout).items()}, ""
+
+    return run
+
+
+def _stream_arn(feed: str) -> str:
+    return f"arn:aws:firehose:us-east-1:123456789012:deliverystream/streamline-{feed}"
+
+
+def test_edge_feeds_limits_the_edge_role_to_those_feeds_streams(
+    feed_module: Any, project: Project
+) -> None:
+    tfvars = json.loads(tfvars_path(project).read_text(encoding="utf-8"))
+    outputs, error = feed_module(tfvars)  # edge_feeds unset: every feed
+    assert outputs["edge_resources"] == [_stream_arn("customers"), _stream_arn("orders")], error
+    outputs, error = feed_module({**tfvars, "edge_feeds": ["orders"]})
+    assert outputs["edge_resources"] == [_stream_arn("orders")], error
+    outputs, error = feed_module({**tfvars, "edge_feeds": ["orders", "orders"]})
+    assert outputs["edge_resources"] == [_stream_arn("orders")], error
+
+
+@pytest.mark.parametrize("edge_feeds", [["shipments"], ["orders", "Orders"], []])
+def test_edge_feeds_refuses_unknown_feeds(
+    feed_module: Any, project: Project, edge_feeds: list[str]
+) -> None:
+    tfvars = json.loads(tfvars_path(project).read_text(encoding="utf-8"))
+    outputs, error = feed_module({**tfvars, "edge_feeds": edge_feeds})
+    assert not outputs
+    assert "edge_feeds names at least one feed of feeds.auto.tfvars.json" in " ".join(error.split())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stage_folders": ["processing/*/orders/"]}, "Each stage folder ends in /<prefix>/"),
+        ({"stage_folders": ["processing/????????T??????Z/customers/"]}, "Each stage folder"),
+        ({"stage_folders": []}, "Each stage folder"),
+        ({"storage_role": "streamline-" + "x" * 54}, "IAM role names are at most 64"),
+    ],
+)
+def test_the_feeds_variable_refuses_a_storage_role_that_reads_too_much(
+    feed_module: Any, project: Project, change: dict[str, Any], message: str
+) -> None:
+    tfvars = json.loads(tfvars_path(project).read_text(encoding="utf-8"))
+    tfvars["feeds"]["orders"].update(change)
+    outputs, error = feed_module(tfvars)
+    assert not outputs
+    assert message in " ".join(error.split())
 
 
 def test_queues_accept_only_the_lake_bucket(hcl: dict[str, Any]) -> None:
