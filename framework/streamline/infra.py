@@ -111,7 +111,9 @@ class SnowflakeSetup:
 
     storage_role_arns: feed -> the IAM role of its storage integration (Terraform's output
     snowflake_storage_role_arns); external_id: the STORAGE_AWS_EXTERNAL_ID of every integration
-    (Terraform's snowflake_external_id); storage_integration: the base of the integrations' names.
+    (Terraform's snowflake_external_id), which CREATE STORAGE INTEGRATION takes instead of
+    generating one (https://docs.snowflake.com/en/sql-reference/sql/create-storage-integration);
+    storage_integration: the base of the integrations' names.
     """
 
     lake_bucket: str

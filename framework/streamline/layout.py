@@ -325,5 +325,9 @@ class Layout:
 
     def storage_integration(self, base: str) -> str:
         """The feed's Snowflake storage integration, <base>_<feed>: one per feed, each assuming
-        the feed's own IAM role (storage_role), so the feed's stage reads only its folders."""
+        the feed's own IAM role (storage_role), so the feed's stage reads only its folders.
+
+        A stage reads its cloud storage through the role of the integration it names:
+        https://docs.snowflake.com/en/user-guide/data-load-s3-config-storage-integration
+        """
         return f"{base.lower()}_{self.feed}"

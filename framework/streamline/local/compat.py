@@ -28,9 +28,9 @@ can, and names it:
 Each patch is proved needed by tests/integration/test_fidelity.py, which starts a warehouse
 without it (STREAMLINE_COMPAT_WITHOUT=N) and sees the behaviour it restores fail.
 
-Everything else the templates use (CREATE STAGE with URL and STORAGE_INTEGRATION, file formats,
-TIMESTAMP_LTZ, MERGE with WHEN MATCHED AND, QUALIFY, the check's scalar subqueries,
-BEGIN/COMMIT/ROLLBACK) works in fakesnow 0.12.1 as shipped.
+Everything else the templates use (CREATE OR REPLACE STAGE with URL and STORAGE_INTEGRATION, whose
+integration fakesnow accepts and ignores, file formats, TIMESTAMP_LTZ, MERGE with WHEN MATCHED AND,
+QUALIFY, the check's scalar subqueries, BEGIN/COMMIT/ROLLBACK) works in fakesnow 0.12.1 as shipped.
 """
 
 from __future__ import annotations
