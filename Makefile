@@ -11,7 +11,7 @@ export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 export UV_PROJECT_ENVIRONMENT := $(ROOT)/.venv
 
-.PHONY: install test test-all lint typecheck unit demo bench clean
+.PHONY: install test test-all lint typecheck unit demo bench check-mwaa clean
 
 $(ROOT)/.tools/bin/uv:
 	python3 -m venv $(ROOT)/.tools
@@ -45,6 +45,14 @@ unit: install
 demo: install
 	$(UV) run --locked streamline validate
 	$(UV) run --locked streamline demo
+
+# `streamline deploy --check` on the oldest and newest MWAA Airflow of each line (.ci/mwaa-matrix):
+# the bundle installed as MWAA installs it, in a cached venv of the image's Python, and its DAGs
+# loaded and run once against the embedded stack. Run by .ci/run after `make test`.
+MWAA_VERSIONS := 2.10.3 2.11.2 3.0.6 3.3.1
+
+check-mwaa: install
+	PATH="$(dir $(UV)):$$PATH" .ci/mwaa-matrix $(MWAA_VERSIONS)
 
 bench: install
 	$(UV) run --locked python benchmarks/parse_time.py

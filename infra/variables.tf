@@ -232,6 +232,12 @@ variable "airflow_version" {
   description = "Airflow version of the MWAA environment: one MWAA offers, matching the `--constraint` line of the requirements file."
   type        = string
   default     = "3.0.6"
+
+  validation {
+    # The versions StreamLine checks bundles against (infra/mwaa/, streamline.mwaa.MWAA_IMAGES).
+    condition     = contains(["2.10.3", "2.11.0", "2.11.2", "3.0.6", "3.2.1", "3.3.1"], var.airflow_version)
+    error_message = "airflow_version must be an MWAA version StreamLine supports: 2.10.3, 2.11.0, 2.11.2, 3.0.6, 3.2.1 or 3.3.1."
+  }
 }
 
 variable "mwaa_environment_class" {

@@ -17,9 +17,12 @@ from rich_argparse import RawDescriptionRichHelpFormatter
 
 from streamline import __version__
 from streamline.errors import StreamlineError, UsageError, format_errors
+from streamline.mwaa import DEFAULT_AIRFLOW_VERSION, MWAA_IMAGES
 from streamline.project import Project, find_project
 from streamline.rendering import STEPS, RenderSettings, render_feed
 from streamline.validation import ValidationResult, validate_paths
+
+MWAA_VERSIONS = tuple(MWAA_IMAGES)
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 UP_WORKDIR = Path(".scratch/up")
@@ -66,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="spec files or folders (default: pipelines/)",
+    )
+    validate.add_argument(
+        "--airflow-version",
+        choices=MWAA_VERSIONS,
+        help="also refuse what this MWAA Airflow version cannot run (e.g. event mode on 2.x)",
     )
 
     render = command("render", cmd_render)
@@ -115,11 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument(
         "--airflow-version",
-        default="3.0.6",
-        help="Airflow version of the MWAA environment; chooses the constraint file (3.0.6)",
+        default=DEFAULT_AIRFLOW_VERSION,
+        choices=MWAA_VERSIONS,
+        help="Airflow version of the MWAA environment; chooses the constraint files in "
+        "infra/mwaa/ (default: %(default)s)",
     )
     deploy.add_argument(
-        "--python-version", help="Python version of the MWAA environment (default: 3.12)"
+        "--python-version",
+        help="Python version of the MWAA environment (default: the MWAA image's, e.g. 3.12)",
     )
     deploy.add_argument(
         "--sqs-url-prefix",
@@ -430,7 +441,9 @@ def _validated(
     args: argparse.Namespace, paths: Sequence[Path] | None = None
 ) -> tuple[Project, ValidationResult]:
     project = find_project(args.project)
-    return project, validate_paths(project, paths)
+    return project, validate_paths(
+        project, paths, airflow_version=getattr(args, "airflow_version", None)
+    )
 
 
 def _report_errors(result: ValidationResult) -> int:

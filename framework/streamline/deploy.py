@@ -507,7 +507,8 @@ def check_on_target(
             style=None if verdict.startswith("passed") else "red",
         )
     summary = "passed" if result.ok else f"FAILED (see {result.log})"
-    out.print(f"check on Airflow {result.airflow}: {summary}", markup=False)
+    phases = ", ".join(f"{name} {value} s" for name, value in result.seconds.items())
+    out.print(f"check on Airflow {result.airflow}: {summary} ({phases})", markup=False)
     return result.ok
 
 

@@ -803,11 +803,11 @@ def test_mwaa_environment_uses_secrets_manager_and_pinned_objects(hcl: dict[str,
 
 
 def test_mwaa_defaults_match_streamline_deploy() -> None:
-    from streamline import deploy
+    from streamline import deploy, mwaa
 
     versions = _load_tf(INFRA / "variables.tf")["variable"]
     airflow = next(v["airflow_version"] for v in versions if "airflow_version" in v)
-    assert airflow["default"] == deploy.DEFAULT_AIRFLOW_VERSION
+    assert airflow["default"] == mwaa.DEFAULT_AIRFLOW_VERSION
     assert deploy.ROOT_FILES == ("requirements.txt", "plugins.zip", "startup.sh")
 
 

@@ -30,7 +30,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class ProbeResult:
     dags: dict[str, list[str]]
     runs: dict[str, dict[str, Any]]
     log: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase: install, stack (start and provision), load (Airflow and the
+    DagBag, in the probe), runs (every dag.test())."""
 
     def verdict(self, dag_id: str) -> str:
         """'passed', 'passed up to the warehouse connection', or what failed."""
@@ -363,6 +366,7 @@ def run_probe(
         data["dags"],
         data["runs"],
         log,
+        {"load": data.get("load_seconds", 0.0)},
     )
 
 
@@ -378,14 +382,18 @@ def check_bundle(
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
+    started = time.monotonic()
     python = environment(target, bundle_root, workdir)
+    seconds = {"install": time.monotonic() - started}
     home = workdir / "airflow"
     home.mkdir()
     # Only the migrated database: Airflow writes a fresh airflow.cfg for this home.
     shutil.copy2(cache_for(python) / "airflow-home" / "airflow.db", home / "airflow.db")
+    started = time.monotonic()
     with embedded_stack(workdir / "stack") as stack:
         provision(stack, project, feeds)
         land_samples(stack, feeds)
+        seconds["stack"] = time.monotonic() - started
         env = _base_env() | stack.airflow_env(bundle_root / "dags", project)
         # The bundle as deployed: it finds its own project folder, and its loader sets the queue
         # URL prefix given to deploy (the DAG runs read the lake, not the queues).
@@ -394,7 +402,10 @@ def check_bundle(
         env |= _airflow_home_env(home) | {"STREAMLINE_SQL_DIR": str(workdir / "sql")}
         conn_id = feeds[0].dag.snowflake_conn_id
         dag_ids = [feed.dag.dag_id for feed in feeds]
-        return run_probe(python, bundle_root / "dags", env, workdir, conn_id, dag_ids)
+        result = run_probe(python, bundle_root / "dags", env, workdir, conn_id, dag_ids)
+    seconds["load"] = result.seconds.get("load", 0.0)
+    seconds["runs"] = sum(run["seconds"] for run in result.runs.values())
+    return replace(result, seconds={k: round(v, 1) for k, v in seconds.items()})
 
 
 def cache_for(python: Path) -> Path:

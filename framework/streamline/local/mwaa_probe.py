@@ -119,13 +119,16 @@ def main(argv: list[str]) -> int:
     from importlib.metadata import version
 
     folder, conn_id, wanted = argv[0], argv[1], argv[2:]
+    started = time.monotonic()
     if version("apache-airflow").startswith("2."):
         _set_start_dates()
     bag = _dag_bag(folder)
+    load_seconds = round(time.monotonic() - started, 1)
     result: dict[str, Any] = {
         "airflow": version("apache-airflow"),
         "snowflake_provider": version("apache-airflow-providers-snowflake"),
         "warehouse_host": _warehouse_host(conn_id),
+        "load_seconds": load_seconds,
         "import_errors": {str(path): str(message) for path, message in bag.import_errors.items()},
         "dags": {
             dag_id: [t.task_id for t in dag.tasks] for dag_id, dag in sorted(bag.dags.items())
