@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--check",
         action="store_true",
-        help="load the bundle's dags/ in Airflow's DagBag first and stop on import errors",
+        help="install the bundle as MWAA would in a cached environment of --airflow-version and "
+        "run each DAG once there against the embedded stack; stop on any failure",
     )
 
     infra_vars = command("infra-vars", cmd_infra_vars)
@@ -540,13 +541,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Build the Amazon MWAA bundle and upload what changed to the environment's S3 bucket.
 
-    Every spec is validated first: an invalid one stops the deploy. The bundle (--out) holds
-    dags/ (the loader, pipelines/, templates/, schemas/, .airflowignore), requirements.txt (the
-    Airflow constraint line and pins for --airflow-version), plugins.zip (the framework wheel)
-    and startup.sh. Only files whose content changed are uploaded; files under dags/ that are only
-    on S3 are listed, and removed with --delete. --dry-run lists what would be added, changed,
-    deleted or left alone. After an upload, the S3 object versions of requirements.txt and
-    plugins.zip are printed: the MWAA environment pins those.
+    Every spec is validated first, for --airflow-version: an invalid one stops the deploy. The
+    bundle (--out) holds dags/ (the loader, pipelines/, templates/, schemas/, .airflowignore),
+    requirements.txt (the Airflow constraint line and pins for --airflow-version), plugins.zip
+    (the framework wheel) and startup.sh. --check installs it as MWAA would and runs each DAG
+    once. Only files whose content changed are uploaded; files under dags/ that a deploy uploaded
+    and the bundle no longer has are listed, and removed with --delete (others are never
+    touched). When the wheel changes while DAGs already run, dags/ is held back: update the
+    environment to the printed object versions of requirements.txt and plugins.zip, then deploy
+    again. --dry-run lists what would be added, changed, held, deleted or left alone.
     """
     from streamline.deploy import DeployOptions, run_deploy
 
