@@ -165,7 +165,7 @@ def validate_specs(
         except Exception as exc:
             errors.append(_unexpected(spec, exc))
     shaped = [(spec, data) for spec, data in shaped if spec.file in built]
-    errors.extend(_check_across(shaped, {e.file for e in errors}, unshaped))
+    errors.extend(_check_across_guarded(shaped, {e.file for e in errors}, unshaped))
     bad = {e.file for e in errors}
     every = [built[spec.file] for spec, _ in shaped]
     feeds = [f for f in every if f.spec_file not in bad]
@@ -424,6 +424,27 @@ def _dotted(table: dict[str, str]) -> str:
 # --- rules across specs --------------------------------------------------------------------------
 
 
+def _check_across_guarded(
+    shaped: list[tuple[LoadedSpec, dict[str, Any]]], bad: set[str], unshaped: dict[str, str]
+) -> list[SpecError]:
+    """_check_across, where an error no rule expected is one spec's, not every spec's: the specs
+    are added one by one, and one whose addition makes the rules fail is reported and left out."""
+    try:
+        return _check_across(shaped, bad, unshaped)
+    except Exception:
+        pass
+    kept: list[tuple[LoadedSpec, dict[str, Any]]] = []
+    errors: list[SpecError] = []
+    for item in shaped:
+        try:
+            _check_across([*kept, item], bad, unshaped)
+        except Exception as exc:
+            errors.append(_unexpected(item[0], exc))
+            continue
+        kept.append(item)
+    return errors + _check_across(kept, bad, unshaped)
+
+
 def _check_across(
     shaped: list[tuple[LoadedSpec, dict[str, Any]]], bad: set[str], unshaped: dict[str, str]
 ) -> list[SpecError]:
@@ -576,4 +597,12 @@ def _check_templates(
                 path = [*path, close] if close else path
             line, col = spec.locate(path, key=len(path) == 3)
             errors.append(SpecError(feed.spec_file, line, col, json_path(path), message, hint))
+        except Exception as exc:  # a template or filter that raises: this feed's, not all's
+            line, col = specs[feed.spec_file].locate(["transform", "template"])
+            errors.append(SpecError(
+                feed.spec_file, line, col, "$.transform.template",
+                f"template '{feed.transform.template}' could not be rendered: "
+                f"{type(exc).__name__}: {exc}",
+                "render it with `streamline render <feed> --debug` to see where it fails",
+            ))  # fmt: skip
     return errors

@@ -160,3 +160,54 @@ def test_validation_that_fails_as_a_whole_is_one_visible_import_error(
     error_dag = found[ERROR_DAG_ID]
     with pytest.raises(Exception, match="could not be validated: RuntimeError: schema unreadable"):
         error_dag.validate()  # type: ignore[attr-defined]
+
+
+def _built(tmp_path: Path, root: Path) -> tuple[list[str], list[str]]:
+    """load_dags on a project: (dag ids built, lines of the error DAG's import error)."""
+    from streamline import dagloader
+
+    found: dict[str, object] = {}
+    built = dagloader.load_dags(found, root, tmp_path / "sql")
+    if ERROR_DAG_ID not in found:
+        return built, []
+    with pytest.raises(Exception) as caught:
+        found[ERROR_DAG_ID].validate()  # type: ignore[attr-defined]
+    return built, str(caught.value).splitlines()
+
+
+def test_a_cross_spec_rule_that_raises_hides_only_the_spec_that_made_it_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline import validation
+
+    root = make_project(tmp_path, {"shipments.yaml": SHIPMENTS})
+    overlaps = validation._overlaps
+
+    def fragile(a: str, b: str) -> bool:  # a rule with a bug that only shipments' prefix meets
+        if "shipments" in (a, b):
+            raise KeyError("surprise")
+        return overlaps(a, b)
+
+    monkeypatch.setattr(validation, "_overlaps", fragile)
+    built, lines = _built(tmp_path, root)
+    assert sorted(built) == ["customers", "orders"]
+    assert [line for line in lines if "could not be validated: KeyError" in line] == [
+        "pipelines/shipments.yaml:1:1: $: could not be validated: KeyError: 'surprise'"
+    ]
+
+
+def test_a_template_that_raises_is_an_error_of_its_feed_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path, {"shipments.yaml": SHIPMENTS})
+    template = root / "templates" / "transforms" / "raising.sql.j2"
+    template.write_text("SELECT {{ 1 // 0 }};\n", encoding="utf-8")
+    spec = root / "pipelines" / "shipments.yaml"
+    spec.write_text(SHIPMENTS + "transform: {template: raising}\n", encoding="utf-8")
+    built, lines = _built(tmp_path, root)
+    assert sorted(built) == ["customers", "orders"]
+    (line,) = [line for line in lines if "raising" in line]
+    assert line.startswith("pipelines/shipments.yaml:")
+    assert (
+        "$.transform.template: template 'raising' could not be rendered: ZeroDivisionError" in line
+    )
