@@ -1,8 +1,10 @@
-"""Fixtures shared by unit tests: an in-process warehouse holding the batch ledger."""
+"""Fixtures shared by unit tests: an in-process warehouse holding the batch ledger, and an
+in-process S3 (moto) with the lake bucket."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,22 @@ from streamline.model import TableRef
 from streamline.rendering import quote_identifier, quote_table
 
 LEDGER = TableRef("db", "raw", "streamline_batches")
+LAKE_BUCKET = "lake"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto in-process (no server): an S3 client with an empty bucket LAKE_BUCKET."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=LAKE_BUCKET)
+        yield client
 
 
 @pytest.fixture

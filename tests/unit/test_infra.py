@@ -936,18 +936,23 @@ def test_snowflake_setup_grants_least_privilege(project: Project, feeds: list[Fe
     assert sql.rstrip().endswith('DESC INTEGRATION "STREAMLINE_LAKE_ORDERS";')
 
 
-def test_a_feeds_stage_reaches_only_its_own_files(
-    hcl: dict[str, Any], three_feed_project: Path
-) -> None:
-    """Stage -> integration -> IAM role -> policy, from the setup SQL, the feed variables and the
-    rendered policy: each feed's stage reads its own batch folders and no other feed's files."""
-    project = find_project(three_feed_project)
+def _three_feed_setup(root: Path) -> tuple[Project, Any, str]:
+    """The three-feed project, its validation result and its Snowflake setup SQL."""
+    project = find_project(root)
     result = validate_paths(project)
     assert result.ok, result.errors
     setup = dataclasses.replace(
         SETUP, storage_role_arns=_role_arns("customers", "orders", "shipments")
     )
-    sql = render_snowflake_setup(project, result.feeds, setup)
+    return project, result, render_snowflake_setup(project, result.feeds, setup)
+
+
+def test_a_feeds_stage_reaches_only_its_own_files(
+    hcl: dict[str, Any], three_feed_project: Path
+) -> None:
+    """Stage -> integration -> IAM role -> policy, from the setup SQL, the feed variables and the
+    rendered policy: each feed's stage reads its own batch folders and no other feed's files."""
+    project, result, sql = _three_feed_setup(three_feed_project)
     variables = feed_variables(result.feeds, project.root)["feeds"]
     by_role = {feed["storage_role"]: name for name, feed in variables.items()}
     integrations = _integrations(sql)
@@ -971,13 +976,7 @@ def test_a_feeds_stage_reaches_only_its_own_files(
 
 
 def test_a_third_spec_changes_the_snowflake_sql(three_feed_project: Path) -> None:
-    project = find_project(three_feed_project)
-    result = validate_paths(project)
-    assert result.ok, result.errors
-    setup = dataclasses.replace(
-        SETUP, storage_role_arns=_role_arns("customers", "orders", "shipments")
-    )
-    sql = render_snowflake_setup(project, result.feeds, setup)
+    project, result, sql = _three_feed_setup(three_feed_project)
     assert 'CREATE TABLE IF NOT EXISTS "STREAMLINE"."RAW"."SHIPMENTS"' in sql
     assert 'CREATE OR REPLACE STAGE "STREAMLINE"."RAW"."SHIPMENTS_STAGE"' in sql
     assert "STREAMLINE_LAKE_SHIPMENTS" in _integrations(sql)

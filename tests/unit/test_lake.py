@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from streamline import lake
 from streamline.batches import batch_id_for, batch_time, check_batch_id, format_batch_id
@@ -27,17 +25,6 @@ BUCKET = "lake"
 BATCH = "20260101T000000.000000Z"
 LATER = "20260101T000001.000000Z"
 LAYOUT = LakeLayout("orders")
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def put(s3: Any, key: str, body: bytes = b"a,b\n1,2\n") -> None:

@@ -13,9 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from streamline import airflow_compat, dagconfig, lake
 from streamline.cli import main
@@ -212,16 +210,6 @@ def test_the_loader_runs_on_its_own_wheel_and_on_an_editable_checkout(
 
 
 # ---- S3 conditions with a boto3 that predates them ---------------------------------------------
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="lake")
-        yield client
 
 
 def _sent_headers(client: Any, operation: str) -> list[dict[str, str]]:

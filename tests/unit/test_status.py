@@ -5,12 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from rich.console import Console
 
 from streamline import cli, lake, ledger
@@ -30,16 +27,6 @@ def orders() -> Feed:
     feed = next(f for f in result.feeds if f.feed == "orders")
     # The ledger of the fakesnow fixture lives in db.raw.
     return dataclasses.replace(feed, raw=dataclasses.replace(feed.raw, database="db"))
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="lake")
-        yield client
 
 
 def status(orders: Feed, s3: Any, runner: Any, later: float = 0) -> Any:
