@@ -668,3 +668,39 @@ def test_a_surprise_in_one_spec_is_its_error_and_the_others_still_pass(
     [error] = result.errors
     assert error.file == "pipelines/orders.yaml"
     assert error.message == "could not be validated: ValueError: not a safe identifier"
+
+
+def test_every_name_the_schema_allows_fits_snowflake_s3_and_airflow_limits() -> None:
+    """Snowflake identifiers (255 characters), S3 keys (1024 bytes) and Airflow DAG ids (250)
+    cannot be exceeded by any valid spec: the schema's own bounds keep them inside, so they need
+    no check of their own (the AWS names that can be exceeded are NAME_LIMITS').
+    https://docs.snowflake.com/en/sql-reference/identifiers-syntax
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html"""
+    from streamline.batches import BATCH_ID_EXAMPLE
+    from streamline.layout import Layout
+    from streamline.model import TableRef
+
+    schema = json.loads((ROOT / "schemas" / "feed.schema.json").read_text())
+    identifier = schema["$defs"]["identifier"]["pattern"]
+    longest_name = 1 + int(re.fullmatch(r".*\{0,(\d+)\}\$", identifier)[1])  # type: ignore[index]
+    prefix = schema["properties"]["source"]["properties"]["prefix"]["pattern"]
+    segment, more = (int(n) for n in re.findall(r"\{0,(\d+)\}", prefix)[1:3])
+    longest_prefix = "/".join(["p" * (segment + 1)] * (more + 1))
+    name = "n" * longest_name
+    orders = next(f for f in validate_paths(find_project(ROOT)).feeds if f.feed == "orders")
+    feed = dataclasses.replace(
+        orders,
+        feed=name,
+        raw=TableRef(name, name, name),
+        source=dataclasses.replace(orders.source, prefix=longest_prefix),
+    )
+    layout = Layout.of(feed)
+    for ref in (layout.file_format, layout.stage, layout.landing_table, layout.quarantine):
+        assert max(len(part) for part in (ref.database, ref.schema, ref.table)) <= 255
+    assert len(name) <= 250  # the DAG id: the feed name or dag.dag_id, both identifiers
+    # The longest key the pipeline writes: a Firehose object (stream name, version, time, UUID)
+    # under the feed's prefix and a batch folder, and the batch's manifest beside it.
+    firehose_object = f"{layout.firehose_stream[:64]}-1-2026-01-01-00-00-00-{'u' * 36}.gz"
+    folder = f"quarantine/{BATCH_ID_EXAMPLE}/{longest_prefix}/2026/01/01/00/"
+    assert len((folder + firehose_object).encode()) <= 1024
+    assert len(f"processed/{BATCH_ID_EXAMPLE}/{longest_prefix}.manifest.json".encode()) <= 1024
