@@ -123,10 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument(
         "--airflow-version",
-        default=DEFAULT_AIRFLOW_VERSION,
+        default=os.environ.get("STREAMLINE_AIRFLOW_VERSION", DEFAULT_AIRFLOW_VERSION),
         choices=MWAA_VERSIONS,
         help="Airflow version of the MWAA environment; chooses the constraint files in "
-        "infra/mwaa/ (default: %(default)s)",
+        "infra/mwaa/ ($STREAMLINE_AIRFLOW_VERSION; default: %(default)s)",
+    )
+    deploy.add_argument(
+        "--mwaa-environment",
+        default=os.environ.get("STREAMLINE_MWAA_ENVIRONMENT"),
+        help="MWAA environment to ask (airflow:GetEnvironment) whether it runs the wheel that DAG "
+        "files were held back for; they go once it does ($STREAMLINE_MWAA_ENVIRONMENT)",
+    )
+    deploy.add_argument(
+        "--environment-updated",
+        action="store_true",
+        help="release the DAG files held back for a new wheel: the environment runs it",
     )
     deploy.add_argument(
         "--python-version",
@@ -568,6 +579,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         delete=args.delete,
         build_only=args.build_only,
         check=args.check,
+        mwaa_environment=args.mwaa_environment,
+        environment_updated=args.environment_updated,
     )
     return run_deploy(project, result.feeds, options, out)
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamline
 from streamline.errors import StreamlineError, UsageError
@@ -47,6 +49,9 @@ ROOT_FILES = ("requirements.txt", "plugins.zip", "startup.sh")
 """Bundle files outside dags/: MWAA pins each by its S3 object version."""
 WHEEL_FILES = ("requirements.txt", "plugins.zip")
 """The files that change the framework the workers run."""
+HOLD_RECORD = "streamline-held.json"
+"""Written beside requirements.txt by a deploy that holds dags/ back: the wheel and the object
+versions of requirements.txt and plugins.zip the environment must run before the DAG files go."""
 PIN_OPTIONS = {
     # root file: (Terraform variable in infra/, aws mwaa update-environment option)
     "requirements.txt": ("mwaa_requirements_s3_object_version", "requirements-s3-object-version"),
@@ -114,6 +119,10 @@ class DeployOptions:
     delete: bool = False
     build_only: bool = False
     check: bool = False
+    mwaa_environment: str | None = None
+    """The MWAA environment to ask whether it runs the held wheel yet (airflow:GetEnvironment)."""
+    environment_updated: bool = False
+    """The user confirms the environment runs the held wheel: release the held DAG files."""
 
 
 @dataclass
@@ -133,7 +142,14 @@ class SyncPlan:
     deleted."""
     held: list[str] = field(default_factory=list)
     """Added or changed files under dags/ held back for a later deploy: this one changes the
-    framework wheel (requirements.txt, plugins.zip) while DAGs already run on the old one."""
+    framework wheel (requirements.txt, plugins.zip) while DAGs already run on the old one, or an
+    earlier one did and the environment is not known to run it yet (HOLD_RECORD)."""
+    hold: dict[str, Any] | None = None
+    """The HOLD_RECORD an earlier deploy left: the wheel and the object versions it waits for."""
+    held_changed: set[str] = field(default_factory=set)
+    """The held files that are on S3 already (the others are new)."""
+    waiting: str | None = None
+    """Why the DAG files stay held (the environment is not known to run the held wheel)."""
 
 
 @dataclass
@@ -318,8 +334,9 @@ def normalize_prefix(prefix: str | None) -> str:
 
 
 @contextmanager
-def aws_errors(bucket: str) -> Iterator[None]:
-    """Turn AWS failures into one StreamlineError line (exit 1) instead of a traceback."""
+def aws_errors(what: str) -> Iterator[None]:
+    """Turn AWS failures into one StreamlineError line (exit 1) instead of a traceback; what
+    names the resource, e.g. 'S3 bucket B'."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -327,10 +344,10 @@ def aws_errors(bucket: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise StreamlineError(
-            f"S3 bucket {bucket}: {error.get('Code', '?')}: {error.get('Message', exc)}"
+            f"{what}: {error.get('Code', '?')}: {error.get('Message', exc)}"
         ) from exc
     except BotoCoreError as exc:
-        raise StreamlineError(f"S3 bucket {bucket}: {exc}") from exc
+        raise StreamlineError(f"{what}: {exc}") from exc
 
 
 def plan_sync(client: S3Client, bundle: Bundle, bucket: str, prefix: str) -> SyncPlan:
@@ -358,8 +375,18 @@ def plan_sync(client: S3Client, bundle: Bundle, bucket: str, prefix: str) -> Syn
     for key in sorted(k for k in remote if k.startswith(f"{DAGS}/") and k not in local):
         metadata = client.head_object(Bucket=bucket, Key=prefix + key).get("Metadata", {})
         (plan.stale if HASH_METADATA in metadata else plan.foreign).append(key)
+    plan.hold = _read_hold(client, bucket, prefix)
     _hold_dags(plan)
     return plan
+
+
+def _read_hold(client: S3Client, bucket: str, prefix: str) -> dict[str, Any] | None:
+    try:
+        body = client.get_object(Bucket=bucket, Key=prefix + HOLD_RECORD)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    record: dict[str, Any] = json.loads(body)
+    return record
 
 
 def _hold_dags(plan: SyncPlan) -> None:
@@ -373,10 +400,11 @@ def _hold_dags(plan: SyncPlan) -> None:
     """
     wheel = [k for k in WHEEL_FILES if k in plan.added or k in plan.changed]
     running = any(k.startswith(f"{DAGS}/") for k in [*plan.unchanged, *plan.changed, *plan.stale])
-    if not (wheel and running):
+    if not ((wheel and running) or plan.hold):
         return
     dags = [k for k in [*plan.added, *plan.changed] if k.startswith(f"{DAGS}/")]
     plan.held = sorted(dags)
+    plan.held_changed = {k for k in dags if k in plan.changed}
     plan.added = [k for k in plan.added if k not in dags]
     plan.changed = [k for k in plan.changed if k not in dags]
 
@@ -389,6 +417,85 @@ def _same(client: S3Client, bucket: str, key: str, file: BundleFile, size: int, 
     head = client.head_object(Bucket=bucket, Key=key)
     stored: str | None = head.get("Metadata", {}).get(HASH_METADATA)
     return stored == file.sha256
+
+
+def require_versioning(client: S3Client, bucket: str) -> None:
+    """MWAA pins requirements.txt, plugins.zip and startup.sh by S3 object version, so its source
+    bucket must be versioned: https://docs.aws.amazon.com/mwaa/latest/userguide/mwaa-s3-bucket.html
+    Raises StreamlineError otherwise, before anything is uploaded."""
+    if client.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+        raise StreamlineError(
+            f"S3 bucket {bucket} is not versioned: MWAA pins requirements.txt and plugins.zip by "
+            "object version and needs versioning on (infra/ enables it on the bucket it creates)"
+        )
+
+
+_BUILT_FOR_RE = re.compile(r"^# StreamLine on Amazon MWAA \(Airflow (\S+), Python")
+
+
+def deployed_airflow(client: S3Client, bucket: str, prefix: str) -> str | None:
+    """The Airflow version the bucket's requirements.txt was built for, when it is StreamLine's."""
+    try:
+        head = client.get_object(
+            Bucket=bucket, Key=prefix + "requirements.txt", Range="bytes=0-200"
+        )
+    except client.exceptions.NoSuchKey:
+        return None
+    found = _BUILT_FOR_RE.match(head["Body"].read().decode("utf-8", "replace"))
+    return found[1] if found else None
+
+
+def wheel_changes(plan: SyncPlan) -> bool:
+    """Whether this deploy uploads a new framework wheel (requirements.txt or plugins.zip)."""
+    return any(k in plan.added or k in plan.changed for k in WHEEL_FILES)
+
+
+def release_held(plan: SyncPlan, options: DeployOptions) -> None:
+    """An earlier deploy held dags/ back for its wheel: release the DAG files (back into added and
+    changed) once the environment runs that wheel, else say what it waits for (plan.waiting).
+
+    With --mwaa-environment, MWAA's GetEnvironment tells: the environment must be AVAILABLE and
+    pin the held object versions of requirements.txt and plugins.zip.
+    https://docs.aws.amazon.com/mwaa/latest/API/API_GetEnvironment.html
+    """
+    if not plan.hold or wheel_changes(plan):
+        return
+    wanted = {key: plan.hold.get(key) for key in WHEEL_FILES}
+    if not options.environment_updated:
+        if not options.mwaa_environment:
+            plan.waiting = (
+                f"the environment must run the wheel {plan.hold.get('wheel')} (requirements.txt "
+                f"{wanted['requirements.txt']}, plugins.zip {wanted['plugins.zip']}) before its "
+                "DAG files go: pass --mwaa-environment NAME to check it, or "
+                "--environment-updated once the update is done"
+            )
+            return
+        environment = mwaa_environment(options.mwaa_environment)
+        running = {
+            "requirements.txt": environment.get("RequirementsS3ObjectVersion"),
+            "plugins.zip": environment.get("PluginsS3ObjectVersion"),
+        }
+        status = environment.get("Status")
+        if status != "AVAILABLE" or running != wanted:
+            plan.waiting = (
+                f"MWAA environment {options.mwaa_environment} is {status} with requirements.txt "
+                f"{running['requirements.txt']} and plugins.zip {running['plugins.zip']}; the held "
+                f"DAG files need {wanted['requirements.txt']} and {wanted['plugins.zip']}, "
+                "AVAILABLE"
+            )
+            return
+    plan.added += [k for k in plan.held if k not in plan.held_changed]
+    plan.changed += [k for k in plan.held if k in plan.held_changed]
+    plan.held, plan.held_changed = [], set()
+
+
+def mwaa_environment(name: str) -> dict[str, Any]:
+    """MWAA's description of an environment (GetEnvironment's Environment)."""
+    import boto3
+
+    with aws_errors(f"MWAA environment {name}"):
+        environment: dict[str, Any] = boto3.client("mwaa").get_environment(Name=name)["Environment"]
+    return environment
 
 
 def apply_sync(client: S3Client, bundle: Bundle, plan: SyncPlan, delete: bool) -> DeployResult:
@@ -418,6 +525,12 @@ def apply_sync(client: S3Client, bundle: Bundle, plan: SyncPlan, delete: bool) -
         if key not in versions and key in files:
             head = client.head_object(Bucket=plan.bucket, Key=plan.prefix + key)
             versions[key] = head.get("VersionId")
+    record = plan.prefix + HOLD_RECORD
+    if plan.held and wheel_changes(plan):
+        hold = {"wheel": bundle.version, **{k: versions.get(k) for k in WHEEL_FILES}}
+        client.put_object(Bucket=plan.bucket, Key=record, Body=json.dumps(hold).encode())
+    elif plan.hold and not plan.held:  # released: the environment runs the held wheel
+        client.delete_object(Bucket=plan.bucket, Key=record)
     return DeployResult(order, deleted, {k: _version(v) for k, v in versions.items()})
 
 
@@ -463,8 +576,19 @@ def run_deploy(
         return 0
 
     client = s3_client(options.endpoint_url)
-    with aws_errors(bucket):
+    with aws_errors(f"S3 bucket {bucket}"):
+        require_versioning(client, bucket)
         plan = plan_sync(client, bundle, bucket, prefix)
+        release_held(plan, options)
+        built_for = deployed_airflow(client, bucket, prefix)
+        if built_for and built_for != target.airflow_version:
+            out.print(
+                f"warning: the bucket's requirements.txt is for Airflow {built_for}; this deploy "
+                f"is for {target.airflow_version}: is --airflow-version (or "
+                "$STREAMLINE_AIRFLOW_VERSION) the environment's?",
+                markup=False,
+                style="yellow",
+            )
         for line in format_plan(plan, options.delete, options.dry_run):
             out.print(line, markup=False)
         if options.dry_run:
@@ -521,7 +645,8 @@ def format_plan(plan: SyncPlan, delete: bool, dry_run: bool) -> list[str]:
         + (" (only on S3; --delete removes them)" if plan.stale and not delete else "")
         + (f"; {len(plan.foreign)} not uploaded by streamline, left alone" if plan.foreign else "")
         + (
-            f"; {len(plan.held)} DAG files held back until the environment runs the new wheel"
+            f"; {_count(len(plan.held), 'DAG file')} held back until the environment runs the "
+            "new wheel"
             if plan.held
             else ""
         )
@@ -533,15 +658,27 @@ def format_plan(plan: SyncPlan, delete: bool, dry_run: bool) -> list[str]:
     rows += [("foreign", key) for key in plan.foreign]
     rows += [("held", key) for key in plan.held]
     lines += [f"  {word:<9}  {key}" for word, key in rows]
+    if plan.waiting:
+        lines.append(f"held: {plan.waiting}")
+    retired = [k for k in plan.stale if k.startswith(f"{DAGS}/{BUNDLE_PROJECT_FOLDER}/pipelines/")]
+    if retired and not delete:
+        lines.append(
+            f"warning: {_count(len(retired), 'spec')} removed here still on S3, so their DAGs "
+            "keep running: deploy with --delete to retire them"
+        )
     if dry_run:
         lines.append("dry run: nothing was uploaded or deleted")
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def format_result(result: DeployResult, plan: SyncPlan) -> list[str]:
     """What was uploaded, the pinned object versions, and the next step."""
     lines = [
-        f"uploaded {len(result.uploaded)} files, deleted {len(result.deleted)}"
+        f"uploaded {_count(len(result.uploaded), 'file')}, deleted {len(result.deleted)}"
         + (f", kept {len(plan.stale)} stale" if plan.stale and not result.deleted else "")
     ]
     pinned = [key for key in ROOT_FILES if key in result.versions]
@@ -552,24 +689,24 @@ def format_result(result: DeployResult, plan: SyncPlan) -> list[str]:
     for key in pinned:
         state = "new" if key in result.uploaded else "unchanged"
         lines.append(f"  {key:<{width}}  {result.versions[key] or '(none)'}  ({state})")
-    if any(result.versions.get(key) is None for key in pinned):
-        lines.append(
-            "warning: the bucket is not versioned; MWAA needs versioning to pin these files"
-        )
     if any(key in result.uploaded for key in pinned):
-        tf_vars = " ".join(f"-var {PIN_OPTIONS[k][0]}={result.versions[k]}" for k in pinned)
+        tf_vars = "\n".join(f'    {PIN_OPTIONS[k][0]} = "{result.versions[k]}"' for k in pinned)
         flags = " ".join(f"--{PIN_OPTIONS[k][1]} {result.versions[k]}" for k in pinned)
         lines += [
-            "next: point the MWAA environment at these versions, with Terraform (infra/):",
-            f"  terraform apply {tf_vars}",
-            "or with the AWS CLI:",
+            "next: point the MWAA environment at these versions. With Terraform, set them in the",
+            "tfvars file you apply with (infra/README.md), so that later applies keep them:",
+            tf_vars,
+            "  then: terraform -chdir=infra apply -var-file=<your tfvars>",
+            "or with the AWS CLI (an environment Terraform manages would drift from its state):",
             f"  aws mwaa update-environment --name ENVIRONMENT {flags}",
         ]
         if plan.held:
             lines += [
-                f"then, once the environment update is done, run `streamline deploy` again: it "
-                f"uploads the {len(plan.held)} DAG files held back (DAGs built for the new wheel "
-                "fail to import on the old one)",
+                f"then, once the update is done, release the {_count(len(plan.held), 'DAG file')} "
+                "held back (DAGs built for the new wheel fail to import on the old one):",
+                "  streamline deploy ... --mwaa-environment ENVIRONMENT   (checks the environment "
+                "runs these versions)",
+                "  streamline deploy ... --environment-updated            (you checked it)",
             ]
     else:
         lines.append("requirements, plugins and start-up script unchanged: no environment update")

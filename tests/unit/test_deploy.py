@@ -121,7 +121,7 @@ def listed(output: str, word: str) -> set[str]:
 
 
 def uploaded_count(output: str) -> int:
-    match = re.search(r"^uploaded (\d+) files", output, re.MULTILINE)
+    match = re.search(r"^uploaded (\d+) files?", output, re.MULTILINE)
     assert match, output
     return int(match[1])
 
@@ -331,7 +331,8 @@ def test_deploy_uploads_once_then_nothing_until_something_changes(
     assert "aws mwaa update-environment" in output
     requirements = s3.head_object(Bucket=BUCKET, Key="requirements.txt")["VersionId"]
     assert f"--requirements-s3-object-version {requirements}" in output
-    assert f"-var mwaa_requirements_s3_object_version={requirements}" in output
+    assert f'mwaa_requirements_s3_object_version = "{requirements}"' in output
+    assert "terraform -chdir=infra apply -var-file=" in output
     versions = {k: s3.head_object(Bucket=BUCKET, Key=k)["VersionId"] for k in BUNDLE}
 
     assert deploy(project, "--bucket", BUCKET) == 0
@@ -365,6 +366,7 @@ def test_a_new_wheel_goes_first_and_the_dags_wait_for_the_environment_update(
     assert deploy(project, "--bucket", BUCKET) == 0  # the first deploy: everything at once
     capsys.readouterr()
     loader = "dags/streamline_dags.py"
+    orders = "dags/streamline_project/pipelines/orders.yaml"
     old_loader = s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read()
     # A framework change: a new wheel, so a new pin and a loader built for it.
     files = module._package_files()
@@ -375,21 +377,77 @@ def test_a_new_wheel_goes_first_and_the_dags_wait_for_the_environment_update(
     assert deploy(project, "--bucket", BUCKET, "--delete") == 0
     output = capsys.readouterr().out
     assert listed(output, "change") == {"requirements.txt", "plugins.zip"}
-    assert listed(output, "held") == {loader, "dags/streamline_project/pipelines/orders.yaml"}
+    assert listed(output, "held") == {loader, orders}
     assert s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read() == old_loader
     assert "2 DAG files held back until the environment runs the new wheel" in output
     order = output.index("aws mwaa update-environment")
-    assert (
-        output.index("once the environment update is done, run `streamline deploy` again") > order
-    )
+    assert output.index("once the update is done, release the 2 DAG files held back") > order
+    versions = {k: s3.head_object(Bucket=BUCKET, Key=k)["VersionId"] for k in module.WHEEL_FILES}
 
-    # After the environment update: the wheel is unchanged on S3, so the DAGs go.
+    # Deploying again before the environment runs the new wheel (a CI job on the next push):
+    # the DAG files stay held, with the reason.
     assert deploy(project, "--bucket", BUCKET) == 0
     output = capsys.readouterr().out
-    assert listed(output, "change") == {loader, "dags/streamline_project/pipelines/orders.yaml"}
+    assert listed(output, "held") == {loader, orders} and listed(output, "change") == set()
+    assert "held: the environment must run the wheel" in output
+    assert s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read() == old_loader
+
+    # --mwaa-environment asks MWAA: still updating, then running the held versions.
+    environment = {
+        "Status": "UPDATING",
+        "RequirementsS3ObjectVersion": "old",
+        "PluginsS3ObjectVersion": "old",
+    }
+    monkeypatch.setattr(module, "mwaa_environment", lambda name: environment)
+    assert deploy(project, "--bucket", BUCKET, "--mwaa-environment", "prod") == 0
+    output = capsys.readouterr().out
+    assert "held: MWAA environment prod is UPDATING" in output
+    assert listed(output, "change") == set()
+    environment |= {
+        "Status": "AVAILABLE",
+        "RequirementsS3ObjectVersion": versions["requirements.txt"],
+        "PluginsS3ObjectVersion": versions["plugins.zip"],
+    }
+    assert deploy(project, "--bucket", BUCKET, "--mwaa-environment", "prod") == 0
+    output = capsys.readouterr().out
+    assert listed(output, "change") == {loader, orders}
     assert listed(output, "held") == set()
-    assert "no environment update" in output
     assert s3.get_object(Bucket=BUCKET, Key=loader)["Body"].read() != old_loader
+    assert module.HOLD_RECORD not in keys(s3)  # released: the next deploy holds nothing
+    assert deploy(project, "--bucket", BUCKET) == 0
+    assert "held" not in capsys.readouterr().out
+
+
+def test_environment_updated_releases_the_held_dags(
+    project: Path, s3: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline import deploy as module
+
+    assert deploy(project, "--bucket", BUCKET) == 0
+    files = module._package_files()
+    edited = [(p, b + b"\n# edited\n") if p.endswith("lake.py") else (p, b) for p, b in files]
+    monkeypatch.setattr(module, "_package_files", lambda: edited)
+    assert deploy(project, "--bucket", BUCKET) == 0
+    capsys.readouterr()
+    assert deploy(project, "--bucket", BUCKET, "--environment-updated") == 0
+    output = capsys.readouterr().out
+    assert listed(output, "change") == {"dags/streamline_dags.py"}
+    assert module.HOLD_RECORD not in keys(s3)
+
+
+def test_a_removed_spec_is_a_warning_until_deleted(
+    project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy(project, "--bucket", BUCKET) == 0
+    (project / "pipelines" / "orders.yaml").unlink()
+    (project / "pipelines" / "customers.yaml").write_text(
+        (project / "pipelines" / "customers.yaml").read_text()
+    )
+    capsys.readouterr()
+    assert deploy(project, "--bucket", BUCKET, "--dry-run") == 0
+    assert "warning: 1 spec removed here still on S3, so their DAGs keep running" in (
+        capsys.readouterr().out
+    )
 
 
 def test_a_third_spec_is_the_only_new_file(
@@ -485,12 +543,13 @@ def test_multipart_and_kms_etags_fall_back_to_the_stored_hash(
     assert "startup.sh" in listed(output, "unchanged")
 
 
-def test_an_unversioned_bucket_is_a_warning_and_a_missing_one_an_error(
+def test_an_unversioned_or_missing_bucket_is_an_error_before_any_upload(
     project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s3.create_bucket(Bucket="plain", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    assert deploy(project, "--bucket", "plain") == 0
-    assert "the bucket is not versioned" in capsys.readouterr().out
+    assert deploy(project, "--bucket", "plain") == 1
+    assert "S3 bucket plain is not versioned: MWAA pins" in capsys.readouterr().err
+    assert s3.list_objects_v2(Bucket="plain").get("KeyCount") == 0
     assert deploy(project, "--bucket", "no-such-bucket") == 1
     assert "NoSuchBucket" in capsys.readouterr().err
     assert deploy(project) == 2  # no bucket and not --build-only
