@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument(
         "--python-version",
-        help="Python version of the MWAA environment (default: the MWAA image's, e.g. 3.12)",
+        help="Python version of the MWAA environment: the MWAA image's (3.11 for 2.10.3, else "
+        "3.12), the only one its constraint files fit; another is refused",
     )
     deploy.add_argument(
         "--sqs-url-prefix",

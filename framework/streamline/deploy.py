@@ -61,8 +61,10 @@ PIN_OPTIONS = {
 HASH_METADATA = "streamline-sha256"
 """S3 user metadata holding a file's SHA-256: ETags are not MD5s under SSE-KMS or multipart."""
 
-WHEEL_SKIP = ("local",)
-"""Sub-packages left out of the wheel: the embedded local stack never runs on MWAA."""
+WHEEL_SKIP = ("local", "_bundled")
+"""Sub-packages left out of the wheel: the embedded local stack never runs on MWAA, and the
+bundle's dags/ carries the project's templates and schema (the copies an installed package
+bundles would make the wheel depend on how the framework was installed)."""
 WHEEL_SUFFIXES = frozenset({".py", ".pyi", ".typed", ".json", ".j2", ".sql", ".yaml", ".yml"})
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -622,11 +624,13 @@ def check_on_target(
             "runs are checked up to the warehouse connection",
             markup=False,
         )
+    modes = {feed.dag.dag_id: feed.trigger.mode for feed in feeds}
     for dag_id, run in result.runs.items():
         tasks = " ".join(f"{task}:{state}" for task, state in run["tasks"].items())
         verdict = result.verdict(dag_id)
         out.print(
-            f"  DAG {dag_id}: {verdict} in {run['seconds']} s ({tasks})",
+            f"  DAG {dag_id} ({modes.get(dag_id, '?')} mode): {verdict} in {run['seconds']} s "
+            f"({tasks})",
             markup=False,
             style=None if verdict.startswith("passed") else "red",
         )

@@ -15,7 +15,6 @@ URLs cannot be assumed reachable where a deploy is built or checked.
 from __future__ import annotations
 
 import importlib.metadata
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +84,11 @@ class MwaaTarget:
 def mwaa_target(
     constraints_dir: Path, airflow_version: str, python_version: str | None = None
 ) -> MwaaTarget:
-    """The target for an MWAA Airflow version; python_version overrides the image's Python.
+    """The target for an MWAA Airflow version, with its image's Python.
 
     constraints_dir holds each version's two constraint files (Project.constraints_dir).
     Raises UsageError for a version MWAA does not offer (or whose constraint files are missing),
-    and for a Python version not like 3.12.
+    and for a python_version other than the image's.
     """
     if airflow_version not in MWAA_IMAGES:
         raise UsageError(
@@ -97,8 +96,11 @@ def mwaa_target(
             f"StreamLine knows {', '.join(MWAA_IMAGES)}"
         )
     python = python_version or MWAA_IMAGES[airflow_version]
-    if not re.fullmatch(r"3\.\d+", python):
-        raise UsageError(f"--python-version {python!r} is not a version like 3.12")
+    if python != MWAA_IMAGES[airflow_version]:
+        raise UsageError(
+            f"MWAA's Airflow {airflow_version} image runs Python {MWAA_IMAGES[airflow_version]}, "
+            f"not {python}: its constraint files in infra/mwaa/ are for that Python"
+        )
     folder = constraints_dir
     target = MwaaTarget(
         airflow_version,

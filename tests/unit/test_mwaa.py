@@ -325,3 +325,60 @@ def test_deploy_check_refuses_an_unknown_airflow_version(
 ) -> None:
     assert main(["deploy", "--build-only", "--airflow-version", "2.9.0"]) == 2
     assert "invalid choice: '2.9.0'" in capsys.readouterr().err
+
+
+def test_a_python_other_than_the_images_is_refused() -> None:
+    with pytest.raises(UsageError, match=re.escape("image runs Python 3.11, not 3.12")):
+        mwaa_target(CONSTRAINTS, "2.10.3", "3.12")
+    assert mwaa_target(CONSTRAINTS, "2.10.3", "3.11").python_version == "3.11"
+
+
+def test_check_without_the_local_stack_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline.local import mwaa_check
+
+    monkeypatch.setattr(mwaa_check, "_importable", lambda name: name != "moto")
+    with pytest.raises(mwaa_check.CheckError, match=r"needs moto: install .*uv sync --group local"):
+        mwaa_check.check_bundle(
+            find_project(ROOT), [], tmp_path, _target("3.0.6"), tmp_path / "check"
+        )
+
+
+def test_one_check_per_cached_environment_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from streamline.local import mwaa_check
+
+    monkeypatch.setenv("STREAMLINE_CACHE_DIR", str(tmp_path))
+    order: list[str] = []
+    entered = threading.Event()
+
+    def second() -> None:
+        entered.wait()
+        with mwaa_check.environment_lock(_target("3.0.6")):
+            order.append("second")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with mwaa_check.environment_lock(_target("3.0.6")):
+        entered.set()
+        thread.join(timeout=1)  # the second check waits for the first
+        order.append("first")
+        with mwaa_check.environment_lock(_target("3.3.1")):  # another version: no wait
+            order.append("other version")
+    thread.join(timeout=10)
+    assert order == ["first", "other version", "second"]
+    assert "waiting for another check of Airflow 3.0.6" in capsys.readouterr().out
+
+
+def test_the_wheel_leaves_out_the_local_stack_and_the_bundled_project_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamline import deploy
+
+    names = [name for name, _ in deploy._package_files()]
+    assert "streamline/dagloader.py" in names
+    assert not [n for n in names if n.startswith(("streamline/local/", "streamline/_bundled/"))]

@@ -29,7 +29,8 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,8 @@ def find_python(version: str) -> str:
     for candidate in sorted(pyenv.glob(f"{version}.*/bin/python{version}"), reverse=True):
         return str(candidate)
     raise CheckError(
-        f"no Python {version} on this machine for the MWAA image's Python: install one "
-        f"(`uv python install {version}`) or pass --python-version"
+        f"no Python {version} on this machine, the MWAA image's Python: install one "
+        f"(`uv python install {version}`)"
     )
 
 
@@ -190,22 +191,32 @@ def environment(target: MwaaTarget, bundle_root: Path, workdir: Path) -> Path:
     with zipfile.ZipFile(bundle_root / "plugins.zip") as archive:
         archive.extractall(plugins)
     requirements = local_requirements(bundle_root, target, plugins)
-    if not (home / "ready").is_file():
-        shutil.rmtree(home, ignore_errors=True)
-        home.mkdir(parents=True)
-        interpreter = find_python(target.python_version)
-        _run([uv, "venv", "--quiet", "--python", interpreter, str(venv)], log)
-    # MWAA's step: its essential constraints, then requirements.txt (with its constraint line).
-    _run(
-        [uv, "pip", "install", "--quiet", "--python", str(python),
-         "--constraint", str(target.essential_constraints), "--requirement", str(requirements),
-         "--reinstall-package", "streamline"],
-        log,
-    )  # fmt: skip
-    if not (home / "ready").is_file():
-        _migrate_template(python, home, log)
-        (home / "ready").write_text(target.airflow_version, encoding="utf-8")
-    return python
+    for attempt in (1, 2):
+        fresh = not (home / "ready").is_file()
+        try:
+            if fresh:
+                shutil.rmtree(home, ignore_errors=True)
+                home.mkdir(parents=True)
+                interpreter = find_python(target.python_version)
+                _run([uv, "venv", "--quiet", "--python", interpreter, str(venv)], log)
+            # MWAA's step: its essential constraints, then requirements.txt (and its constraint
+            # line).
+            _run(
+                [uv, "pip", "install", "--quiet", "--python", str(python),
+                 "--constraint", str(target.essential_constraints),
+                 "--requirement", str(requirements), "--reinstall-package", "streamline"],
+                log,
+            )  # fmt: skip
+            if fresh:
+                _migrate_template(python, home, log)
+                (home / "ready").write_text(target.airflow_version, encoding="utf-8")
+            return python
+        except CheckError:
+            if fresh or attempt == 2:
+                raise
+            # A cached environment that no longer installs (damaged, half-deleted): rebuild it.
+            (home / "ready").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 def _airflow_home_env(home: Path) -> dict[str, str]:
@@ -217,6 +228,8 @@ def _airflow_home_env(home: Path) -> dict[str, str]:
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
         "DO_NOT_TRACK": "1",
         "SCARF_ANALYTICS": "false",
+        # Nothing written beside the DAG file: the bundle folder is what gets uploaded.
+        "PYTHONDONTWRITEBYTECODE": "1",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     }
 
@@ -378,10 +391,52 @@ def check_bundle(
     workdir (emptied first) keeps the logs: install.log, probe.log, the stack's server logs.
     Raises CheckError when the environment cannot be built or the probe gives no result.
     """
-    from streamline.local.stack import embedded_stack, provision
+    missing = [name for name in ("moto", "fakesnow", "duckdb") if not _importable(name)]
+    if missing:
+        raise CheckError(
+            f"deploy --check runs the DAGs against the embedded stack, which needs "
+            f"{', '.join(missing)}: install the project's `local` dependency group (`uv sync "
+            "--group local`; with pip: moto[server], fakesnow[server], duckdb, zstandard)"
+        )
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
+    with environment_lock(target):
+        return _check_locked(project, feeds, bundle_root, target, workdir)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@contextmanager
+def environment_lock(target: MwaaTarget) -> Iterator[None]:
+    """Hold the target's cached environment for one check at a time: a second check of the same
+    version waits (its wheel would replace the first one's mid-run)."""
+    import fcntl
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    path = cache_dir() / f"mwaa-{target.airflow_version}.lock"
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another check of Airflow {target.airflow_version} to finish ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _check_locked(
+    project: Project,
+    feeds: Sequence[Feed],
+    bundle_root: Path,
+    target: MwaaTarget,
+    workdir: Path,
+) -> ProbeResult:
+    from streamline.local.stack import embedded_stack, provision
+
     started = time.monotonic()
     python = environment(target, bundle_root, workdir)
     seconds = {"install": time.monotonic() - started}
