@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,10 @@ def validate_specs(
         except Exception as exc:
             errors.append(_unexpected(spec, exc))
     shaped = [(spec, data) for spec, data in shaped if spec.file in built]
-    errors.extend(_check_across_guarded(shaped, {e.file for e in errors}, unshaped))
+    first_errors: dict[str, SpecError] = {}
+    for error in sorted(errors):
+        first_errors.setdefault(error.file, error)
+    errors.extend(_check_across_guarded(shaped, first_errors, unshaped))
     bad = {e.file for e in errors}
     every = [built[spec.file] for spec, _ in shaped]
     feeds = [f for f in every if f.spec_file not in bad]
@@ -425,7 +428,9 @@ def _dotted(table: dict[str, str]) -> str:
 
 
 def _check_across_guarded(
-    shaped: list[tuple[LoadedSpec, dict[str, Any]]], bad: set[str], unshaped: dict[str, str]
+    shaped: list[tuple[LoadedSpec, dict[str, Any]]],
+    bad: Mapping[str, SpecError],
+    unshaped: dict[str, str],
 ) -> list[SpecError]:
     """_check_across, where an error no rule expected is one spec's, not every spec's: the specs
     are added one by one, and one whose addition makes the rules fail is reported and left out."""
@@ -446,11 +451,14 @@ def _check_across_guarded(
 
 
 def _check_across(
-    shaped: list[tuple[LoadedSpec, dict[str, Any]]], bad: set[str], unshaped: dict[str, str]
+    shaped: list[tuple[LoadedSpec, dict[str, Any]]],
+    bad: Mapping[str, SpecError],
+    unshaped: dict[str, str],
 ) -> list[SpecError]:
     """Names, tables, queues and prefixes are unique; references name feeds and their columns.
 
-    bad: files that already have errors; unshaped: feed names of specs the schema rejected.
+    bad: files that already have errors, each with its first; unshaped: feed names of specs the
+    schema rejected.
     """
     errors: list[SpecError] = []
     seen: dict[tuple[str, str], tuple[LoadedSpec, list[str | int]]] = {}
@@ -521,7 +529,7 @@ def _check_reference(
     index: int,
     ref: dict[str, Any],
     feeds: dict[str, tuple[LoadedSpec, dict[str, Any]]],
-    bad: set[str],
+    bad: Mapping[str, SpecError],
     unshaped: dict[str, str],
 ) -> list[SpecError]:
     path: list[str | int] = ["references", index, "feed"]
@@ -554,7 +562,11 @@ def _check_reference(
         message = f"feed '{ref['feed']}' has no column '{ref['to']}'"
         return [SpecError(spec.file, line, col, json_path(path), message, hint)]
     if other.file in bad and other.file != spec.file:
-        message = f"feed '{ref['feed']}' is defined in {other.file}, which has errors"
+        first = bad[other.file]
+        message = (
+            f"feed '{ref['feed']}' is defined in {other.file}, which has errors (first, line "
+            f"{first.line}: {first.message})"
+        )
         return [
             SpecError(spec.file, line, col, json_path(path), message, f"fix {other.file} first")
         ]
