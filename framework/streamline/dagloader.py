@@ -21,11 +21,11 @@ from streamline.errors import SpecError, SpecsInvalid, format_errors
 from streamline.generation import write_feed_sql
 from streamline.project import find_project
 from streamline.rendering import RenderSettings
-from streamline.validation import validate_paths
+from streamline.validation import RESERVED_DAG_ID, validate_paths
 
 log = logging.getLogger(__name__)
 DAG = airflow_compat.dag_class()
-ERROR_DAG_ID = "streamline_invalid_specs"
+ERROR_DAG_ID = RESERVED_DAG_ID
 
 
 class InvalidSpecsDag(DAG):  # type: ignore[misc,valid-type]

@@ -236,12 +236,15 @@ def locate(document: Any, json_path: Sequence[str | int], *, key: bool = False) 
             if actual is _MISSING:
                 break
             child = node[actual]
-            if (key and last) or child is None:
-                line, col = node.lc.key(actual)
-            elif isinstance(child, CommentedMap | CommentedSeq) and child and _is_block(child):
-                line, col = _start(child)
-            else:
-                line, col = node.lc.value(actual)
+            try:
+                if (key and last) or child is None:
+                    line, col = node.lc.key(actual)
+                elif isinstance(child, CommentedMap | CommentedSeq) and child and _is_block(child):
+                    line, col = _start(child)
+                else:
+                    line, col = node.lc.value(actual)
+            except (KeyError, TypeError):  # a key from a merge (<<: *anchor) has no position
+                break  # of its own here: point at the mapping that merges it
             node = child
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             child = node[part]
@@ -275,7 +278,10 @@ def _start(node: Any) -> tuple[int, int]:
     if lc is None or lc.line is None:
         return 0, 0
     if isinstance(node, CommentedMap) and node:
-        line, col = node.lc.key(next(iter(node)))
+        try:
+            line, col = node.lc.key(next(iter(node)))
+        except (KeyError, TypeError):  # the first key came from a merge (<<: *anchor)
+            return lc.line, lc.col
         return line, col
     if isinstance(node, CommentedSeq) and node:
         line, col = node.lc.item(0)

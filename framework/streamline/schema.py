@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import math
 import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -67,8 +68,25 @@ def check_schema(spec: LoadedSpec, validator: Any) -> list[SpecError]:
     found: list[SpecError] = []
     for error in validator.iter_errors(spec.data):
         found.extend(_schema_error(spec, error))
+    for path in _non_finite(spec.data, []):  # YAML's .nan and .inf pass JSON Schema's "number"
+        line, col = spec.locate(path)
+        found.append(SpecError(
+            spec.file, line, col, json_path(path), "not a finite number",
+            "write a number (YAML's .nan and .inf are not numbers in SQL or Airflow)",
+        ))  # fmt: skip
     unique = {(e.line, e.col, e.json_path, e.message): e for e in found}
     return sorted(unique.values())
+
+
+def _non_finite(value: Any, path: list[str | int]) -> list[list[str | int]]:
+    """Paths of the NaN and infinite floats in a plain spec value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [path]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _non_finite(item, [*path, key])]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _non_finite(item, [*path, index])]
+    return []
 
 
 def _schema_error(spec: LoadedSpec, error: ValidationError) -> list[SpecError]:

@@ -147,7 +147,11 @@ def validate_specs(
     shaped: list[tuple[LoadedSpec, dict[str, Any]]] = []
     unshaped: dict[str, str] = {}
     for spec in specs:
-        schema_errors = check_schema(spec, validator)
+        try:  # one spec's surprise must not stop the others' validation
+            schema_errors = check_schema(spec, validator)
+        except Exception as exc:
+            errors.append(_unexpected(spec, exc))
+            continue
         if schema_errors:
             errors.extend(schema_errors)
             if isinstance(spec.data.get("feed"), str):
@@ -184,6 +188,9 @@ def _unexpected(spec: LoadedSpec, exc: Exception) -> SpecError:
         "a StreamLine bug: please report it with this spec; the other specs are not affected",
     )  # fmt: skip
 
+
+RESERVED_DAG_ID = "streamline_invalid_specs"
+"""The DAG id of the loader's error DAG (streamline.dagloader.ERROR_DAG_ID)."""
 
 NAME_LIMITS = (
     # (what, Layout attribute, most characters, the service's documentation)
@@ -488,6 +495,14 @@ def _check_across(
         named = claim("feed", data["feed"], spec, ["feed"], "feed name")
         feeds.setdefault(data["feed"], (spec, data))
         dag_id = data["dag"].get("dag_id")
+        if (dag_id or data["feed"]) == RESERVED_DAG_ID:
+            path: list[str | int] = ["dag", "dag_id"] if dag_id else ["feed"]
+            line, col = spec.locate(path)
+            errors.append(SpecError(
+                spec.file, line, col, json_path(path),
+                f"the DAG id '{RESERVED_DAG_ID}' is StreamLine's own: the DAG that reports "
+                "invalid specs", "choose another feed name or dag.dag_id",
+            ))  # fmt: skip
         if dag_id:
             claim("dag", dag_id, spec, ["dag", "dag_id"], "DAG id")
         elif named:  # the DAG id is the feed name: a clash was reported just above
@@ -495,9 +510,13 @@ def _check_across(
         claim("table", _dotted(data["raw"]), spec, ["raw", "table"], "table")
         if _dotted(data["mart"]) != _dotted(data["raw"]):  # else _check_feed reported it
             claim("table", _dotted(data["mart"]), spec, ["mart", "table"], "table")
-        if data["trigger"]["mode"] == "event":
-            queue = data["trigger"].get("queue") or aws_name(data["feed"])
-            claim("queue", queue, spec, ["trigger", "queue"], "SQS queue")
+        # Every feed gets its queue and dead-letter queue (infra/queues.tf), whatever its mode.
+        own = data["trigger"].get("queue")
+        queue = own or aws_name(data["feed"])
+        where: list[str | int] = ["trigger", "queue"] if own else ["feed"]
+        # A derived name clashes only when the feed name does, which is reported already.
+        if (own or named) and claim("queue", queue, spec, where, "SQS queue"):
+            claim("queue", f"{queue}-dlq", spec, where, "SQS queue")
     prefixes: list[tuple[str, LoadedSpec]] = []
     for spec, data in shaped:
         prefix = data["source"]["prefix"]

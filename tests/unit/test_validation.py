@@ -705,3 +705,88 @@ def test_every_name_the_schema_allows_fits_snowflake_s3_and_airflow_limits() -> 
     folder = f"quarantine/{BATCH_ID_EXAMPLE}/{longest_prefix}/2026/01/01/00/"
     assert len((folder + firehose_object).encode()) <= 1024
     assert len(f"processed/{BATCH_ID_EXAMPLE}/{longest_prefix}.manifest.json".encode()) <= 1024
+
+
+def test_an_error_in_a_merged_key_is_located_at_the_merging_mapping(
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "pipelines"
+    shutil.copytree(ROOT / "pipelines", folder)
+    lines = (folder / "orders.yaml").read_text().splitlines()
+    start = lines.index("raw:")
+    end = lines.index("mart:") + 4
+    merged = [
+        *(line.replace("orders", "merged") if line.startswith(("feed:", "  prefix:")) else line
+          for line in lines[:start]),
+        "raw: &r {database: streamline, schema: raw, table: Customers}",
+        "mart: {<<: *r, schema: mart}",
+        *lines[end:],
+    ]  # fmt: skip
+    (folder / "merged.yaml").write_text("\n".join(merged) + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = validate_paths(find_project(project_dir, pipelines_dir=folder))
+    located = {(e.file, e.line, e.col, e.json_path) for e in result.errors}
+    line = start + 1
+    assert located == {
+        ("pipelines/merged.yaml", line, 52, "$.raw.table"),
+        ("pipelines/merged.yaml", line + 1, 7, "$.mart.table"),  # the merging mapping
+    }
+    assert sorted(f.feed for f in result.feeds) == ["customers", "orders"]
+
+
+def _edited_pipelines(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Any:
+    """Validate a copy of pipelines/ with {file: (old, new)} text edits; the result."""
+    folder = tmp_path / "pipelines"
+    shutil.copytree(ROOT / "pipelines", folder)
+    for name, (old, new) in edits.items():
+        path = folder / name
+        text = path.read_text()
+        assert old in text, (name, old)
+        path.write_text(text.replace(old, new, 1))
+    return validate_paths(find_project(ROOT, pipelines_dir=folder), base=tmp_path)
+
+
+def test_queue_and_dead_letter_queue_names_are_unique_across_feeds_in_any_mode(
+    tmp_path: Path,
+) -> None:
+    same = _edited_pipelines(
+        tmp_path / "same",
+        {
+            "customers.yaml": ("  mode: poll", "  mode: poll\n  queue: shared-q"),
+            "orders.yaml": ("  mode: poll", "  mode: poll\n  queue: shared-q"),
+        },
+    )
+    assert [e.json_path for e in same.errors] == ["$.trigger.queue"]
+    assert "SQS queue 'shared-q' is already used by pipelines/" in same.errors[0].message
+    dlq = _edited_pipelines(
+        tmp_path / "dlq",
+        {
+            "customers.yaml": ("  mode: poll", "  mode: poll\n  queue: zz"),
+            "orders.yaml": ("  mode: poll", "  mode: poll\n  queue: zz-dlq"),
+        },
+    )
+    assert len(dlq.errors) == 1 and "'zz-dlq' is already used" in dlq.errors[0].message
+
+
+def test_the_error_dags_id_is_reserved(tmp_path: Path) -> None:
+    result = _edited_pipelines(
+        tmp_path, {"orders.yaml": ("feed: orders", "feed: streamline_invalid_specs")}
+    )
+    assert any(
+        e.json_path == "$.feed" and "is StreamLine's own" in e.message for e in result.errors
+    )
+
+
+def test_nan_and_infinity_are_not_numbers(tmp_path: Path) -> None:
+    result = _edited_pipelines(
+        tmp_path,
+        {
+            "orders.yaml": ("    max_orphan_ratio: 0.2", "    max_orphan_ratio: .nan"),
+            "customers.yaml": ("  poll_interval_seconds: 2", "  poll_interval_seconds: .nan"),
+        },
+    )
+    # NaN passes every minimum and maximum (no comparison with it is true).
+    assert sorted((e.file, e.json_path, e.message) for e in result.errors) == [
+        ("pipelines/customers.yaml", "$.trigger.poll_interval_seconds", "not a finite number"),
+        ("pipelines/orders.yaml", "$.references[0].max_orphan_ratio", "not a finite number"),
+    ]
