@@ -11,6 +11,7 @@ import runpy
 import shutil
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -382,3 +383,53 @@ def test_the_wheel_leaves_out_the_local_stack_and_the_bundled_project_copies(
     names = [name for name, _ in deploy._package_files()]
     assert "streamline/dagloader.py" in names
     assert not [n for n in names if n.startswith(("streamline/local/", "streamline/_bundled/"))]
+
+
+def test_sample_values_fit_each_type_and_follow_references_and_row_counts() -> None:
+    import dataclasses
+
+    from streamline.local.mwaa_check import _sample_value, sample_rows
+    from streamline.model import Check, Column, Reference
+
+    orders = _feed("orders")
+    fmt = dataclasses.replace(
+        orders.source.format, date_format="DD/MM/YYYY", timestamp_format="YYYY-MM-DD HH24:MI:SS"
+    )
+    feed = dataclasses.replace(
+        orders,
+        source=dataclasses.replace(orders.source, format=fmt),
+        references=(Reference("buyer_id", "customers", "customer_id", 0.0),),
+        checks=(Check("row_count", min=5),),
+    )
+
+    def value(type_: str, name: str = "flag", row: int = 0) -> str:
+        return _sample_value(feed, Column(name, type_, True, ""), row)
+
+    assert value("CHAR") == "0"  # CHAR without a length is CHAR(1)
+    assert value("CHAR(3)") == "lé0"
+    assert value("DEC(12,2)") == "1" and value("DOUBLE PRECISION") == "1"
+    assert value("DATETIME") == "2026-01-01 12:00:00"  # a timestamp, not the date format
+    assert value("DATE") == "01/01/2026"
+    assert value("VARCHAR(16)", "buyer_id", row=4) == "cué1"  # customers' customer_id, row 1
+    assert value("VARCHAR(16)", "customer_id", row=1) == "cué1"
+    assert sample_rows(feed) == 5
+
+
+def test_check_connections_cover_every_connection_id_the_feeds_name() -> None:
+    import dataclasses
+
+    from streamline.local.mwaa_check import feed_connections
+
+    orders = _feed("orders")
+    custom = dataclasses.replace(
+        orders,
+        dag=dataclasses.replace(orders.dag, aws_conn_id="lake_eu", snowflake_conn_id="sf_orders"),
+    )
+    stack = SimpleNamespace(snowflake_connection=lambda: {"conn_type": "snowflake"})
+    env = {"AIRFLOW_CONN_STREAMLINE_AWS": '{"conn_type": "aws"}'}
+    extra = feed_connections(stack, [_feed("customers"), custom], env)
+    assert extra == {
+        "AIRFLOW_CONN_LAKE_EU": '{"conn_type": "aws"}',
+        "AIRFLOW_CONN_SF_ORDERS": '{"conn_type": "snowflake"}',
+        "AIRFLOW_CONN_STREAMLINE_SNOWFLAKE": '{"conn_type": "snowflake"}',
+    }

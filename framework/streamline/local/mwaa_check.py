@@ -207,7 +207,7 @@ def environment(target: MwaaTarget, bundle_root: Path, workdir: Path) -> Path:
                  "--requirement", str(requirements), "--reinstall-package", "streamline"],
                 log,
             )  # fmt: skip
-            if fresh:
+            if fresh or not (home / "airflow-home" / "airflow.db").is_file():
                 _migrate_template(python, home, log)
                 (home / "ready").write_text(target.airflow_version, encoding="utf-8")
             return python
@@ -264,7 +264,17 @@ def _format_time(snowflake_format: str, auto: str) -> str:
     return "".join(parts)
 
 
+_NUMBERS = {"NUMBER", "DECIMAL", "DEC", "NUMERIC", "INT", "INTEGER", "BIGINT", "SMALLINT"}
+_NUMBERS |= {"TINYINT", "BYTEINT", "FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION"}
+_NUMBERS |= {"REAL"}
+_ONE_CHARACTER = {"CHAR", "CHARACTER", "NCHAR"}
+"""Snowflake's CHAR without a length is CHAR(1):
+https://docs.snowflake.com/en/sql-reference/data-types-text#char-character-nchar"""
+
+
 def _sample_value(feed: Feed, column: Column, row: int) -> str:
+    """Row `row`'s value of a column: one its type, format and checks accept. A reference column
+    takes the referenced column's values (the parent's sample has SAMPLE_ROWS rows)."""
     for check in feed.checks:
         if check.column == column.name and check.type == "accepted_values" and check.values:
             return check.values[row % len(check.values)]
@@ -272,28 +282,39 @@ def _sample_value(feed: Feed, column: Column, row: int) -> str:
             bound = check.min if check.min is not None else check.max
             if bound is not None:
                 return f"{bound:g}"
+    named = column.name
+    for ref in feed.references:
+        if ref.column == column.name:
+            named, row = ref.to, row % SAMPLE_ROWS
     kind = column.type.upper()
+    base = re.sub(r"\(.*$", "", kind).strip()
     fmt = feed.source.format
-    if kind.startswith(("NUMBER", "DECIMAL", "NUMERIC", "INT", "BIGINT", "SMALLINT", "TINYINT")):
+    if base in _NUMBERS:
         return str(row + 1)
-    if kind.startswith(("BYTEINT", "FLOAT", "DOUBLE", "REAL")):
-        return str(row + 1)
-    if kind.startswith("BOOLEAN"):
+    if base == "BOOLEAN":
         return "true"
-    if kind.startswith("DATE"):
-        return _format_time(fmt.date_format, SAMPLE_TIME.strftime("%Y-%m-%d"))
-    if kind.startswith("TIMESTAMP") or kind.startswith("DATETIME"):
+    if base.startswith(("TIMESTAMP", "DATETIME")):
         auto = SAMPLE_TIME.strftime("%Y-%m-%d %H:%M:%S.") + f"{row:03d}"
         return _format_time(fmt.timestamp_format, auto)
-    if kind.startswith("TIME"):
+    if base == "DATE":
+        return _format_time(fmt.date_format, SAMPLE_TIME.strftime("%Y-%m-%d"))
+    if base == "TIME":
         return "12:00:00"
-    if kind.startswith(("BINARY", "VARBINARY")):
+    if base in ("BINARY", "VARBINARY"):
         return "00"
-    if kind.startswith(("VARIANT", "OBJECT", "ARRAY")):
+    if base in ("VARIANT", "OBJECT", "ARRAY"):
         return "{}"
     length = re.search(r"\((\d+)\)", kind)
-    text = f"{column.name[:3]}{row}"
-    return text[-int(length[1]) :] if length else text
+    most = int(length[1]) if length else 1 if base in _ONE_CHARACTER else None
+    # A non-ASCII letter, so that the file's encoding is exercised, then the row number.
+    text = f"{named[:2]}\u00e9{row}"
+    return text[-most:] if most else text
+
+
+def sample_rows(feed: Feed) -> int:
+    """How many rows the sample has: SAMPLE_ROWS, or more when a row_count check asks for more."""
+    wanted = [int(c.min) for c in feed.checks if c.type == "row_count" and c.min is not None]
+    return max([SAMPLE_ROWS, *wanted])
 
 
 def sample_object(feed: Feed) -> bytes:
@@ -317,7 +338,7 @@ def sample_object(feed: Feed) -> bytes:
         writer = csv.writer(text, delimiter=fmt.delimiter, quotechar=fmt.quote, lineterminator="\n")
     if fmt.header:
         writer.writerow([column.name for column in feed.columns])
-    for row in range(SAMPLE_ROWS):
+    for row in range(sample_rows(feed)):
         writer.writerow([_sample_value(feed, column, row) for column in feed.columns])
     data = text.getvalue().encode(_ENCODINGS.get(fmt.encoding, "utf-8"))
     if fmt.compression == "gzip":
@@ -401,7 +422,7 @@ def check_bundle(
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    with environment_lock(target):
+    with terminate_as_interrupt(), environment_lock(target):
         return _check_locked(project, feeds, bundle_root, target, workdir)
 
 
@@ -455,12 +476,48 @@ def _check_locked(
         env.pop("STREAMLINE_PROJECT_DIR", None)
         env.pop("STREAMLINE_SQS_URL_PREFIX", None)
         env |= _airflow_home_env(home) | {"STREAMLINE_SQL_DIR": str(workdir / "sql")}
+        env |= feed_connections(stack, feeds, env)
         conn_id = feeds[0].dag.snowflake_conn_id
         dag_ids = [feed.dag.dag_id for feed in feeds]
         result = run_probe(python, bundle_root / "dags", env, workdir, conn_id, dag_ids)
     seconds["load"] = result.seconds.get("load", 0.0)
     seconds["runs"] = sum(run["seconds"] for run in result.runs.values())
     return replace(result, seconds={k: round(v, 1) for k, v in seconds.items()})
+
+
+def feed_connections(stack: Any, feeds: Sequence[Feed], env: dict[str, str]) -> dict[str, str]:
+    """AIRFLOW_CONN_<ID> variables pointing every connection id the feeds name (dag.aws_conn_id,
+    dag.snowflake_conn_id) at the stack, beside the default ones the stack defines."""
+    from streamline.local.stack import AWS_CONN_ID
+
+    lake = env[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"]
+    warehouse = json.dumps(stack.snowflake_connection())
+    extra: dict[str, str] = {}
+    for feed in feeds:
+        extra.setdefault(f"AIRFLOW_CONN_{feed.dag.aws_conn_id.upper()}", lake)
+        extra.setdefault(f"AIRFLOW_CONN_{feed.dag.snowflake_conn_id.upper()}", warehouse)
+    return {name: value for name, value in extra.items() if name not in env}
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a check as Ctrl-C does: the probe is killed and the stack's servers stopped
+    (the default action would end this process and leave them running)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cache_for(python: Path) -> Path:
