@@ -140,8 +140,9 @@ class SyncPlan:
     """Files under dags/ that a deploy uploaded (they carry HASH_METADATA) and the bundle no
     longer has: --delete removes them."""
     foreign: list[str] = field(default_factory=list)
-    """Files under dags/ that no deploy uploaded (another team's DAGs, a hand-made file): never
-    deleted."""
+    """Files under dags/ that are not this bundle's: no deploy uploaded them (another team's DAGs,
+    a hand-made file), or they lie outside its layout (another bundle deployed under dags/<sub>/,
+    a renamed copy). Never deleted."""
     held: list[str] = field(default_factory=list)
     """Added or changed files under dags/ held back for a later deploy: this one changes the
     framework wheel (requirements.txt, plugins.zip) while DAGs already run on the old one, or an
@@ -376,10 +377,19 @@ def plan_sync(client: S3Client, bundle: Bundle, bucket: str, prefix: str) -> Syn
     local = {file.key for file in bundle.files}
     for key in sorted(k for k in remote if k.startswith(f"{DAGS}/") and k not in local):
         metadata = client.head_object(Bucket=bucket, Key=prefix + key).get("Metadata", {})
-        (plan.stale if HASH_METADATA in metadata else plan.foreign).append(key)
+        ours = HASH_METADATA in metadata and _in_bundle_layout(key)
+        (plan.stale if ours else plan.foreign).append(key)
     plan.hold = _read_hold(client, bucket, prefix)
     _hold_dags(plan)
     return plan
+
+
+def _in_bundle_layout(key: str) -> bool:
+    """Whether a key under dags/ is one a bundle of this prefix writes: the loader, its
+    .airflowignore or the project folder (not another bundle deployed under dags/<sub>/, not a
+    copy of a bundle file under another name)."""
+    project = f"{DAGS}/{BUNDLE_PROJECT_FOLDER}/"
+    return key in (f"{DAGS}/{LOADER_FILE}", f"{DAGS}/.airflowignore") or key.startswith(project)
 
 
 def _read_hold(client: S3Client, bucket: str, prefix: str) -> dict[str, Any] | None:

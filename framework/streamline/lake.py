@@ -448,6 +448,8 @@ def delete_keys(
                     log.warning("s3://%s/%s was written again: left for a later batch", bucket,
                                 key)  # fmt: skip
                     continue
+                if _is_missing(exc):  # gone already (another mover): deleted, as DeleteObjects says
+                    continue
                 failed.append((key, f"{type(exc).__name__}: {exc}"))
         keys = [k for k in keys if k not in etags]
     for start in range(0, len(keys), 1000):

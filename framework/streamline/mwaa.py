@@ -122,9 +122,12 @@ def constraint_pins(path: Path) -> dict[str, str]:
     pins: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         text = line.split("#", 1)[0].strip()
-        if "==" in text and not text.startswith("-"):
-            name, version = text.split("==", 1)
-            pins[canonicalize_name(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        requirement = Requirement(text)  # any spelling: 'JsonSchema == 4.0.0', extras, markers
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact:
+            pins[canonicalize_name(requirement.name)] = exact[0]
     return pins
 
 

@@ -512,6 +512,25 @@ def test_delete_leaves_files_that_no_deploy_uploaded(
     assert keys(s3) == BUNDLE | {theirs}
 
 
+def test_delete_leaves_another_bundle_deployed_under_dags_and_renamed_copies(
+    project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy(project, "--bucket", BUCKET) == 0
+    assert deploy(project, "--bucket", BUCKET, "--prefix", "dags/teamb") == 0  # team B's bundle
+    copy = "dags/hand_copy.py"  # a copy keeps the metadata of what it copies
+    s3.copy_object(
+        Bucket=BUCKET, Key=copy, CopySource={"Bucket": BUCKET, "Key": "dags/streamline_dags.py"}
+    )
+    (project / "pipelines" / "orders.yaml").unlink()
+    capsys.readouterr()
+    assert deploy(project, "--bucket", BUCKET, "--delete") == 0
+    output = capsys.readouterr().out
+    assert listed(output, "delete") == {"dags/streamline_project/pipelines/orders.yaml"}
+    team_b = {k for k in keys(s3) if k.startswith("dags/teamb/")}
+    assert len(team_b) == len(BUNDLE) and copy in keys(s3)
+    assert listed(output, "foreign") == team_b | {copy}
+
+
 def test_multipart_and_kms_etags_fall_back_to_the_stored_hash(
     project: Path, s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -75,6 +75,14 @@ def test_a_constraint_below_what_the_framework_needs_is_refused(tmp_path: Path) 
         target_requirements(mwaa_target(folder, "3.0.6"))
 
 
+def test_constraint_lines_are_read_in_any_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "constraints.txt"
+    path.write_text(
+        "# header\nJsonSchema == 4.0.0\nruamel.yaml==0.18.1 ; python_version>'3'\n-c x\n"
+    )
+    assert constraint_pins(path) == {"jsonschema": "4.0.0", "ruamel-yaml": "0.18.1"}
+
+
 def test_unknown_versions_and_missing_constraint_files_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=re.escape("2.10.3, 2.11.0, 2.11.2, 3.0.6, 3.2.1, 3.3.1")):
         mwaa_target(CONSTRAINTS, "2.9.2")
@@ -239,6 +247,8 @@ def test_conditions_the_model_lacks_are_sent_as_headers(
     assert [h.get("If-Match") for h in sent] == [f'"{etags["landing/a b.csv"]}"', '"stale"']
     left = [o["Key"] for o in s3.list_objects_v2(Bucket="lake").get("Contents", [])]
     assert left == ["landing/rewritten.csv"]  # moto honours If-Match on DeleteObject
+    # A key another mover deleted first counts as deleted, as DeleteObjects reports it.
+    assert lake.delete_keys(s3, "lake", ["landing/a b.csv"], conditions) == []
 
 
 def test_request_headers_reach_only_the_named_key(s3: Any) -> None:
