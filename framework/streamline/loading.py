@@ -104,7 +104,13 @@ def load_spec(path: Path, base: Path | None = None) -> LoadedSpec | SpecError:
         return SpecError(
             file, line, col, "$", f"a spec must be a mapping, not {_yaml_kind(document)}"
         )
-    return LoadedSpec(file=file, path=path, document=document, data=to_plain(document))
+    try:
+        data = to_plain(document)
+    except SpecTooLarge as exc:
+        return SpecError(
+            file, 1, 1, "$", str(exc), "a spec this large is a mistake: check its YAML aliases (*)"
+        )
+    return LoadedSpec(file=file, path=path, document=document, data=data)
 
 
 def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:
@@ -204,12 +210,27 @@ def _yaml_kind(node: Any) -> str:
     return "a string"
 
 
-def to_plain(node: Any) -> Any:
-    """Convert ruamel's round-trip types into plain dict/list/str/int/float/bool values."""
+MAX_VALUES = 100_000
+"""Most values a spec may expand to: YAML aliases can make a small file expand without bound
+(a 'billion laughs'), which would stall the DAG processor on every parse for every feed."""
+
+
+class SpecTooLarge(ValueError):
+    """The spec expands to more than MAX_VALUES values."""
+
+
+def to_plain(node: Any, _count: list[int] | None = None) -> Any:
+    """Convert ruamel's round-trip types into plain dict/list/str/int/float/bool values.
+
+    Raises SpecTooLarge past MAX_VALUES values (aliases expanded)."""
+    count = _count if _count is not None else [0]
+    count[0] += 1
+    if count[0] > MAX_VALUES:
+        raise SpecTooLarge(f"the spec expands to more than {MAX_VALUES:,} values")
     if isinstance(node, dict):
-        return {str(k): to_plain(v) for k, v in node.items()}
+        return {str(k): to_plain(v, count) for k, v in node.items()}
     if isinstance(node, list):
-        return [to_plain(v) for v in node]
+        return [to_plain(v, count) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, str):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from streamline.batches import check_batch_id
 from streamline.layout import (
@@ -170,7 +171,10 @@ def conversion(column_type: str, text: str, fmt: CsvFormat, truncate: bool) -> C
 
 @cache
 def _environment(templates_dir: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
+    # Sandboxed: a template is user code run at parse time in the DAG processor; the sandbox
+    # refuses unsafe attributes and caps range() at 100,000 items, so one template cannot stall
+    # the parse of every feed. https://jinja.palletsprojects.com/en/stable/sandbox/
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

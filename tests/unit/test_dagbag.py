@@ -211,3 +211,15 @@ def test_a_template_that_raises_is_an_error_of_its_feed_only(
     assert (
         "$.transform.template: template 'raising' could not be rendered: ZeroDivisionError" in line
     )
+
+
+def test_a_template_loop_without_bound_is_an_error_of_its_feed_only(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {"shipments.yaml": SHIPMENTS})
+    template = root / "templates" / "transforms" / "looping.sql.j2"
+    template.write_text("{% for i in range(10 ** 12) %}SELECT {{ i }};{% endfor %}\n")
+    spec = root / "pipelines" / "shipments.yaml"
+    spec.write_text(SHIPMENTS + "transform: {template: looping}\n", encoding="utf-8")
+    built, lines = _built(tmp_path, root)  # the sandbox caps range(): no stall
+    assert sorted(built) == ["customers", "orders"]
+    (line,) = [line for line in lines if "looping" in line]
+    assert "could not be rendered: OverflowError" in line

@@ -790,3 +790,16 @@ def test_nan_and_infinity_are_not_numbers(tmp_path: Path) -> None:
         ("pipelines/customers.yaml", "$.trigger.poll_interval_seconds", "not a finite number"),
         ("pipelines/orders.yaml", "$.references[0].max_orphan_ratio", "not a finite number"),
     ]
+
+
+def test_a_spec_that_expands_without_bound_is_one_error_of_its_own(tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    shutil.copytree(ROOT / "pipelines", folder)
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    (folder / "bomb.yaml").write_text("\n".join(bomb) + "\n")  # 9^9 values once expanded
+    result = validate_paths(find_project(ROOT, pipelines_dir=folder), base=tmp_path)
+    assert [(e.file, e.message) for e in result.errors] == [
+        ("pipelines/bomb.yaml", "the spec expands to more than 100,000 values")
+    ]
+    assert sorted(f.feed for f in result.feeds) == ["customers", "orders"]
