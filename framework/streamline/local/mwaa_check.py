@@ -37,6 +37,7 @@ from typing import Any
 
 from streamline.dagconfig import TASKS
 from streamline.errors import StreamlineError
+from streamline.migrations import canonical_type
 from streamline.model import Column, Feed
 from streamline.mwaa import MwaaTarget, target_requirements
 from streamline.project import Project
@@ -264,14 +265,6 @@ def _format_time(snowflake_format: str, auto: str) -> str:
     return "".join(parts)
 
 
-_NUMBERS = {"NUMBER", "DECIMAL", "DEC", "NUMERIC", "INT", "INTEGER", "BIGINT", "SMALLINT"}
-_NUMBERS |= {"TINYINT", "BYTEINT", "FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION"}
-_NUMBERS |= {"REAL"}
-_ONE_CHARACTER = {"CHAR", "CHARACTER", "NCHAR"}
-"""Snowflake's CHAR without a length is CHAR(1):
-https://docs.snowflake.com/en/sql-reference/data-types-text#char-character-nchar"""
-
-
 def _sample_value(feed: Feed, column: Column, row: int) -> str:
     """Row `row`'s value of a column: one its type, format and checks accept. A reference column
     takes the referenced column's values (the parent's sample has SAMPLE_ROWS rows)."""
@@ -286,29 +279,27 @@ def _sample_value(feed: Feed, column: Column, row: int) -> str:
     for ref in feed.references:
         if ref.column == column.name:
             named, row = ref.to, row % SAMPLE_ROWS
-    kind = column.type.upper()
-    base = re.sub(r"\(.*$", "", kind).strip()
+    sql_type = canonical_type(column.type)  # synonyms folded; CHAR alone is CHAR(1)
+    base = sql_type.base
     fmt = feed.source.format
-    if base in _NUMBERS:
+    if base in ("NUMBER", "FLOAT"):
         return str(row + 1)
     if base == "BOOLEAN":
         return "true"
-    if base.startswith(("TIMESTAMP", "DATETIME")):
+    if base.startswith("TIMESTAMP"):
         auto = SAMPLE_TIME.strftime("%Y-%m-%d %H:%M:%S.") + f"{row:03d}"
         return _format_time(fmt.timestamp_format, auto)
     if base == "DATE":
         return _format_time(fmt.date_format, SAMPLE_TIME.strftime("%Y-%m-%d"))
     if base == "TIME":
         return "12:00:00"
-    if base in ("BINARY", "VARBINARY"):
+    if base == "BINARY":
         return "00"
     if base in ("VARIANT", "OBJECT", "ARRAY"):
         return "{}"
-    length = re.search(r"\((\d+)\)", kind)
-    most = int(length[1]) if length else 1 if base in _ONE_CHARACTER else None
     # A non-ASCII letter, so that the file's encoding is exercised, then the row number.
     text = f"{named[:2]}\u00e9{row}"
-    return text[-most:] if most else text
+    return text[-sql_type.size :] if base == "TEXT" and sql_type.size else text
 
 
 def sample_rows(feed: Feed) -> int:
