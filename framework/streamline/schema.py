@@ -268,9 +268,21 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _escaped(ch: str) -> str:
+    if ch in "\\'":
+        return "\\" + ch
+    if ch == "\n":
+        return "\\n"
+    if ch.isprintable() and ch not in "\u2028\u2029":
+        return ch
+    return repr(ch)[1:-1] if ch in "\r\t" else f"\\u{ord(ch):04x}"
+
+
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+        # Every invisible or line-breaking character shown escaped (\r, NEL, U+2028 ...), so
+        # the error line shows what is there.
+        return "'" + "".join(_escaped(ch) for ch in value) + "'"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

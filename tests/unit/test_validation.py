@@ -803,3 +803,13 @@ def test_a_spec_that_expands_without_bound_is_one_error_of_its_own(tmp_path: Pat
         ("pipelines/bomb.yaml", "the spec expands to more than 100,000 values")
     ]
     assert sorted(f.feed for f in result.feeds) == ["customers", "orders"]
+
+
+def test_invisible_characters_are_shown_escaped_in_errors() -> None:
+    from streamline.schema import _show
+
+    assert _show("cr\r") == "'cr\\r'"
+    assert _show("a\nb") == "'a\\nb'"
+    assert _show("x\u0085y") == "'x\\u0085y'"  # NEL
+    assert _show("p\u2028q") == "'p\\u2028q'"  # line separator
+    assert _show("it's é") == "'it\\'s é'"
