@@ -435,10 +435,12 @@ def require_versioning(client: S3Client, bucket: str) -> None:
     """MWAA pins requirements.txt, plugins.zip and startup.sh by S3 object version, so its source
     bucket must be versioned: https://docs.aws.amazon.com/mwaa/latest/userguide/mwaa-s3-bucket.html
     Raises StreamlineError otherwise, before anything is uploaded."""
-    if client.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+    status = client.get_bucket_versioning(Bucket=bucket).get("Status")
+    if status != "Enabled":
         raise StreamlineError(
-            f"S3 bucket {bucket} is not versioned: MWAA pins requirements.txt and plugins.zip by "
-            "object version and needs versioning on (infra/ enables it on the bucket it creates)"
+            f"S3 bucket {bucket} is not versioned (versioning: {status or 'never enabled'}): "
+            "MWAA pins requirements.txt and plugins.zip by object version and needs versioning "
+            "on (infra/ enables it on the bucket it creates)"
         )
 
 
@@ -677,8 +679,8 @@ def format_plan(plan: SyncPlan, delete: bool, dry_run: bool) -> list[str]:
     retired = [k for k in plan.stale if k.startswith(f"{DAGS}/{BUNDLE_PROJECT_FOLDER}/pipelines/")]
     if retired and not delete:
         lines.append(
-            f"warning: {_count(len(retired), 'spec')} removed here still on S3, so their DAGs "
-            "keep running: deploy with --delete to retire them"
+            f"warning: {_count(len(retired), 'spec')} removed here but still on S3: the DAG of "
+            "each keeps running until you deploy with --delete"
         )
     if dry_run:
         lines.append("dry run: nothing was uploaded or deleted")
@@ -722,6 +724,11 @@ def format_result(result: DeployResult, plan: SyncPlan) -> list[str]:
                 "runs these versions)",
                 "  streamline deploy ... --environment-updated            (you checked it)",
             ]
+    elif plan.held:
+        lines.append(
+            "requirements, plugins and start-up script unchanged since the deploy that "
+            "held the DAG files: the environment must run them first (held: above)"
+        )
     else:
         lines.append("requirements, plugins and start-up script unchanged: no environment update")
     if any(key.startswith(f"{DAGS}/") for key in result.uploaded + result.deleted):

@@ -445,7 +445,7 @@ def test_a_removed_spec_is_a_warning_until_deleted(
     )
     capsys.readouterr()
     assert deploy(project, "--bucket", BUCKET, "--dry-run") == 0
-    assert "warning: 1 spec removed here still on S3, so their DAGs keep running" in (
+    assert "warning: 1 spec removed here but still on S3: the DAG of each keeps running" in (
         capsys.readouterr().out
     )
 
@@ -567,7 +567,7 @@ def test_an_unversioned_or_missing_bucket_is_an_error_before_any_upload(
 ) -> None:
     s3.create_bucket(Bucket="plain", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     assert deploy(project, "--bucket", "plain") == 1
-    assert "S3 bucket plain is not versioned: MWAA pins" in capsys.readouterr().err
+    assert "S3 bucket plain is not versioned (versioning: never enabled)" in capsys.readouterr().err
     assert s3.list_objects_v2(Bucket="plain").get("KeyCount") == 0
     assert deploy(project, "--bucket", "no-such-bucket") == 1
     assert "NoSuchBucket" in capsys.readouterr().err

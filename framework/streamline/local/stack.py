@@ -209,8 +209,20 @@ def start_moto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a terminal's Ctrl-C must not stop the lake before Airflow
         )
-    _wait_http(f"http://127.0.0.1:{port}/moto-api/", process, "moto server", log_path)
+    with _stopped_on_failure(process):
+        _wait_http(f"http://127.0.0.1:{port}/moto-api/", process, "moto server", log_path)
     return process, port
+
+
+@contextmanager
+def _stopped_on_failure(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While a server starts: stop it if the wait fails or is interrupted (Ctrl-C, SIGTERM), since
+    nobody else holds it yet and its own session outlives this process."""
+    try:
+        yield
+    except BaseException:
+        stop_process(process)
+        raise
 
 
 def start_warehouse(workdir: Path, aws_endpoint: str) -> tuple[subprocess.Popen[bytes], int, Path]:
@@ -237,7 +249,10 @@ def start_warehouse(workdir: Path, aws_endpoint: str) -> tuple[subprocess.Popen[
         )  # fmt: skip
     assert process.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
-    with selectors.DefaultSelector() as selector:  # its ready line, or its death, or time out
+    with (
+        _stopped_on_failure(process),
+        selectors.DefaultSelector() as selector,  # its ready line, or its death, or time out
+    ):
         selector.register(process.stdout, selectors.EVENT_READ)
         while time.monotonic() < deadline and process.poll() is None:
             if selector.select(timeout=0.1) and (line := process.stdout.readline()):
