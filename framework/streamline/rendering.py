@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -169,12 +170,53 @@ def conversion(column_type: str, text: str, fmt: CsvFormat, truncate: bool) -> C
     return Conversion(f"TRY_CAST({text} AS {column_type})", None)  # numbers
 
 
+RENDER_BUDGET = 1_000_000
+"""The most items one step's render may ask of range(), all calls together, and the longest
+string or list a `*` may make: a template is user code run at parse time in the DAG processor,
+and one that loops or repeats without bound would stall the parse of every feed."""
+_range_left: ContextVar[int] = ContextVar("_range_left", default=RENDER_BUDGET)
+
+
+def _bounded_range(*args: int) -> range:
+    items = range(*args)
+    left = _range_left.get() - len(items)
+    if left < 0:
+        raise OverflowError(
+            f"the template asks range() for more than {RENDER_BUDGET:,} items in one render"
+        )
+    _range_left.set(left)
+    return items
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """Jinja's sandbox (no unsafe attributes) with range() and `*`/`**` kept within
+    RENDER_BUDGET. https://jinja.palletsprojects.com/en/stable/sandbox/#operator-intercepting"""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _bounded_range
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise OverflowError("the template raises a number to a power over 64")
+        if operator == "*":
+            sized, times = (left, right) if isinstance(right, int) else (right, left)
+            repeats = isinstance(sized, str | list | tuple) and isinstance(times, int)
+            if repeats and len(sized) * times > RENDER_BUDGET:
+                raise OverflowError(
+                    f"the template repeats a value past {RENDER_BUDGET:,} items or characters"
+                )
+        return super().call_binop(context, operator, left, right)
+
+
 @cache
 def _environment(templates_dir: Path) -> jinja2.Environment:
     # Sandboxed: a template is user code run at parse time in the DAG processor; the sandbox
     # refuses unsafe attributes and caps range() at 100,000 items, so one template cannot stall
     # the parse of every feed. https://jinja.palletsprojects.com/en/stable/sandbox/
-    env = SandboxedEnvironment(
+    env = _BoundedSandbox(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -223,7 +265,11 @@ def render_feed(
     for step in steps:
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEPS)}")
-        out[step] = _render_step(env, feed, step, context)
+        budget = _range_left.set(RENDER_BUDGET)  # each step's render has its own budget
+        try:
+            out[step] = _render_step(env, feed, step, context)
+        finally:
+            _range_left.reset(budget)
     return out
 
 
