@@ -131,6 +131,7 @@ NEEDED_BY: dict[int, Callable[[Callable[..., Any], Any], bool]] = {
     5: _constraint_error_is_a_sql_error,
     6: _closing_a_session_rolls_back,
     7: _probe("null_timestamp"),
+    8: _probe("try_to_timestamp_auto"),
 }
 
 

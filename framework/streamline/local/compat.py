@@ -24,6 +24,11 @@ can, and names it:
    session's open transaction.
 7. NULL timestamps reach the connector as 1970-01-01: fakesnow's Arrow timestamp structs have no
    null mask.
+8. TRY_TO_TIMESTAMP_NTZ/_LTZ/_TZ(column) without a format (a spec's timestamp_format AUTO):
+   fakesnow passes the call to DuckDB, which has no such function. It becomes TRY_CAST to
+   TIMESTAMP (TIMESTAMPTZ for LTZ and TZ), DuckDB's own detection of ISO-like text, which is
+   what Snowflake's AUTO reads too (the ISO and RFC forms are the ones StreamLine's feeds send).
+   https://docs.snowflake.com/en/sql-reference/functions/to_timestamp
 
 Each patch is proved needed by tests/integration/test_fidelity.py, which starts a warehouse
 without it (STREAMLINE_COMPAT_WITHOUT=N) and sees the behaviour it restores fail.
@@ -113,9 +118,11 @@ def install(*, s3_endpoint_url: str, region: str = "us-east-1") -> None:
         _close_sessions(importlib.import_module("fakesnow.server"))
     if 7 not in without:
         arrow.timestamp_to_sf_struct = _timestamps_keep_nulls(arrow.timestamp_to_sf_struct)
+    if 8 not in without:
+        transforms.to_timestamp = _auto_timestamp_format(transforms.to_timestamp)
 
 
-# --- 2 to 7 ----------------------------------------------------------------------------------
+# --- 2 to 8 ----------------------------------------------------------------------------------
 
 
 def _with_char_lengths(extract: Callable[[exp.Expr], exp.Expr]) -> Callable[[exp.Expr], exp.Expr]:
@@ -262,5 +269,29 @@ def _timestamps_keep_nulls(to_struct: Callable[[Any], Any]) -> Callable[[Any], A
         return pa.StructArray.from_arrays(
             struct.flatten(), fields=fields, mask=timestamps.is_null()
         )
+
+    return convert
+
+
+_AUTO_TIMESTAMP = {
+    "TRY_TO_TIMESTAMP": "TIMESTAMP",
+    "TRY_TO_TIMESTAMP_NTZ": "TIMESTAMP",
+    "TRY_TO_TIMESTAMP_LTZ": "TIMESTAMPTZ",
+    "TRY_TO_TIMESTAMP_TZ": "TIMESTAMPTZ",
+}
+
+
+def _auto_timestamp_format(
+    to_timestamp: Callable[[exp.Expr], exp.Expr],
+) -> Callable[[exp.Expr], exp.Expr]:
+    def convert(expression: exp.Expr) -> exp.Expr:
+        if (
+            isinstance(expression, exp.Anonymous)
+            and expression.name.upper() in _AUTO_TIMESTAMP
+            and len(expression.expressions) == 1
+        ):
+            target = exp.DataType.build(_AUTO_TIMESTAMP[expression.name.upper()])
+            return exp.TryCast(this=expression.expressions[0].copy(), to=target)
+        return to_timestamp(expression)
 
     return convert

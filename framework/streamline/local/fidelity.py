@@ -88,6 +88,10 @@ PROBES: tuple[Probe, ...] = (
           ("SELECT TRY_TO_TIMESTAMP_NTZ('2026-01-01 10:00:00.123', 'YYYY-MM-DD HH24:MI:SS.FF3'), "
            "TRY_TO_TIMESTAMP_NTZ('yesterday', 'YYYY-MM-DD HH24:MI:SS.FF3')",),
           ((dt.datetime(2026, 1, 1, 10, 0, 0, 123000), None),)),
+    Probe("try_to_timestamp_auto", f"{DOCS}/sql-reference/functions/to_timestamp",
+          ("SELECT TRY_TO_TIMESTAMP_NTZ(v), TRY_TO_TIMESTAMP_NTZ(w) FROM "
+           "(SELECT '2026-01-01 10:00:00.123' AS v, 'yesterday' AS w)",),
+          ((dt.datetime(2026, 1, 1, 10, 0, 0, 123000), None),)),
     Probe("copy_quoted_newline", FILE_FORMAT, (_XY, _copy(), "SELECT x, y FROM t"),
           (("a\nb", 1),), files={"a.csv": b'"a\nb",1\n'}),
     Probe("copy_quoted_quote", FILE_FORMAT, (_XY, _copy(), "SELECT x FROM t"),
