@@ -410,9 +410,8 @@ def _hold_dags(plan: SyncPlan) -> None:
     so the order is: upload the wheel, update the environment, then deploy again for the DAGs.
     https://docs.aws.amazon.com/mwaa/latest/userguide/configuring-dag-folder.html
     """
-    wheel = [k for k in WHEEL_FILES if k in plan.added or k in plan.changed]
     running = any(k.startswith(f"{DAGS}/") for k in [*plan.unchanged, *plan.changed, *plan.stale])
-    if not ((wheel and running) or plan.hold):
+    if not ((wheel_changes(plan) and running) or plan.hold):
         return
     dags = [k for k in [*plan.added, *plan.changed] if k.startswith(f"{DAGS}/")]
     plan.held = sorted(dags)

@@ -444,9 +444,8 @@ def delete_keys(
                 with request_headers(s3, "DeleteObject", key, {"If-Match": f'"{etags[key]}"'}):
                     s3.delete_object(Bucket=bucket, Key=key)
             except Exception as exc:
-                if _code(exc) in ("PreconditionFailed", "412"):
-                    log.warning("s3://%s/%s was written again: left for a later batch", bucket,
-                                key)  # fmt: skip
+                if _changed(exc):
+                    _written_again(bucket, key)
                     continue
                 if _is_missing(exc):  # gone already (another mover): deleted, as DeleteObjects says
                     continue
@@ -460,11 +459,14 @@ def delete_keys(
         answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
         for e in answer.get("Errors", []):
             if e.get("Code") == "PreconditionFailed":
-                log.warning("s3://%s/%s was written again: left for a later batch", bucket,
-                            e["Key"])  # fmt: skip
+                _written_again(bucket, e["Key"])
                 continue
             failed.append((e["Key"], f"{e.get('Code')}: {e.get('Message')}"))
     return failed
+
+
+def _written_again(bucket: str, key: str) -> None:
+    log.warning("s3://%s/%s was written again: left for a later batch", bucket, key)
 
 
 Move = tuple[tuple[str, ...], str, int, tuple[str, str] | None]

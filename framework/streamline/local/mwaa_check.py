@@ -172,7 +172,8 @@ def local_requirements(bundle_root: Path, target: MwaaTarget, plugins: Path) -> 
 
 
 def environment(target: MwaaTarget, bundle_root: Path, workdir: Path) -> Path:
-    """The target's virtual environment with the bundle installed; returns its Python.
+    """The target's cached environment with the bundle installed; returns its folder, which
+    holds venv/ and airflow-home/ (a migrated metadata database to copy).
 
     Built on first use and cached by the content of the target's constraint files and
     requirements (the wheel aside); then only the streamline wheel is reinstalled.
@@ -211,7 +212,7 @@ def environment(target: MwaaTarget, bundle_root: Path, workdir: Path) -> Path:
             if fresh or not (home / "airflow-home" / "airflow.db").is_file():
                 _migrate_template(python, home, log)
                 (home / "ready").write_text(target.airflow_version, encoding="utf-8")
-            return python
+            return home
         except CheckError:
             if fresh or attempt == 2:
                 raise
@@ -450,12 +451,13 @@ def _check_locked(
     from streamline.local.stack import embedded_stack, provision
 
     started = time.monotonic()
-    python = environment(target, bundle_root, workdir)
+    cached = environment(target, bundle_root, workdir)
+    python = cached / "venv" / "bin" / "python"
     seconds = {"install": time.monotonic() - started}
     home = workdir / "airflow"
     home.mkdir()
     # Only the migrated database: Airflow writes a fresh airflow.cfg for this home.
-    shutil.copy2(cache_for(python) / "airflow-home" / "airflow.db", home / "airflow.db")
+    shutil.copy2(cached / "airflow-home" / "airflow.db", home / "airflow.db")
     started = time.monotonic()
     with embedded_stack(workdir / "stack") as stack:
         provision(stack, project, feeds)
@@ -509,8 +511,3 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def cache_for(python: Path) -> Path:
-    """The cached environment folder of a target Python (…/venv/bin/python)."""
-    return python.parent.parent.parent
