@@ -24,17 +24,15 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from streamline.model import FIXED_TYPES, FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES
 from streamline.rendering import quote_identifier
 
 TEXT_MAX = 16_777_216
 """A text column's length when none is given (Snowflake's VARCHAR maximum)."""
 BINARY_MAX = 8_388_608
-_TEXT = {"VARCHAR", "STRING", "TEXT", "CHAR", "CHARACTER", "NCHAR", "NVARCHAR", "NVARCHAR2"}
-_TEXT |= {"CHAR VARYING", "NCHAR VARYING"}
+_TEXT = TEXT_TYPES | {"NVARCHAR2", "CHAR VARYING", "NCHAR VARYING"}
+"""The spec's character types and the other synonyms Snowflake accepts."""
 _ONE_CHARACTER = {"CHAR", "CHARACTER", "NCHAR"}
-_FIXED = {"NUMBER", "DECIMAL", "DEC", "NUMERIC"}
-_INTEGER = {"INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"}
-_FLOAT = {"FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"}
 _TIMESTAMPS = {
     "TIMESTAMP_NTZ": "TIMESTAMP_NTZ", "TIMESTAMPNTZ": "TIMESTAMP_NTZ",
     "DATETIME": "TIMESTAMP_NTZ", "TIMESTAMP": "TIMESTAMP_NTZ",
@@ -78,11 +76,11 @@ def canonical_type(text: str) -> SqlType:
     if name in _TEXT:
         default = 1 if name in _ONE_CHARACTER else TEXT_MAX
         return SqlType("TEXT", size if size is not None else default)
-    if name in _FIXED:
+    if name in FIXED_TYPES:
         return SqlType("NUMBER", size if size is not None else 38, int(second or 0))
-    if name in _INTEGER:
+    if name in INTEGER_TYPES:
         return SqlType("NUMBER", 38, 0)
-    if name in _FLOAT:
+    if name in FLOAT_TYPES:
         return SqlType("FLOAT")
     if name in _TIMESTAMPS:
         return SqlType(_TIMESTAMPS[name], size if size is not None else 9)

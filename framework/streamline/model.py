@@ -259,6 +259,13 @@ def build_check(data: dict[str, Any]) -> Check:
 
 TEXT_TYPES = frozenset({"VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"})
 """Snowflake's character types (synonyms of VARCHAR, and CHAR's, whose length defaults to 1)."""
+FIXED_TYPES = frozenset({"NUMBER", "DECIMAL", "NUMERIC", "DEC"})
+"""Snowflake's fixed-point number types (precision and scale; NUMBER(38,0) by default)."""
+INTEGER_TYPES = frozenset({"INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"})
+"""Synonyms of NUMBER(38,0)."""
+FLOAT_TYPES = frozenset({"FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"})
+"""Snowflake's floating-point types, all one 64-bit FLOAT:
+https://docs.snowflake.com/en/sql-reference/data-types-numeric"""
 
 
 def type_parts(type_text: str) -> tuple[str, list[int]]:

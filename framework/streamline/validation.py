@@ -16,7 +16,16 @@ from streamline import airflow_compat
 from streamline.errors import SpecError, UsageError, json_path
 from streamline.layout import LEDGER_TABLE, LOAD_GATES, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
-from streamline.model import TEXT_TYPES, Feed, build_check, build_feed, reference_name
+from streamline.model import (
+    FIXED_TYPES,
+    FLOAT_TYPES,
+    INTEGER_TYPES,
+    TEXT_TYPES,
+    Feed,
+    build_check,
+    build_feed,
+    reference_name,
+)
 from streamline.project import Project, load_schema
 from streamline.schema import (
     IDENTIFIER_HINT,
@@ -42,9 +51,9 @@ __all__ = [
 
 # Snowflake data types: name -> how many numeric parameters it takes (min, max).
 _SNOWFLAKE_TYPES: dict[str, tuple[int, int]] = {
-    **dict.fromkeys(("NUMBER", "DECIMAL", "NUMERIC", "DEC"), (0, 2)),
-    **dict.fromkeys(("INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"), (0, 0)),
-    **dict.fromkeys(("FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"), (0, 0)),
+    **dict.fromkeys(FIXED_TYPES, (0, 2)),
+    **dict.fromkeys(INTEGER_TYPES, (0, 0)),
+    **dict.fromkeys(FLOAT_TYPES, (0, 0)),
     **dict.fromkeys(
         ("VARCHAR", "CHAR", "CHARACTER", "NCHAR", "STRING", "TEXT", "NVARCHAR"), (0, 1)
     ),
@@ -56,12 +65,7 @@ _SNOWFLAKE_TYPES: dict[str, tuple[int, int]] = {
     ),
     **dict.fromkeys(("VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY"), (0, 0)),
 }
-_FIXED = {"NUMBER", "DECIMAL", "NUMERIC", "DEC"}
-_NUMERIC = {
-    *_FIXED,
-    *("INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"),
-    *("FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION", "REAL"),
-}
+_NUMERIC = FIXED_TYPES | INTEGER_TYPES | FLOAT_TYPES
 _UNORDERED = {"VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY", "BOOLEAN", "BINARY"}
 _UNORDERED |= {"VARBINARY"}
 _TYPE_RE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*(?: [A-Z]+)?)(?:\((?P<args>[0-9 ,]+)\))?$")
@@ -394,7 +398,7 @@ def snowflake_type_problem(type_text: str) -> tuple[str, str] | None:
         hint = f"write {name} without parentheses" if high == 0 else f"e.g. {_example(name)}"
         return f"{name} takes {_arity(low, high)}, got {len(args)}", hint
     numbers = [int(a) for a in args]
-    if name in _FIXED and numbers:
+    if name in FIXED_TYPES and numbers:
         precision, scale = numbers[0], numbers[1] if len(numbers) > 1 else 0
         if not 1 <= precision <= 38:
             return f"precision {precision} is outside 1..38", "e.g. NUMBER(38,0)"
@@ -418,7 +422,7 @@ def _arity(low: int, high: int) -> str:
 
 
 def _example(name: str) -> str:
-    if name in _FIXED:
+    if name in FIXED_TYPES:
         return f"{name}(12,2)"
     if name in TEXT_TYPES or name in ("BINARY", "VARBINARY"):
         return f"{name}(64)"
