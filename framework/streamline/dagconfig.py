@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamline import airflow_compat
+from streamline import airflow_compat, lineage
 from streamline.batches import BATCH_ID_EXAMPLE, BATCH_ID_RE
-from streamline.layout import CLAIM_TASK
+from streamline.layout import CLAIM_TASK, LANDING, PROCESSING
 from streamline.model import Feed, TableRef
 
 TASKS = ("detect", CLAIM_TASK, "load", "transform", "finalize")
@@ -21,6 +21,8 @@ LAKE_BUCKET = "{{ var.value.get('streamline_lake_bucket', 'streamline-lake') }}"
 
 START_DATE = "2025-01-01"
 GATED_SQL = "streamline.gates.GatedSQLExecuteQueryOperator"
+LINEAGE_PYTHON = "streamline.lineage.LineagePythonOperator"
+"""The PythonOperator of the claim and finalize steps, which report their lineage."""
 
 
 def _seconds(value: float) -> dict[str, Any]:
@@ -60,6 +62,14 @@ def build_dag_config(
         "autocommit": True,
         "split_statements": True,
     }
+
+    def step_lineage(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        # What the step reads and writes, reported to OpenLineage when it ends (streamline.lineage).
+        return lineage.lineage_config(
+            feed.feed, LAKE_BUCKET, layout.lake.prefix, feed.dag.aws_conn_id, inputs, outputs
+        )
+
+    batch_files = lineage.files(PROCESSING)
     tasks: dict[str, dict[str, Any]] = {
         "detect": {
             # detect decides what counts as new data (not a folder marker, not owned by an open
@@ -75,7 +85,7 @@ def build_dag_config(
             "retries": 0,
         },
         CLAIM_TASK: {
-            "operator": classes["python"],
+            "operator": LINEAGE_PYTHON,
             "python_callable": "streamline.tasks.claim_batch",
             "op_kwargs": {
                 **lake,
@@ -85,6 +95,7 @@ def build_dag_config(
                 "raw": _table_parts(feed.raw),
                 "quarantine_table": _table_parts(layout.quarantine),
             },
+            "lineage": step_lineage([lineage.files(LANDING)], [batch_files]),
             "dependencies": ["detect"],
         },
         "load": {
@@ -93,6 +104,9 @@ def build_dag_config(
             "sql": "load.sql",
             # Keep every statement's result: the COPY's rows (loaded, rejected) are in the XCom.
             "return_last": False,
+            "lineage": step_lineage(
+                [batch_files], [lineage.table(feed.raw), lineage.table(layout.quarantine)]
+            ),
             "dependencies": [CLAIM_TASK],
         },
         "transform": {
@@ -101,16 +115,18 @@ def build_dag_config(
             "sql": "transform.sql",
             # Keep every statement's result: the gate's checks are in the XCom.
             "return_last": False,
+            "lineage": step_lineage([lineage.table(feed.raw)], [lineage.table(feed.mart)]),
             "dependencies": ["load"],
         },
         "finalize": {
-            "operator": classes["python"],
+            "operator": LINEAGE_PYTHON,
             "python_callable": "streamline.tasks.finalize_batch",
             "op_kwargs": {
                 **lake,
                 **ledger,
                 "quarantine_table": _table_parts(layout.quarantine),
             },
+            "lineage": step_lineage([batch_files], [lineage.files(lineage.FINISHED)]),
             "dependencies": ["transform"],
         },
     }

@@ -24,6 +24,8 @@ from typing import Any
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 
+from streamline.lineage import LineageMixin, snowflake_namespace
+
 log = logging.getLogger(__name__)
 
 GATE_COLUMNS = ("STREAMLINE_CHECK", "SEVERITY", "PASSED", "FAILING_ROWS", "DETAIL")
@@ -109,18 +111,27 @@ XCOM_CHECKS = "checks"
 """XCom key under which a step whose gate failed keeps that gate's checks (for the ledger)."""
 
 
-class GatedSQLExecuteQueryOperator(SQLExecuteQueryOperator):
+class GatedSQLExecuteQueryOperator(LineageMixin, SQLExecuteQueryOperator):
     """SQLExecuteQueryOperator whose statements may be gates (see the module).
 
     A failed gate fails the task without retries (AirflowFailException: the data will not change
-    by trying again), after pushing the gate's checks to XCom under XCOM_CHECKS.
+    by trying again), after pushing the gate's checks to XCom under XCOM_CHECKS. It reports the
+    step's lineage (`lineage`, streamline.lineage) instead of the SQL parser's guess from its
+    statements.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    template_fields = (*SQLExecuteQueryOperator.template_fields, "lineage")
+
+    def __init__(self, *, lineage: dict[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("handler", gated_fetch_all)
         super().__init__(**kwargs)
+        self.lineage = lineage
+
+    def snowflake_namespace(self) -> str | None:
+        return snowflake_namespace(self.get_db_hook(), str(self.conn_id))
 
     def execute(self, context: Any) -> Any:
+        self.remember_batch(context)
         try:
             return super().execute(context)  # type: ignore[no-untyped-call]
         except GateFailed as failed:
