@@ -107,7 +107,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from harness import Local, fast_project, worker_env
 
     from streamline.generation import generate
-    from streamline.local.airflow_config import prepare_airflow
+    from streamline.local.airflow_config import lineage_env, prepare_airflow
     from streamline.local.stack import embedded_stack, provision
     from streamline.rendering import RenderSettings
     from streamline.validation import validate_paths
@@ -123,6 +123,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                  stack.sqs_url_prefix)  # fmt: skip
         env = worker_env(stack.airflow_env(dags, project), workdir / "faults.json")
         env.update(AIRFLOW_HOME=str(workdir / "airflow"), AWS_ENDPOINT_URL=stack.aws_endpoint)
+        env.update(lineage_env(workdir))  # OpenLineage events in workdir/lineage/events.jsonl
         prepare_airflow(env, workdir / "airflow-setup.log")
         local = Local(stack, project, {f.feed: f for f in result.feeds}, dags, env, workdir)
         try:

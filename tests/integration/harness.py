@@ -242,6 +242,20 @@ class Local:
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_text(key))
 
+    def lineage(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        """The OpenLineage COMPLETE event of each step (by task id) that reported batch_id, from
+        the file transport's events (streamline.local.airflow_config.lineage_env)."""
+        from streamline.lineage import BATCH_FACET
+        from streamline.local.airflow_config import LINEAGE_EVENTS
+
+        found: dict[str, dict[str, Any]] = {}
+        for line in (self.workdir / LINEAGE_EVENTS).read_text().splitlines():
+            event = json.loads(line)
+            batch = event["run"]["facets"].get(BATCH_FACET, {}).get("batch_id")
+            if event["eventType"] == "COMPLETE" and batch == batch_id:
+                found[event["job"]["name"].split(".", 1)[1]] = event
+        return found
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with self.stack.connect() as conn:
             cursor = conn.cursor()

@@ -64,6 +64,42 @@ def test_a_landed_batch_loads_raw_rows_with_batch_id_and_source_file(lake: Local
              "transform_started_at", "transformed_at", "checked_at", "published_at"]  # fmt: skip
     times = [row[name] for name in steps]
     assert all(times) and times == sorted(times), dict(zip(steps, times, strict=True))
+    _assert_lineage(lake, batch, processed)
+
+
+def _assert_lineage(lake: Local, batch: str, processed: list[str]) -> None:
+    """The batch's OpenLineage events (docs/lineage.md), as the file transport got them: its S3
+    objects -> raw (and quarantine) -> mart, each step's COMPLETE event with the batch facet."""
+    events = lake.lineage(batch)
+    assert sorted(events) == ["claim", "finalize", "load", "transform"], sorted(events)
+    feed = lake.feeds["orders"]
+    folder = f"processed/{batch}/orders/"
+    names = sorted(k.removeprefix(folder) for k in processed if k.startswith(folder))
+    assert len(names) == 2
+
+    def objects(zone: str) -> list[tuple[str, str]]:
+        return [(f"s3://{lake.stack.bucket}", f"{zone}{name}") for name in names]
+
+    def datasets(step: str, side: str) -> list[tuple[str, str]]:
+        return sorted((d["namespace"], d["name"]) for d in events[step][side])
+
+    processing = objects(f"processing/{batch}/orders/")
+    assert datasets("claim", "inputs") == objects("landing/orders/")
+    assert datasets("claim", "outputs") == datasets("load", "inputs") == processing
+    (warehouse,) = {d["namespace"] for d in events["load"]["outputs"]}
+    assert warehouse.startswith("snowflake://")
+    raw = (warehouse, "STREAMLINE.RAW.ORDERS")
+    assert raw == (warehouse, feed.raw.dotted.upper())
+    assert datasets("load", "outputs") == [raw, (warehouse, "STREAMLINE.RAW.ORDERS_QUARANTINE")]
+    assert datasets("transform", "inputs") == [raw]
+    assert datasets("transform", "outputs") == [(warehouse, "STREAMLINE.MART.ORDERS")]
+    assert datasets("finalize", "inputs") == processing
+    assert datasets("finalize", "outputs") == objects(folder)
+    for step, event in events.items():
+        assert event["job"]["name"] == f"{feed.dag.dag_id}.{step}"
+        facet = event["run"]["facets"]["streamline_batch"]
+        assert (facet["feed"], facet["batch_id"]) == ("orders", batch), step
+    assert "testing" not in json.dumps(events)  # the lake connection's secret key
 
 
 def test_duplicates_collapse_in_the_mart_latest_wins(lake: Local) -> None:

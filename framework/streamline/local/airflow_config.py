@@ -5,12 +5,14 @@ Airflow reads each setting from an `AIRFLOW__{SECTION}__{KEY}` environment varia
 configures its components by environment alone: no airflow.cfg is written. `airflow_env` gives
 the settings the runtime needs (LocalExecutor, SQLite metadata database in the workdir, the API
 server on 127.0.0.1, the simple auth manager with everyone admin, the stack's connections and
-secrets backend) and `AIRFLOW_TUNING`, the latency settings measured in docs/local-runtime.md,
-which the caller's environment overrides one by one.
+secrets backend, OpenLineage events to a file in the workdir: `lineage_env`) and
+`AIRFLOW_TUNING`, the latency settings measured in docs/local-runtime.md, which the caller's
+environment overrides one by one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -67,10 +69,28 @@ AIRFLOW_TUNING: dict[str, str] = {
 docs/local-runtime.md has the measurements behind them."""
 
 
+LINEAGE_EVENTS = Path("lineage") / "events.jsonl"
+"""Where, under a workdir, the local runtime's OpenLineage events go: one JSON event a line."""
+
+
+def lineage_env(workdir: Path) -> dict[str, str]:
+    """The OpenLineage provider's settings: every event appended to workdir/LINEAGE_EVENTS (made
+    here) by the client's file transport, in place of an HTTP backend such as Marquez.
+    https://airflow.apache.org/docs/apache-airflow-providers-openlineage/stable/guides/user.html
+    """
+    events = workdir / LINEAGE_EVENTS
+    events.parent.mkdir(parents=True, exist_ok=True)
+    transport = {"type": "file", "log_file_path": str(events), "append": True}
+    return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)}
+
+
 def base_env(stack: Stack, project: Project, workdir: Path, dags: Path) -> dict[str, str]:
     """This process's environment plus the stack's (connections, secrets backend, lake), with
-    AIRFLOW_HOME in workdir/airflow and TMPDIR in workdir/tmp (made here)."""
+    AIRFLOW_HOME in workdir/airflow, TMPDIR in workdir/tmp (made here) and, unless this process's
+    environment configures OpenLineage's transport itself, lineage_env."""
     env = {**os.environ, **stack.airflow_env(dags, project)}
+    for name, value in lineage_env(workdir).items():
+        env.setdefault(name, value)  # e.g. an HTTP transport to a local Marquez instead
     env.update(
         {
             "AIRFLOW_HOME": str(workdir / "airflow"),
