@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import os
 import sys
+import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from streamline.validation import ValidationResult, validate_paths
 MWAA_VERSIONS = tuple(MWAA_IMAGES)
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_PENDING = 2
+"""`streamline plan`: changes wait to be applied (so CI can gate on it)."""
 UP_WORKDIR = Path(".scratch/up")
 """Where `streamline up` keeps its stack, logs and metadata db unless told otherwise."""
 
@@ -260,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path(".scratch/fidelity"),
         help="scratch folder (.scratch/fidelity)",
     )  # fmt: skip
+
+    plan = command("plan", cmd_plan)
+    plan.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to plan (default: all)")
+    plan.add_argument("--json", action="store_true", help="print the plans as JSON")
+    _settings_args(plan)
+    _connection_args(plan)
+
+    apply = command("apply", cmd_apply)
+    apply.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to apply (default: all)")
+    _settings_args(apply)
+    _connection_args(apply)
 
     status = command("status", cmd_status)
     status.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to report (default: all)")
@@ -743,6 +757,150 @@ def cmd_up(args: argparse.Namespace) -> int:
         port=args.port,
     )
     return run_up(project, result.feeds, options, out)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show the DDL that would bring the warehouse to the specs, per feed (a dry run of apply).
+
+    Reads each feed's tables (DESCRIBE TABLE), file format and stage (SHOW) and its schema
+    version through the connection its DAG uses (or, with --local, a running `streamline up`'s)
+    and compares them with the DDL its spec renders. Safe changes are listed with their DDL: new
+    tables and objects, a nullable column added, a VARCHAR or NUMBER widened, NOT NULL dropped,
+    file format or stage options. Others are refused, as spec errors with the manual path: a
+    column dropped or renamed, a type narrowed or changed, NOT NULL added, the key changed, a
+    table moved. Exit 0 when every feed is up to date, 2 when changes are pending, 1 when one is
+    refused.
+    """
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    planned = _plan(args, project, result.feeds)
+    if args.json:
+        from streamline.reporting import print_json
+        from streamline.schema_versions import plan_json
+
+        print_json([plan_json(plan) for _, _, plan in planned], out)
+    else:
+        for feed, _, plan in planned:
+            _print_plan(feed, plan)
+    refused = _refusals(project, planned)
+    if refused:
+        err.print(format_errors(refused), markup=False)
+        return EXIT_INVALID
+    pending = sum(not plan.up_to_date for _, _, plan in planned)
+    if not args.json:
+        out.print(
+            f"{len(planned)} feeds: {pending} to apply (`streamline apply`)"
+            if pending
+            else f"{len(planned)} feeds: up to date",
+            markup=False,
+        )
+    return EXIT_PENDING if pending else EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Make the changes `streamline plan` shows, and record each feed's new schema version.
+
+    Nothing is applied when any selected feed has a refused change (exit 1). Each statement is
+    safe to run again, so an apply that stopped half way is finished by running it again. A DAG
+    run checks, before it claims files, that the warehouse holds the schema version of the spec
+    it was made from: deploy the edited specs too (`streamline deploy --migrate` does both).
+    Exit 0 when every feed is up to date afterwards.
+    """
+    project, result = _validated(args)
+    if result.errors:
+        return _report_errors(result)
+    planned = _plan(args, project, result.feeds)
+    if refused := _refusals(project, planned):
+        err.print(format_errors(refused), markup=False)
+        err.print("nothing was applied", markup=False)
+        return EXIT_INVALID
+    return _apply(args, planned)
+
+
+def _plan(args: argparse.Namespace, project: Project, feeds: Sequence[Any]) -> list[Any]:
+    """Every selected feed's plan against the warehouse (the --local stack's, or the DAGs')."""
+    from streamline.schema_versions import plan_feeds
+
+    stack = _use_local(args)
+    settings = _settings(args)
+    if stack is not None:  # the stage reads the local stack's lake
+        settings = RenderSettings(lake_url=f"s3://{_lake_bucket(args)}")
+    with _quiet_airflow(args):
+        return plan_feeds(_runner_for(), project, feeds, _select(feeds, args.feeds), settings)
+
+
+def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
+    from streamline.schema_versions import apply_feeds
+
+    todo = [item for item in planned if not item[2].up_to_date]
+    with _quiet_airflow(args):
+        versions = apply_feeds(_runner_for(), todo)
+    for feed, _, plan in planned:
+        if feed.feed in versions:
+            ran = len(plan.statements)
+            out.print(
+                f"{feed.feed}: schema version {versions[feed.feed]} ({plan.fingerprint}), "
+                f"{ran} statement{'s' * (ran != 1)} run",
+                markup=False,
+            )
+        else:
+            out.print(f"{feed.feed}: up to date", markup=False)
+    return EXIT_OK
+
+
+def _runner_for() -> Any:
+    """Runner per Snowflake connection id: one open connection each (the DAGs' connection)."""
+    from functools import cache
+
+    from streamline.ledger import ConnectionRunner
+
+    _, warehouse = _hooks()
+
+    @cache
+    def runner(conn_id: str) -> Any:
+        return ConnectionRunner(warehouse(conn_id).get_conn())
+
+    return runner
+
+
+def _print_plan(feed: Any, plan: Any) -> None:
+    live = plan.recorded.describe() if plan.recorded else "none (never applied)"
+    if plan.up_to_date:
+        out.print(f"{feed.feed}: up to date at schema version {live}", markup=False)
+        return
+    out.print(
+        f"{feed.feed} ({feed.spec_file}): schema version {live} -> {plan.next_version} "
+        f"({plan.fingerprint})",
+        markup=False,
+    )
+    for change in plan.changes:
+        mark = "safe   " if change.safe else "REFUSED"
+        out.print(f"  {mark} {change.kind}: {change.detail}", markup=False)
+        if change.ddl:
+            out.print(textwrap.indent(change.ddl, "      "), markup=False)
+    if not plan.changes:
+        out.print("  no DDL: the new version is recorded", markup=False)
+
+
+def _refusals(project: Project, planned: list[Any]) -> list[Any]:
+    """Each refused change as a spec error at the spec's line and column, with its hint."""
+    from streamline.errors import SpecError, json_path
+    from streamline.loading import load_spec
+
+    errors = []
+    for feed, _, plan in planned:
+        if not plan.refused:
+            continue
+        path = Path(feed.spec_file)
+        loaded = load_spec(path if path.exists() else project.root / path)
+        for change in plan.refused:
+            line, col = (1, 1) if isinstance(loaded, SpecError) else loaded.locate(change.path)
+            errors.append(SpecError(
+                feed.spec_file, line, col, json_path(change.path),
+                f"{change.kind} refused: {change.detail}", change.hint,
+            ))  # fmt: skip
+    return sorted(errors)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -35,9 +35,14 @@ def _table_parts(table: TableRef) -> dict[str, str]:
 
 
 def build_dag_config(
-    feed: Feed, sql_dir: Path, sqs_url_prefix: str | None = None
+    feed: Feed,
+    sql_dir: Path,
+    sqs_url_prefix: str | None = None,
+    schema_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The dag-factory config {dag_id: {...}} of one feed; its SQL lives in sql_dir/<feed>/.
+    schema_fingerprint is what its runs' claims check the warehouse's schema version against
+    (None: no check).
 
     Class paths are the installed Airflow's (streamline.airflow_compat). Raises ValueError for a
     feed in event mode without sqs_url_prefix or on Airflow 2.

@@ -78,8 +78,8 @@ def load_dags(
     built: list[str] = []
     for feed in result.feeds:
         try:
-            write_feed_sql(project, feed, result.feeds, target, settings)
-            config = cast_with_type(build_dag_config(feed, target, sqs_url_prefix))
+            schema = write_feed_sql(project, feed, result.feeds, target, settings)
+            config = cast_with_type(build_dag_config(feed, target, sqs_url_prefix, schema))
             # A folder with no defaults.yml: a stray one in the dags folder must not leak in.
             dagfactory.load_yaml_dags(
                 globals_dict, config_dict=config, defaults_config_path=str(target / feed.feed)

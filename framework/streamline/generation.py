@@ -117,10 +117,15 @@ def write_feed_sql(
     sql_dir: Path,
     settings: RenderSettings | None = None,
     written: Written | None = None,
-) -> None:
-    """Render the feed's steps into sql_dir/<feed>/<step>.sql."""
-    for step, sql in render_feed(project, feed, feeds, settings=settings).items():
+) -> str:
+    """Render the feed's steps into sql_dir/<feed>/<step>.sql; returns the feed's schema
+    fingerprint (streamline.migrations.fingerprint), which its DAG runs check."""
+    from streamline.migrations import fingerprint
+
+    rendered = render_feed(project, feed, feeds, settings=settings)
+    for step, sql in rendered.items():
         write_text(sql_dir / feed.feed / f"{step}.sql", sql, written)
+    return fingerprint(rendered["ddl"], feed.key)
 
 
 def dump_yaml(data: Any) -> str:
@@ -149,8 +154,8 @@ def generate(
     written = Written()
     sql_dir = out_dir / SQL_FOLDER
     for feed in feeds:
-        write_feed_sql(project, feed, feeds, sql_dir, settings, written)
-        config = build_dag_config(feed, sql_dir, sqs_url_prefix)
+        schema = write_feed_sql(project, feed, feeds, sql_dir, settings, written)
+        config = build_dag_config(feed, sql_dir, sqs_url_prefix, schema)
         header = (
             f"# dag-factory config of feed {feed.feed}, generated from {feed.spec_file}.\n"
             "# Review only: streamline_dags.py builds the DAG from the spec itself.\n"

@@ -198,8 +198,34 @@ LEDGER_COLUMNS = (
     Column("published_at", "TIMESTAMP_LTZ(3)", "when finalize had moved the files on"),
     Column("failed_at", "TIMESTAMP_LTZ(3)", "when a step last failed"),
     Column("updated_at", "TIMESTAMP_LTZ(3)", "when the row last changed", nullable=False),
+    Column(
+        "schema_version",
+        "NUMBER(38,0)",
+        "the feed's schema version (streamline apply) the batch was last loaded under",
+    ),
 )
 """The batch ledger: one row per feed and batch, written by the DAG's tasks."""
+
+SCHEMA_VERSIONS_TABLE = "streamline_schema_versions"
+"""The schema versions' table name, beside the batch ledger."""
+
+SCHEMA_VERSION_COLUMNS = (
+    Column("feed", "VARCHAR(128)", "the feed", nullable=False),
+    Column(
+        "version", "NUMBER(38,0)", "1, 2, ...: one more per apply that changed it", nullable=False
+    ),
+    Column(
+        "fingerprint",
+        "VARCHAR(64)",
+        "what the spec's warehouse objects are, hashed (the DAG run checks it before it loads)",
+        nullable=False,
+    ),
+    Column("contract", "VARCHAR", "the objects the version stands for, as JSON", nullable=False),
+    Column("statements", "VARCHAR", "the DDL the apply ran"),
+    Column("applied_at", "TIMESTAMP_LTZ(3)", "when it was applied", nullable=False),
+    Column("applied_by", "VARCHAR(256)", "the warehouse user that applied it"),
+)
+"""The schema versions: one row per feed and version, written by `streamline apply`."""
 
 CLAIM_TASK = "claim"
 XCOM_BATCH_ID = "batch_id"
@@ -293,6 +319,7 @@ class Layout:
     file_format: TableRef
     stage: TableRef
     ledger: TableRef
+    schema_versions: TableRef
     landing_table: TableRef
     quarantine: TableRef
     firehose_stream: str
@@ -313,6 +340,7 @@ class Layout:
             file_format=TableRef(*schema, f"{feed.feed}_csv_format"),
             stage=TableRef(*schema, f"{feed.feed}_stage"),
             ledger=TableRef(*schema, LEDGER_TABLE),
+            schema_versions=TableRef(*schema, SCHEMA_VERSIONS_TABLE),
             landing_table=TableRef(*schema, f"{feed.feed}_landing"),
             quarantine=TableRef(*schema, f"{feed.feed}_quarantine"),
             firehose_stream=aws_name(feed.feed),

@@ -152,7 +152,7 @@ def record(
 
 
 CLAIM_VALUES = ("dag_id", "run_id", "files", "bytes", "empty_files", "claim_started_at",
-                "claimed_at")  # fmt: skip
+                "claimed_at", "schema_version")  # fmt: skip
 """What the claim step knows of its batch: it hands these to the load step (an XCom), whose first
 statement records the batch as claimed, in the session the load opens anyway."""
 
@@ -166,11 +166,14 @@ def claim_values(
     empty_files: int,
     started: dt.datetime,
     claimed: dt.datetime,
+    schema_version: int | None = None,
 ) -> dict[str, str]:
-    """The claim's ledger values as quoted SQL literals, for the load step's first statement."""
+    """The claim's ledger values as quoted SQL literals, for the load step's first statement;
+    schema_version is the feed's live schema version the claim checked (None: not checked)."""
     values: dict[str, Any] = {
         "dag_id": dag_id, "run_id": run_id, "files": files, "bytes": bytes_,
         "empty_files": empty_files, "claim_started_at": started, "claimed_at": claimed,
+        "schema_version": schema_version,
     }  # fmt: skip
     return {k: quote_literal(v, runtime_value=True) for k, v in _bind(values).items()}
 
@@ -227,6 +230,7 @@ class LedgerRow:
     published_at: dt.datetime | None
     failed_at: dt.datetime | None
     updated_at: dt.datetime | None
+    schema_version: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -276,7 +280,8 @@ def _select(runner: Runner, table: TableRef, where: str, params: dict[str, Any])
         if isinstance(values["checks"], str):
             values["checks"] = json.loads(values["checks"])
         for name in ("runs", "files", "bytes", "empty_files", "files_loaded", "files_skipped",
-                     "files_deferred", "rows_parsed", "rows_loaded", "rows_rejected"):  # fmt: skip
+                     "files_deferred", "rows_parsed", "rows_loaded", "rows_rejected",
+                     "schema_version"):  # fmt: skip
             values[name] = None if values[name] is None else int(values[name])
         for name in ("claimed_at", "loaded_at", "transformed_at", "published_at", "failed_at",
                      "updated_at"):  # fmt: skip

@@ -11,15 +11,21 @@ https://docs.snowflake.com/en/sql-reference/sql/alter-table-column
 - refused, with the manual path: drop or rename a column, narrow or change a type, add a column
   that is NOT NULL, set NOT NULL.
 
-This module is the comparison only: reading the warehouse and applying the DDL are the plan and
-apply commands' (not built yet).
+A feed's `Contract` is what its rendered DDL says (tables, file format, stage) plus its key; its
+fingerprint is what a DAG run checks against the warehouse's schema version before it loads.
+`plan_feed` compares a contract with what the warehouse holds (`Live`, read by
+streamline.schema_versions) and returns a `FeedPlan`. This module is pure: no connection.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -105,7 +111,8 @@ class Change:
     """One difference between a table's desired and live columns.
 
     ddl is the statement that makes a safe change, None for a refused one; hint says the manual
-    path of a refused change."""
+    path of a refused change; path is where in the spec the change comes from (JSON path parts,
+    filled in by plan_feed)."""
 
     table: str
     column: str
@@ -113,6 +120,7 @@ class Change:
     detail: str
     ddl: str | None = None
     hint: str | None = None
+    path: tuple[str | int, ...] = ()
 
     @property
     def safe(self) -> bool:
@@ -222,3 +230,266 @@ def _type_change(
         table, column.name, kind, detail,
         hint=f"Snowflake widens text and number precision only: {rebuild}",
     )  # fmt: skip
+
+
+# --- a feed's contract and its plan ---------------------------------------------------------
+
+_STATEMENT_RE = re.compile(
+    r"^CREATE (?:(DATABASE) IF NOT EXISTS|(SCHEMA) IF NOT EXISTS|OR REPLACE (FILE FORMAT)|"
+    r"OR REPLACE (STAGE)|(?:TRANSIENT )?(TABLE) IF NOT EXISTS) (\S+)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a feed's rendered DDL: kind (database, schema, file format, stage,
+    table), the object's quoted name, and its text (comments dropped, lines stripped, no `;`)."""
+
+    kind: str
+    name: str
+    sql: str
+
+
+def ddl_statements(ddl: str) -> list[Statement]:
+    """The statements of rendered DDL, split as the Snowflake connector's execute_string splits
+    them (so a `;` inside a literal stays in its statement).
+
+    Raises ValueError for a statement that is not one of the DDL template's CREATE forms."""
+    from snowflake.connector.util_text import split_statements
+
+    found = []
+    for text, _ in split_statements(io.StringIO(ddl), remove_comments=True):
+        sql = "\n".join(line.strip() for line in text.strip().rstrip(";").splitlines()).strip()
+        if not sql:
+            continue
+        match = _STATEMENT_RE.match(sql)
+        if not match:
+            raise ValueError(f"not a StreamLine DDL statement: {sql.splitlines()[0]!r}")
+        kind = next(g for g in match.groups()[:5] if g).lower()
+        found.append(Statement(kind, match[6], sql))
+    return found
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a feed's warehouse objects should be: the statements of its rendered DDL, the columns
+    of its tables, its key and where its raw and mart tables are (quoted names)."""
+
+    feed: str
+    statements: tuple[Statement, ...]
+    tables: dict[str, list[ColumnState]]
+    key: tuple[str, ...]
+    raw: str
+    mart: str
+    fingerprint: str
+    spec_tables: tuple[str, ...] = ()
+    """The tables whose columns are the spec's (raw, mart, landing): their changes are reported
+    at the spec's columns; the others' (ledger, quarantine, ...) are StreamLine's own."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record `streamline apply` keeps of it (the schema versions' CONTRACT)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "key": list(self.key),
+            "raw": self.raw,
+            "mart": self.mart,
+            "objects": {s.name: s.sql for s in self.statements if s.kind in OBJECT_KINDS},
+            "tables": {
+                name: [[c.name, c.type.sql(), c.nullable] for c in columns]
+                for name, columns in self.tables.items()
+            },
+        }
+
+
+OBJECT_KINDS = ("file format", "stage")
+"""Objects replaced whole when their options change (they hold no data)."""
+
+
+def contract_of(
+    feed: str, ddl: str, key: Sequence[str], raw: str, mart: str, landing: str | None = None
+) -> Contract:
+    """A feed's contract from its rendered DDL."""
+    statements = tuple(ddl_statements(ddl))
+    return Contract(
+        feed=feed,
+        statements=statements,
+        tables=desired_tables(ddl),
+        key=tuple(k.upper() for k in key),
+        raw=raw,
+        mart=mart,
+        fingerprint=fingerprint(ddl, key),
+        spec_tables=tuple(t for t in (raw, mart, landing) if t),
+    )
+
+
+def fingerprint(ddl: str, key: Sequence[str]) -> str:
+    """What a feed's warehouse objects are, hashed: 16 hex digits of SHA-256 over its DDL's
+    statements (as ddl_statements gives them: comments and indentation do not count) and its
+    key. The stage is left out: its URL and storage integration are the deployment's (plan
+    still compares it), so a DAG parsed anywhere computes the same fingerprint."""
+    statements = [s.sql for s in ddl_statements(ddl) if s.kind != "stage"]
+    body = json.dumps({"statements": statements, "key": [k.upper() for k in key]}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A feed's latest schema version in the warehouse."""
+
+    version: int
+    fingerprint: str
+    contract: dict[str, Any]
+    applied_at: Any = None
+    applied_by: str | None = None
+
+    def describe(self) -> str:
+        when = f", applied {self.applied_at:%Y-%m-%d %H:%M:%S %Z}" if self.applied_at else ""
+        who = f" by {self.applied_by}" if self.applied_by else ""
+        return f"{self.version} ({self.fingerprint}{when}{who})".replace(" )", ")")
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the warehouse holds of a feed: its latest schema version (None: never applied), the
+    columns of each of the contract's tables and of the raw and mart tables the version records
+    (None: no such table), and which of its file format and stage exist."""
+
+    recorded: Recorded | None
+    tables: dict[str, list[ColumnState] | None]
+    objects: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """What it takes to bring one feed's warehouse objects to its contract."""
+
+    feed: str
+    fingerprint: str
+    recorded: Recorded | None
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[Change]:
+        return [c for c in self.changes if not c.safe]
+
+    @property
+    def statements(self) -> list[str]:
+        """The DDL of the safe changes, in the order they run."""
+        return [c.ddl for c in self.changes if c.ddl]
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing to run and the warehouse records this very version."""
+        return (
+            not self.changes
+            and self.recorded is not None
+            and (self.recorded.fingerprint == self.fingerprint)
+        )
+
+    @property
+    def next_version(self) -> int:
+        return (self.recorded.version if self.recorded else 0) + 1
+
+
+def plan_feed(
+    contract: Contract, live: Live, column_paths: dict[str, tuple[str | int, ...]]
+) -> FeedPlan:
+    """Compare a feed's contract with the warehouse. column_paths maps a spec column's name
+    (upper case) to its JSON path in the spec, where its changes are reported; other changes are
+    reported at the spec's key, table or feed name."""
+    recorded = live.recorded.contract if live.recorded else None
+    changes: list[Change] = []
+    if recorded is not None and recorded.get("key") != list(contract.key):
+        old = ", ".join(recorded.get("key") or []) or "none"
+        changes.append(Change(
+            contract.mart, "", "change key",
+            f"key {old} -> {', '.join(contract.key)}: the mart's rows were merged on the old key",
+            hint="empty the mart by hand (or create it anew under another name), then rebuild "
+            "it from processed/ with `streamline reprocess FEED --from FIRST_BATCH`",
+            path=("key",),
+        ))  # fmt: skip
+    for part, name in (("raw", contract.raw), ("mart", contract.mart)):
+        old_name = str(recorded.get(part) or "") if recorded is not None else ""
+        # Refused while the old table holds the data and the new one does not exist: once it is
+        # moved (or made) by hand, or the old one dropped, the new location is planned as usual.
+        left_behind = live.tables.get(name) is None and live.tables.get(old_name) is not None
+        if old_name and old_name != name and left_behind:
+            changes.append(Change(
+                name, "", "move table", f"{part} table {old_name} -> {name}",
+                hint=f"move it by hand, `ALTER TABLE {old_name} RENAME TO {name}` (see "
+                "https://docs.snowflake.com/en/sql-reference/sql/alter-table), then plan again; "
+                f"or, to start anew, drop {old_name}, apply (which creates {name} empty) and "
+                "rebuild it from processed/ with `streamline reprocess FEED --from FIRST_BATCH`",
+                path=(part, "table"),
+            ))  # fmt: skip
+    if any(c.kind == "move table" for c in changes):
+        return FeedPlan(contract.feed, contract.fingerprint, live.recorded, changes)
+    objects = (recorded or {}).get("objects", {})
+    replaced_format = False
+    for statement in contract.statements:
+        if statement.kind in OBJECT_KINDS:
+            exists = live.objects.get(statement.name, False)
+            before = objects.get(statement.name)
+            if (
+                exists
+                and before == statement.sql
+                and not (statement.kind == "stage" and replaced_format)
+            ):
+                continue
+            if not exists:
+                kind, detail = f"create {statement.kind}", f"{statement.kind} {statement.name}"
+            elif before is None:
+                kind = f"replace {statement.kind}"
+                detail = f"{statement.name}: options not on record, made again from the spec"
+            elif before != statement.sql:
+                kind, detail = f"{statement.kind} options", _option_diff(before, statement.sql)
+            else:
+                kind = f"replace {statement.kind}"
+                detail = f"{statement.name}: its file format is made again"
+            replaced_format = replaced_format or statement.kind == "file format"
+            changes.append(Change(statement.name, "", kind, detail, statement.sql + ";"))
+        elif statement.kind == "table":
+            columns = live.tables.get(statement.name)
+            if columns is None:
+                changes.append(Change(
+                    statement.name, "", "create table", f"table {statement.name}",
+                    statement.sql + ";",
+                ))  # fmt: skip
+                continue
+            own = statement.name not in contract.spec_tables
+            for change in column_changes(statement.name, contract.tables[statement.name], columns):
+                if own:  # a StreamLine upgrade changed one of its own tables
+                    change = Change(
+                        change.table, change.column, change.kind, change.detail, change.ddl,
+                        change.hint and f"{change.hint} (a table of StreamLine's own, changed by "
+                        "an upgrade: see its release notes)", ("feed",),
+                    )  # fmt: skip
+                else:
+                    change = _with_path(
+                        change, column_paths.get(change.column.upper(), ("columns",))
+                    )
+                changes.append(change)
+    if any(c.kind.startswith("create") for c in changes):
+        setup = [s for s in contract.statements if s.kind in ("database", "schema")]
+        changes[:0] = [
+            Change(s.name, "", f"ensure {s.kind}", f"{s.kind} {s.name}", s.sql + ";") for s in setup
+        ]
+    return FeedPlan(contract.feed, contract.fingerprint, live.recorded, changes)
+
+
+def _with_path(change: Change, path: tuple[str | int, ...]) -> Change:
+    return Change(
+        change.table, change.column, change.kind, change.detail, change.ddl, change.hint, path
+    )
+
+
+def _option_diff(before: str, after: str) -> str:
+    """The option lines that differ, e.g. `FIELD_DELIMITER = ',' -> FIELD_DELIMITER = '|'`."""
+    old, new = before.splitlines()[1:], after.splitlines()[1:]
+    gone = [line for line in old if line not in new]
+    came = [line for line in new if line not in old]
+    pairs = [f"{a.rstrip(',;')} -> {b.rstrip(',;')}" for a, b in zip(gone, came, strict=False)]
+    pairs += [f"- {a.rstrip(',;')}" for a in gone[len(came) :]]
+    pairs += [f"+ {b.rstrip(',;')}" for b in came[len(gone) :]]
+    return "; ".join(pairs) or "options reordered"

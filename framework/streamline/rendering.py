@@ -32,6 +32,7 @@ from streamline.layout import (
     RUNTIME_CLAIM,
     RUNTIME_COPY_FILES,
     RUNTIME_SOURCE_FILES,
+    SCHEMA_VERSION_COLUMNS,
     claim_expression,
 )
 from streamline.model import TEXT_TYPES, CsvFormat, Feed, TableRef, type_parts
@@ -356,6 +357,8 @@ def _context(
         "file_format": quote_table(layout.file_format),
         "stage": quote_table(layout.stage),
         "ledger": quote_table(layout.ledger),
+        "schema_versions": quote_table(layout.schema_versions),
+        "schema_version_columns": SCHEMA_VERSION_COLUMNS,
         "landing_table": quote_table(layout.landing_table),
         "quarantine": quote_table(layout.quarantine),
         "landing_columns": LANDING_COLUMNS,

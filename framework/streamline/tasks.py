@@ -133,9 +133,15 @@ def claim_batch(
     max_bytes: int,
     raw: dict[str, str] | None = None,
     quarantine_table: dict[str, str] | None = None,
+    schema_version: dict[str, str] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """Task `claim`: commit the run's batch, move its files, hand the load step what to record.
+
+    First, when schema_version is given (fingerprint, and the schema versions table: database,
+    schema, table), checks that the warehouse holds the schema this DAG was rendered for
+    (streamline.schema_versions.check_version); when it does not, the task fails before it takes
+    any file (retries wait for `streamline apply`), and the files stay in landing/.
 
     Skips the run when nothing landed, or when the batch holds nothing to load: only zero-byte
     objects (set aside to quarantine/), or a reprocess set every file aside; the batch is then
@@ -159,10 +165,18 @@ def claim_batch(
     if not isinstance(quarantine, dict):
         raise BatchError('conf "quarantine" must map file names (relative keys) to reasons')
     table = _table(ledger)
-    if quarantine:
+    live_version = None
+    if quarantine or schema_version:
         warehouse = _warehouse(snowflake_conn_id)
         try:
-            _check_quarantine(warehouse, table, feed, batch_id)
+            if schema_version:
+                from streamline.schema_versions import check_version
+
+                live_version = check_version(
+                    warehouse, _table(schema_version), feed, schema_version["fingerprint"]
+                )
+            if quarantine:
+                _check_quarantine(warehouse, table, feed, batch_id)
         finally:
             warehouse.close()
     try:
@@ -191,6 +205,7 @@ def claim_batch(
         empty_files=len(manifest.empty_files),
         started=started,
         claimed=dt.datetime.now(dt.UTC),
+        schema_version=live_version,
     )
     move_batch(s3, bucket, layout, manifest, finished=False)
     summary = {

@@ -880,7 +880,7 @@ def test_snowflake_setup_parses(project: Project, feeds: list[Feed], with_ddl: b
     create_tables = [s for s in statements if isinstance(s, exp.Create) and s.kind == "TABLE"]
     # landing, quarantine, raw, mart, and the batch ledger of the raw schema (IF NOT EXISTS: once
     # per feed is fine)
-    assert len(create_tables) == (5 * len(feeds) if with_ddl else 0)
+    assert len(create_tables) == (6 * len(feeds) if with_ddl else 0)
 
 
 def _integrations(sql: str) -> dict[str, str]:

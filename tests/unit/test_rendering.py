@@ -87,7 +87,7 @@ def test_golden_sql(project: Project, feeds: list[Feed], golden, name: str, step
 
 
 EXPECTED_STATEMENTS = {
-    "ddl": ["Create"] * 10,
+    "ddl": ["Create"] * 11,
     # The claim record; then: landing rows out, COPY, raw and quarantine rows out, quarantine,
     # raw, the rejected_rows and rows_reconciled gates, landing rows out, the ledger.
     "load": [

@@ -29,6 +29,12 @@ can, and names it:
    TIMESTAMP (TIMESTAMPTZ for LTZ and TZ), DuckDB's own detection of ISO-like text, which is
    what Snowflake's AUTO reads too (the ISO and RFC forms are the ones StreamLine's feeds send).
    https://docs.snowflake.com/en/sql-reference/functions/to_timestamp
+9. DESCRIBE TABLE gives the types a table was declared with, as Snowflake does (`streamline plan`
+   compares them with the spec): fakesnow reports every TIMESTAMP_NTZ as (9), TIMESTAMP_LTZ as
+   TIMESTAMP_TZ, and does not record a VARCHAR's new length after ALTER COLUMN ... SET DATA TYPE;
+   and a CREATE TABLE IF NOT EXISTS of a table that exists overwrote its VARCHAR lengths with
+   the statement's. Declared timestamp and time types are kept in a table of their own.
+   https://docs.snowflake.com/en/sql-reference/sql/desc-table
 
 Each patch is proved needed by tests/integration/test_fidelity.py, which starts a warehouse
 without it (STREAMLINE_COMPAT_WITHOUT=N) and sees the behaviour it restores fail.
@@ -46,7 +52,9 @@ import importlib.metadata
 import json
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
+from string import Template
 from types import ModuleType
 from typing import Any
 
@@ -57,6 +65,7 @@ from snowflake.connector.errors import ProgrammingError
 from sqlglot import exp
 
 from streamline.local import copy_emulator
+from streamline.migrations import canonical_type
 
 PINNED_FAKESNOW = "0.12.1"
 
@@ -120,6 +129,18 @@ def install(*, s3_endpoint_url: str, region: str = "us-east-1") -> None:
         arrow.timestamp_to_sf_struct = _timestamps_keep_nulls(arrow.timestamp_to_sf_struct)
     if 8 not in without:
         transforms.to_timestamp = _auto_timestamp_format(transforms.to_timestamp)
+    if 9 not in without:
+        info_schema: Any = importlib.import_module("fakesnow.info_schema")
+        describe: Any = importlib.import_module("fakesnow.transforms.transforms")
+        info_schema.fs_global_creation_sql = _with_declared_types_table(
+            info_schema.fs_global_creation_sql
+        )
+        describe.SQL_DESCRIBE_TABLE = _DESCRIBE_DECLARED
+        server = sys.modules.get("fakesnow.server")  # its instance, made when it was imported
+        if server is not None and getattr(server, "shared_fs", None) is not None:
+            server.shared_fs.duck_conn.execute(_DECLARED_TABLE)
+        transforms.identifier = _noting_declared_types(transforms.identifier)
+        fake_cursor._execute = _recording_declared_types(fake_cursor._execute)
 
 
 # --- 2 to 8 ----------------------------------------------------------------------------------
@@ -295,3 +316,134 @@ def _auto_timestamp_format(
         return to_timestamp(expression)
 
     return convert
+
+
+# --- 9 ---------------------------------------------------------------------------------------
+
+_DECLARED = "_fs_global._fs_information_schema._streamline_declared_types"
+_DECLARED_KINDS = {
+    exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ, exp.DataType.Type.TIMESTAMPLTZ,
+    exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.DATETIME, exp.DataType.Type.TIME,
+}  # fmt: skip
+_DESCRIBE_DECLARED = Template(
+    """
+SELECT
+    c.column_name AS "name",
+    COALESCE(d.declared, CASE
+         WHEN data_type = 'NUMBER'
+           THEN 'NUMBER(' || numeric_precision || ',' || numeric_scale || ')'
+         WHEN data_type = 'TEXT'
+           THEN 'VARCHAR(' || coalesce(character_maximum_length,16777216)  || ')'
+         WHEN data_type = 'TIMESTAMP_NTZ' THEN 'TIMESTAMP_NTZ(9)'
+         WHEN data_type = 'TIMESTAMP_TZ' THEN 'TIMESTAMP_TZ(9)'
+         WHEN data_type = 'TIME' THEN 'TIME(9)'
+         WHEN data_type = 'BINARY' THEN 'BINARY(8388608)'
+        ELSE data_type END) AS "type",
+    'COLUMN' AS "kind",
+    CASE WHEN is_nullable = 'YES' THEN 'Y' ELSE 'N' END AS "null?",
+    column_default AS "default",
+    'N' AS "primary key",
+    'N' AS "unique key",
+    NULL::VARCHAR AS "check",
+    NULL::VARCHAR AS "expression",
+    NULL::VARCHAR AS "comment",
+    NULL::VARCHAR AS "policy name",
+    NULL::JSON AS "privacy domain",
+FROM _fs_information_schema._fs_columns c
+LEFT JOIN """
+    + _DECLARED
+    + """ d
+  ON d.catalog_name = c.table_catalog AND d.schema_name = c.table_schema
+ AND d.table_name = c.table_name AND d.column_name = c.column_name
+WHERE c.table_catalog = '${catalog}' AND c.table_schema = '${schema}'
+  AND c.table_name = '${table}'
+ORDER BY ordinal_position
+"""
+)
+"""fakesnow's SQL_DESCRIBE_TABLE (0.12.1), with the declared type first where one is kept."""
+
+
+_DECLARED_TABLE = f"""CREATE TABLE IF NOT EXISTS {_DECLARED} (
+    catalog_name VARCHAR, schema_name VARCHAR, table_name VARCHAR, column_name VARCHAR,
+    declared VARCHAR,
+    PRIMARY KEY (catalog_name, schema_name, table_name, column_name)
+)"""
+
+
+def _with_declared_types_table(creation_sql: Callable[[], str]) -> Callable[[], str]:
+    def create() -> str:
+        return creation_sql().rstrip().rstrip(";") + ";\n" + _DECLARED_TABLE
+
+    return create
+
+
+def _declared_name(node: exp.Expr) -> str:
+    identifier = node.this if isinstance(node.this, exp.Identifier) else None
+    if identifier is not None and identifier.quoted:
+        return identifier.name
+    return node.name.upper()
+
+
+def _noting_declared_types(identifier: Callable[..., exp.Expr]) -> Callable[..., exp.Expr]:
+    """fakesnow's first transform, which sees the statement as written: note the declared type
+    of each timestamp or time column a CREATE TABLE or ALTER TABLE names."""
+
+    def note(expression: exp.Expr, *args: Any, **kwargs: Any) -> exp.Expr:
+        if isinstance(expression, (exp.Create, exp.Alter)) and "declared_types" not in (
+            expression.args
+        ):
+            declared = []
+            for node in expression.find_all(exp.ColumnDef, exp.AlterColumn):
+                kind = node.args.get("kind") or node.args.get("dtype")
+                if isinstance(kind, exp.DataType):
+                    text = None
+                    if kind.this in _DECLARED_KINDS:  # as Snowflake spells it: TIMESTAMP_NTZ(3)
+                        text = canonical_type(kind.sql("snowflake")).sql()
+                    lengths = kind.this in (exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT)
+                    declared.append((_declared_name(node), text, lengths and node, kind))
+            expression.args["declared_types"] = declared
+        return identifier(expression, *args, **kwargs)
+
+    return note
+
+
+def _recording_declared_types(execute_one: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(execute_one)
+    def run(self: Any, transformed: exp.Expr, params: Any = None) -> None:
+        declared = transformed.args.get("declared_types")
+        table = transformed.find(exp.Table) if declared is not None else None
+        if table is None or declared is None:
+            return execute_one(self, transformed, params)
+        catalog = table.catalog or self._conn.database
+        schema = table.db or self._conn.schema
+        names = (catalog, schema, table.name)
+        if isinstance(transformed, exp.Create) and transformed.args.get("exists"):
+            found = self._duck_conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_catalog = ? "
+                "AND table_schema = ? AND table_name = ?",
+                list(names),
+            ).fetchall()
+            if found:  # IF NOT EXISTS of a table that exists: nothing about it changes
+                transformed.args.pop("text_lengths", None)
+                return execute_one(self, transformed, params)
+        execute_one(self, transformed, params)
+        for column, text, sized, kind in declared:
+            if sized and isinstance(transformed, exp.Alter):  # SET DATA TYPE VARCHAR(n)
+                size = kind.find(exp.DataTypeParam)
+                length = int(size.name) if size else 16_777_216
+                self._duck_conn.execute(
+                    "INSERT INTO _fs_global._fs_information_schema._fs_columns_ext VALUES "
+                    "(?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET ext_character_maximum_length "
+                    "= excluded.ext_character_maximum_length, ext_character_octet_length = "
+                    "excluded.ext_character_octet_length",
+                    [*names, column, length, min(length * 4, 16_777_216)],
+                )
+            if text is not None:
+                self._duck_conn.execute(
+                    f"INSERT INTO {_DECLARED} VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO UPDATE SET declared = excluded.declared",
+                    [*names, column, text],
+                )
+        return None
+
+    return run

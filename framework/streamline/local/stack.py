@@ -29,7 +29,7 @@ from streamline.layout import ZONES
 from streamline.local.processes import stop_process
 from streamline.model import Feed
 from streamline.project import Project
-from streamline.rendering import RenderSettings, render_feed
+from streamline.rendering import RenderSettings
 
 log = logging.getLogger(__name__)
 
@@ -334,11 +334,23 @@ def provision(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
     create_warehouse_objects(stack, project, feeds)
 
 
-def create_warehouse_objects(stack: Stack, project: Project, feeds: Sequence[Feed]) -> None:
-    """Run every feed's rendered DDL, unchanged, against the local warehouse."""
+def create_warehouse_objects(
+    stack: Stack, project: Project, feeds: Sequence[Feed]
+) -> dict[str, int]:
+    """Plan and apply every feed's warehouse objects, as `streamline apply` does: {feed: its
+    schema version}. Raises StackError when a plan refuses a change (a warehouse kept from an
+    earlier run whose tables the specs no longer match)."""
+    from streamline.ledger import ConnectionRunner
+    from streamline.schema_versions import apply_feeds, plan_feeds
+
     settings = RenderSettings(lake_url=f"s3://{stack.bucket}")
     with stack.connect() as conn:
-        for feed in feeds:
-            ddl = render_feed(project, feed, feeds, settings=settings, steps=["ddl"])["ddl"]
-            for cursor in conn.execute_string(ddl, remove_comments=True):
-                cursor.close()
+        runner = ConnectionRunner(conn)
+        planned = plan_feeds(lambda _: runner, project, feeds, feeds, settings)
+        if refused := [(f, c) for f, _, plan in planned for c in plan.refused]:
+            feed, change = refused[0]
+            raise StackError(
+                f"feed {feed.feed}: {change.kind}: {change.detail} ({change.hint}); "
+                "`streamline plan --local` lists every refused change"
+            )
+        return apply_feeds(lambda _: runner, planned)

@@ -1,4 +1,6 @@
--- StreamLine DDL for feed orders (pipelines/orders.yaml): run when provisioning, not by the DAG.
+-- StreamLine DDL for feed orders (pipelines/orders.yaml): what its warehouse objects are.
+-- `streamline plan` compares it with the warehouse and `streamline apply` runs what differs;
+-- the DAG never runs it.
 CREATE DATABASE IF NOT EXISTS "STREAMLINE";
 CREATE SCHEMA IF NOT EXISTS "STREAMLINE"."RAW";
 CREATE SCHEMA IF NOT EXISTS "STREAMLINE"."MART";
@@ -104,5 +106,17 @@ CREATE TABLE IF NOT EXISTS "STREAMLINE"."RAW"."STREAMLINE_BATCHES" (
   "CHECKED_AT" TIMESTAMP_LTZ(3),
   "PUBLISHED_AT" TIMESTAMP_LTZ(3),
   "FAILED_AT" TIMESTAMP_LTZ(3),
-  "UPDATED_AT" TIMESTAMP_LTZ(3) NOT NULL
+  "UPDATED_AT" TIMESTAMP_LTZ(3) NOT NULL,
+  "SCHEMA_VERSION" NUMBER(38,0)
+);
+-- The schema versions: one row per feed and version, written by `streamline apply`; each DAG run
+-- checks its feed's latest before it loads.
+CREATE TABLE IF NOT EXISTS "STREAMLINE"."RAW"."STREAMLINE_SCHEMA_VERSIONS" (
+  "FEED" VARCHAR(128) NOT NULL,
+  "VERSION" NUMBER(38,0) NOT NULL,
+  "FINGERPRINT" VARCHAR(64) NOT NULL,
+  "CONTRACT" VARCHAR NOT NULL,
+  "STATEMENTS" VARCHAR,
+  "APPLIED_AT" TIMESTAMP_LTZ(3) NOT NULL,
+  "APPLIED_BY" VARCHAR(256)
 );
