@@ -1025,6 +1025,50 @@ def unregistered_batches(
     ]
 
 
+@dataclass(frozen=True)
+class LakeBatch:
+    """A batch of a feed the lake holds, as a reprocess finds it: finished (its manifest in
+    processed/, not open), or open: in the claims register (run_id: the DAG run holding it, None
+    when none is recorded) or left in processing/ with a manifest and no register entry."""
+
+    batch_id: str
+    finished: bool
+    run_id: str | None = None
+
+
+def list_batches(
+    s3: S3Client, bucket: str, layout: LakeLayout, start: str | None = None, end: str | None = None
+) -> dict[str, LakeBatch]:
+    """The feed's batches in the lake, by batch id: every batch with a manifest in processed/ or
+    processing/, and every open batch of the claims register.
+
+    start and end (batch ids) bound the listing of processed/ to the seconds they name (S3 lists
+    keys in order, from StartAfter), so a range costs the keys of its own batches; ids outside
+    [start, end] may still be returned (the caller selects exactly). processing/ holds open
+    batches only and is listed whole."""
+    register = read_register(s3, bucket, layout)
+    found = {
+        batch_id: LakeBatch(batch_id, False, manifest.run_id)
+        for batch_id, manifest in register.batches.items()
+    }
+    for obj in list_landed(s3, bucket, f"{PROCESSING}/"):
+        batch_id = layout.batch_of(obj.key)
+        if batch_id is not None and batch_id not in found:
+            found[batch_id] = LakeBatch(batch_id, False)
+    listing: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{PROCESSED}/"}
+    if start:
+        listing["StartAfter"] = f"{PROCESSED}/{start[:15]}"  # both forms of id of that second
+    for page in s3.get_paginator("list_objects_v2").paginate(**listing):
+        for item in page.get("Contents", []):
+            folder = item["Key"][len(PROCESSED) + 1 :].partition("/")[0]
+            if end and folder[:15] > end[:15]:
+                return found
+            batch_id = layout.batch_of(item["Key"])
+            if batch_id is not None and batch_id not in found:
+                found[batch_id] = LakeBatch(batch_id, True)
+    return found
+
+
 class NoBatchError(BatchError):
     """A reprocess of a batch the lake does not hold."""
 
