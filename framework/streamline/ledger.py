@@ -270,6 +270,36 @@ def read_batch(runner: Runner, table: TableRef, feed: str, batch_id: str) -> Led
     return found[0] if found else None
 
 
+@dataclass(frozen=True)
+class Redone:
+    """A feed's batches that more than one DAG run held (RUNS > 1: reprocessed, or finished by a
+    reprocess after a failure): how many, the first and last batch id, and when the last of them
+    was claimed again (a redone batch's CLAIMED_AT is its last run's claim)."""
+
+    batches: int
+    first_batch_id: str
+    last_batch_id: str
+    last_at: dt.datetime | None
+
+
+def read_redone(runner: Runner, table: TableRef, feeds: Sequence[str]) -> dict[str, Redone]:
+    """Per feed of feeds with any, its redone batches (see Redone), in one query."""
+    q = quote_identifier
+    marks = ", ".join(f"%(feed_{i})s" for i in range(len(feeds)))
+    sql = (
+        f"SELECT {q('feed')}, COUNT(*), MIN({q('batch_id')}), MAX({q('batch_id')}), "
+        f"MAX({q('claimed_at')}) FROM {quote_table(table)} "
+        f"WHERE {q('feed')} IN ({marks}) AND {q('runs')} > 1 GROUP BY {q('feed')}"
+    )
+    params = {f"feed_{i}": feed for i, feed in enumerate(feeds)}
+    found = {}
+    for feed, count, first, last, when in runner.get_records(sql, parameters=params) or []:
+        if isinstance(when, dt.datetime) and when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        found[feed] = Redone(int(count), first, last, when)
+    return found
+
+
 def _select(runner: Runner, table: TableRef, where: str, params: dict[str, Any]) -> list[LedgerRow]:
     names = ", ".join(quote_identifier(n) for n in _ROW_COLUMNS)
     sql = f"SELECT {names} FROM {quote_table(table)} WHERE {where}"

@@ -120,6 +120,18 @@ def print_status(report: StatusReport, console: Console) -> None:
             console.print(_batches_table(feed.batches, now))
         else:
             console.print("  no batches in the ledger yet")
+        if feed.redone is not None:
+            redone = feed.redone
+            span = (
+                redone.first_batch_id
+                if redone.batches == 1
+                else f"{redone.first_batch_id} to {redone.last_batch_id}"
+            )
+            console.print(
+                f"  redone (runs > 1): {redone.batches} batch{'es' * (redone.batches != 1)}, "
+                f"{span}; the last claimed again {_when(redone.last_at, now)}",
+                markup=False,
+            )
     verdict = "[green]all feeds healthy[/]" if report.healthy else "[red]attention needed[/]"
     console.print(f"{verdict} (checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC; times in UTC)")
 

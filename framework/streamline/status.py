@@ -2,9 +2,10 @@
 
 Per feed: the latest batches in the batch ledger, batches that failed or are stuck (claimed and
 unfinished for longer than the spec's batch.stuck_after_seconds), open batches of the claims
-register, and the landing backlog (data files waiting, their bytes, the oldest one's age against
-batch.landing_stale_after_seconds). The result is a typed report; `streamline.reporting` prints it
-for people or as JSON.
+register, the landing backlog (data files waiting, their bytes, the oldest one's age against
+batch.landing_stale_after_seconds), and the batches redone (held by more than one DAG run: a
+reprocess, e.g. a backfill after a spec change). The result is a typed report;
+`streamline.reporting` prints it for people or as JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamline.errors import BatchError
 from streamline.layout import FINISHED_STATUSES, PROCESSING, LakeLayout
-from streamline.ledger import LedgerRow, read_batches
+from streamline.ledger import LedgerRow, Redone, read_batches, read_redone
 from streamline.model import Feed, TableRef
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class FeedStatus:
     open_batches: list[OpenBatch] = field(default_factory=list)
     backlog: Backlog = field(default_factory=Backlog)
     problems: list[Problem] = field(default_factory=list)
+    redone: Redone | None = None
+    """Its batches more than one DAG run held (reprocessed), beyond the latest ones listed."""
 
     @property
     def healthy(self) -> bool:
@@ -249,11 +252,13 @@ def collect_status(
         table = feed.layout.ledger
         by_ledger.setdefault((table.database, table.schema, table.table), []).append(feed)
     rows: dict[str, list[LedgerRow]] = {f.feed: [] for f in feeds}
+    redone: dict[str, Redone] = {}
     for (database, schema, name), members in by_ledger.items():
         runner = warehouse_for(members[0])
         names = [f.feed for f in members]
         for row in read_batches(runner, TableRef(database, schema, name), names, latest):
             rows[row.feed].append(row)
+        redone.update(read_redone(runner, TableRef(database, schema, name), names))
     statuses = []
     for feed in feeds:
         try:
@@ -263,4 +268,5 @@ def collect_status(
         except BatchError as exc:  # one feed's damaged lake state: report it, go on
             problem = Problem(UNREADABLE, str(exc), hint="fix it, then run status again")
             statuses.append(FeedStatus(feed.feed, batches=rows[feed.feed], problems=[problem]))
+        statuses[-1].redone = redone.get(feed.feed)
     return StatusReport(now or dt.datetime.now(dt.UTC), statuses)

@@ -266,3 +266,30 @@ def test_quarantine_prints_each_rejected_row_with_its_reason(
     assert "orders: 2 of 3 quarantined rows shown (raise --limit for more)" in (
         capsys.readouterr().out
     )
+
+
+def test_status_shows_the_batches_a_backfill_redid(
+    orders: Feed, s3: Any, warehouse: ledger.ConnectionRunner
+) -> None:
+    batches = ("20260101T000000.000000Z", "20260101T000001.000000Z", "20260102T000000.000000Z")
+    for batch in batches:
+        ledger.record(warehouse, TABLE, "orders", batch, {"status": "published", "run_id": "r1",
+                      "claimed_at": "2026-01-02T00:00:00+00:00"}, count_run=True)  # fmt: skip
+    for batch in batches[:2]:  # a reprocess of each takes it over: RUNS + 1
+        ledger.record(warehouse, TABLE, "orders", batch, {"status": "published", "run_id": "rp_1",
+                      "claimed_at": "2026-01-03T10:00:00+00:00"}, count_run=True)  # fmt: skip
+    report = status(orders, s3, warehouse)
+    redone = report.feeds[0].redone
+    assert redone is not None
+    assert (redone.batches, redone.first_batch_id, redone.last_batch_id) == (2, *batches[:2])
+    line = f"redone (runs > 1): 2 batches, {batches[0]} to {batches[1]}; the last claimed again"
+    assert f"{line} 2026-01-03 10:00:00" in text(report)
+    body = json.loads(json.dumps(report.to_json()))["feeds"][0]
+    assert body["redone"]["batches"] == 2 and [b["runs"] for b in body["batches"]] == [1, 2, 2]
+    # A feed with no batch redone says nothing of it.
+    ledger.record(warehouse, TABLE, "customers", batches[0], {"status": "published"})
+    customers = dataclasses.replace(orders, feed="customers", source=dataclasses.replace(
+        orders.source, prefix="customers"))  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    quiet = collect_status([customers], lambda f: s3, lambda f: warehouse, "lake", now=now)
+    assert quiet.feeds[0].redone is None and "redone" not in text(quiet)
