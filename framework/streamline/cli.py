@@ -295,7 +295,33 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess = command("reprocess", cmd_reprocess)
     reprocess.add_argument("feed", help="feed name")
     reprocess.add_argument(
-        "batch_id", metavar="BATCH_ID", help="the batch, e.g. 20260101T000000.000000Z"
+        "batch_ids",
+        nargs="*",
+        metavar="BATCH_ID",
+        help="the batch, e.g. 20260101T000000.000000Z; several run one after another",
+    )
+    reprocess.add_argument(
+        "--from",
+        dest="start",
+        metavar="BATCH_ID",
+        help="every batch from this id on (inclusive); need not be a batch: any UTC time in "
+        "batch id form, e.g. 20261130T000000Z",
+    )
+    reprocess.add_argument(
+        "--to",
+        dest="end",
+        metavar="BATCH_ID",
+        help="every batch up to this id (inclusive); with --from, those in between",
+    )
+    reprocess.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the batches it would reprocess, in order, and exit",
+    )
+    reprocess.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with several batches: go on past a batch that does not publish (default: stop)",
     )
     reprocess.add_argument(
         "--quarantine",
@@ -319,10 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="an Amazon MWAA environment, called with InvokeRestApi ($STREAMLINE_MWAA_ENVIRONMENT)",
     )
     reprocess.add_argument(
-        "--timeout", type=float, default=1800.0, help="seconds to wait for the run (1800)"
+        "--timeout", type=float, default=1800.0, help="seconds to wait for each run (1800)"
     )
     reprocess.add_argument(
-        "--no-wait", action="store_true", help="trigger the run and exit without waiting"
+        "--no-wait",
+        action="store_true",
+        help="trigger the run and exit without waiting (one batch only)",
     )
     _connection_args(reprocess)
 
@@ -979,11 +1007,17 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     takes the batch over from the run that claimed it, finishes its claim, and loads, transforms,
     checks and publishes it; re-running a published batch adds no rows. Exit 0 when the batch is
     published, 1 otherwise.
+
+    Several BATCH_IDs, or a range (--from and/or --to, inclusive), backfill after a spec change:
+    the batches the lake holds (published in processed/, or open in processing/) are reprocessed
+    in batch order, each run triggered once the one before has ended, with a line per batch and a
+    table at the end. An open batch held by a queued or running DAG run is refused by id and left
+    out of a range. The first batch that does not publish stops the rest unless --keep-going; exit
+    0 only when every batch is published. --dry-run lists the batches and exits. --quarantine and
+    --no-wait take one batch only.
     """
     from streamline.airflowapi import (
         ApiError,
-        MwaaApi,
-        RestApi,
         run_state,
         trigger_run,
         wait_for_run,
@@ -993,7 +1027,9 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     if result.errors:
         return _report_errors(result)
     [feed] = _select(result.feeds, [args.feed])
-    batch_id = _batch_id_arg(args.batch_id)
+    if len(args.batch_ids) != 1 or args.start or args.end or args.dry_run:
+        return _reprocess_batches(args, feed)
+    batch_id = _batch_id_arg(args.batch_ids[0])
     quarantine: dict[str, str] = {}
     for item in args.quarantine:
         name, sep, reason = item.partition("=")
@@ -1005,20 +1041,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     stack = _use_local(args)
     with _quiet_airflow(args):
         owner = _check_reprocess(args, feed, batch_id, quarantine)
-    api: Any
-    if stack is not None:
-        if not stack.get("api_url"):
-            raise UsageError(f"the local stack in {args.workdir} has no Airflow API server")
-        api = RestApi(stack["api_url"])
-    elif args.mwaa_environment:
-        api = MwaaApi(args.mwaa_environment)
-    else:
-        api = RestApi(
-            args.airflow_url,
-            username=os.environ.get("STREAMLINE_AIRFLOW_USERNAME"),
-            password=os.environ.get("STREAMLINE_AIRFLOW_PASSWORD"),
-            token=os.environ.get("STREAMLINE_AIRFLOW_TOKEN"),
-        )
+    api = _airflow_api(args, stack)
     conf: dict[str, Any] = {"batch_id": batch_id}
     if quarantine:
         conf["quarantine"] = quarantine
@@ -1068,6 +1091,138 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         markup=False,
     )
     return EXIT_INVALID
+
+
+def _airflow_api(args: argparse.Namespace, stack: dict[str, Any] | None) -> Any:
+    """The Airflow REST API that reprocess calls: the local stack's, MWAA's or a server's."""
+    from streamline.airflowapi import MwaaApi, RestApi
+
+    if stack is not None:
+        if not stack.get("api_url"):
+            raise UsageError(f"the local stack in {args.workdir} has no Airflow API server")
+        return RestApi(stack["api_url"])
+    if args.mwaa_environment:
+        return MwaaApi(args.mwaa_environment)
+    return RestApi(
+        args.airflow_url,
+        username=os.environ.get("STREAMLINE_AIRFLOW_USERNAME"),
+        password=os.environ.get("STREAMLINE_AIRFLOW_PASSWORD"),
+        token=os.environ.get("STREAMLINE_AIRFLOW_TOKEN"),
+    )
+
+
+def _reprocess_batches(args: argparse.Namespace, feed: Any) -> int:
+    """`reprocess` of several batches or a range, or --dry-run (see streamline.backfill)."""
+    from streamline.airflowapi import run_state
+    from streamline.backfill import check_request, reprocess_batch, run_batches, select_batches
+    from streamline.batches import batch_time
+    from streamline.errors import BatchError
+    from streamline.lake import list_batches, open_batch_owner
+    from streamline.reporting import print_backfill, print_selection
+
+    ids = [_batch_id_arg(b) for b in args.batch_ids]
+    start = _batch_id_arg(args.start) if args.start else None
+    end = _batch_id_arg(args.end) if args.end else None
+    check_request(ids, start, end)
+    several = "a range (--from/--to)" if start or end else "several batches" if ids[1:] else ""
+    if args.quarantine and several:
+        raise UsageError(
+            f"--quarantine sets files of one batch aside: give one BATCH_ID, not {several} "
+            "(reprocess the others without it)"
+        )
+    if args.quarantine:
+        raise UsageError("--dry-run takes no --quarantine: it lists batches and exits")
+    if args.no_wait and several and not args.dry_run:
+        raise UsageError(
+            f"--no-wait triggers one batch's run; {several} run one after another, each waited "
+            "for: leave --no-wait out"
+        )
+    if not (args.local or args.mwaa_environment or args.airflow_url):
+        raise UsageError("say where Airflow runs: --local, --airflow-url or --mwaa-environment")
+    stack = _use_local(args)
+    api = _airflow_api(args, stack)
+    dag_id, layout, bucket = feed.dag.dag_id, feed.layout.lake, _lake_bucket(args)
+    ordered = sorted(ids, key=batch_time)
+    low, high = (ordered[0], ordered[-1]) if ordered else (start, end)
+    with _quiet_airflow(args):
+        s3 = _hooks()[0](feed.dag.aws_conn_id)
+        try:
+            held = list_batches(s3, bucket, layout, low, high)
+        except Exception as exc:
+            raise BatchError(
+                f"could not list the batches of {feed.feed} in s3://{bucket}: {exc}"
+            ) from exc
+        selection = select_batches(
+            feed.feed, held, batch_ids=ids, start=start, end=end,
+            run_state=lambda run_id: run_state(api, dag_id, run_id), where=f"s3://{bucket}",
+        )  # fmt: skip
+    if not out.is_terminal:
+        out.width = max(out.width, 120)  # a batch's row, whole, in a pipe or a log
+    if args.dry_run:
+        print_selection(selection, out)
+        return EXIT_OK
+    batches = [b.batch_id for b in selection.batches]
+    out.print(
+        f"reprocessing {len(batches)} batches of {feed.feed}, one DAG run at a time: "
+        f"{batches[0]} to {batches[-1]}",
+        markup=False,
+    )
+    for batch, state in selection.left_out:
+        out.print(f"left out: {batch.batch_id}, held by DAG run {batch.run_id}, which is {state}",
+                  markup=False)  # fmt: skip
+
+    def owner_state(batch_id: str) -> tuple[str | None, str | None]:
+        try:
+            with _quiet_airflow(args):
+                owner = open_batch_owner(s3, bucket, layout, batch_id)
+        except Exception as exc:  # the DAG run checks the batch again
+            err.print(f"could not read the lake from here ({exc}); the DAG run checks the batch",
+                      markup=False)  # fmt: skip
+            return "", None
+        return owner, run_state(api, dag_id, owner) if owner else None
+
+    def read_row(batch_id: str) -> Any:
+        with _quiet_airflow(args):
+            return _ledger_row(feed, batch_id)
+
+    triggered: list[str] = []
+
+    def reprocess(index: int, batch_id: str) -> Any:
+        tag = f"[{index}/{len(batches)}]"
+
+        def on_triggered(run_id: str) -> None:
+            triggered.append(run_id)
+            out.print(f"{tag} triggered DAG run {run_id} of {dag_id} for batch {batch_id}",
+                      markup=False)  # fmt: skip
+
+        run = reprocess_batch(
+            api, dag_id, batch_id, timeout=args.timeout, owner_state=owner_state,
+            read_row=read_row, on_triggered=on_triggered,
+            on_state=lambda run_id, state: out.print(f"  run {run_id}: {state}", markup=False),
+        )  # fmt: skip
+        if run.row is not None:
+            out.print(f"{tag} {_batch_summary(run.row)}", markup=False)
+        else:
+            detail = f": {run.detail}" if run.detail else ""
+            out.print(f"{tag} batch {batch_id}: {run.outcome}{detail}", markup=False)
+        return run
+
+    try:
+        result = run_batches(feed.feed, dag_id, batches, reprocess, keep_going=args.keep_going)
+    except KeyboardInterrupt:
+        last = f": DAG run {triggered[-1]} goes on in Airflow" if triggered else ""
+        err.print(f"interrupted{last}; `{_status_command(args, feed)}` shows the batches",
+                  markup=False)  # fmt: skip
+        raise
+    print_backfill(result, out)
+    if result.published:
+        return EXIT_OK
+    err.print(f"`{_status_command(args, feed)}` shows the batches", markup=False)
+    return EXIT_INVALID
+
+
+def _status_command(args: argparse.Namespace, feed: Any) -> str:
+    return f"streamline status {feed.feed}{' --local' * args.local}"
 
 
 def _batch_summary(row: Any) -> str:

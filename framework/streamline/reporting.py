@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from streamline.backfill import NOT_RUN, Backfill, Selection
 from streamline.ledger import LedgerRow, QuarantinedRow
 from streamline.status import StatusReport
 
@@ -159,3 +160,67 @@ def _batches_table(rows: list[LedgerRow], now: dt.datetime) -> Table:
             _when(finished, now),
         )
     return table
+
+
+def print_selection(selection: Selection, console: Console) -> None:
+    """`reprocess --dry-run`: the batches it would reprocess, in order, and those left out."""
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+    for column in ("batch", "in the lake"):
+        table.add_column(column, no_wrap=True)
+    for batch in selection.batches:
+        where = "processed/ (published)" if batch.finished else "processing/ (open)"
+        if batch.run_id and not batch.finished:
+            where += f", last held by DAG run {batch.run_id}"
+        table.add_row(batch.batch_id, where)
+    count = len(selection.batches)
+    console.print(
+        f"would reprocess {count} batch{'es' * (count != 1)} of {selection.feed}, one DAG run "
+        "at a time, in this order:",
+        markup=False,
+    )
+    console.print(table)
+    for batch, state in selection.left_out:
+        console.print(
+            f"left out: {batch.batch_id}, held by DAG run {batch.run_id}, which is {state}",
+            markup=False,
+        )
+
+
+def print_backfill(result: Backfill, console: Console) -> None:
+    """`reprocess` of several batches: a row per batch (its DAG run, outcome, rows loaded and
+    runs from the ledger), then the verdict."""
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+    table.add_column("batch", no_wrap=True, min_width=max(len(r.batch_id) for r in result.runs))
+    table.add_column("DAG run", overflow="fold")
+    table.add_column("outcome", overflow="fold")
+    for name in ("rows loaded", "runs", "seconds"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for run in result.runs:
+        color = "green" if run.ok else "dim" if run.run_id is None and not run.detail else "red"
+        table.add_row(
+            run.batch_id,
+            run.run_id or "-",
+            f"[{color}]{escape(run.outcome)}[/]",
+            _count(run.rows_loaded),
+            _count(run.row.runs if run.row is not None else None),
+            f"{run.seconds:.0f}" if run.run_id else "-",
+        )
+    console.print(table)
+    done = sum(run.ok for run in result.runs)
+    total = len(result.runs)
+    verdict = f"{done} of {total} batches of {result.feed} published"
+    if result.published:
+        console.print(f"[green]{verdict}[/]")
+        return
+    console.print(f"[red]{verdict}[/]")
+    for run in result.runs:
+        if not run.ok and run.detail:
+            console.print(f"  {run.batch_id}: {run.detail}", markup=False)
+    if result.stopped_at is not None:
+        rest = [run.batch_id for run in result.runs if run.outcome == NOT_RUN]
+        if rest:
+            console.print(
+                f"stopped at batch {result.stopped_at}; not run: {len(rest)} batches, "
+                f"{rest[0]} to {rest[-1]} (--keep-going runs past a failure)",
+                markup=False,
+            )
