@@ -68,7 +68,7 @@ def column_paths(feed: Feed) -> dict[str, tuple[str | int, ...]]:
 
 
 def _missing(exc: Exception) -> bool:
-    return getattr(exc, "errno", None) == DOES_NOT_EXIST or "does not exist" in str(exc)
+    return getattr(exc, "errno", None) == DOES_NOT_EXIST
 
 
 def read_recorded(runner: Runner, table: TableRef, feed: str) -> Recorded | None:
@@ -98,11 +98,12 @@ def _parts(name: str) -> list[str]:
 
 def _describe(runner: Runner, name: str) -> list[ColumnState] | None:
     try:
-        return live_columns(runner.get_records(f"DESCRIBE TABLE {name}"))
+        rows = runner.get_records(f"DESCRIBE TABLE {name}") or []
     except Exception as exc:
         if _missing(exc):
             return None
         raise
+    return live_columns(rows) or None  # a table has a column at least
 
 
 def _exists(runner: Runner, kind: str, name: str) -> bool:

@@ -122,6 +122,31 @@ def _closing_a_session_rolls_back(connect: Callable[..., Any], s3: Any) -> bool:
         second.close()
 
 
+def _describe_gives_declared_types(connect: Callable[..., Any], s3: Any) -> bool:
+    """streamline plan reads a table's columns with DESCRIBE TABLE, from a session without a
+    current database; Snowflake reports the types as declared and as ALTERed."""
+    setup = connect()
+    for sql in (
+        "CREATE DATABASE IF NOT EXISTS P9",
+        "CREATE SCHEMA IF NOT EXISTS P9.S",
+        'CREATE OR REPLACE TABLE P9.S.T ("A" TIMESTAMP_NTZ(3), "B" TIMESTAMP_LTZ(3), '
+        '"C" VARCHAR(5))',
+        'ALTER TABLE P9.S.T ALTER COLUMN "C" SET DATA TYPE VARCHAR(9)',
+        'CREATE TABLE IF NOT EXISTS P9.S.T ("C" VARCHAR(1))',  # exists: changes nothing
+    ):
+        setup.cursor().execute(sql)
+    setup.close()
+    reader = connect()
+    try:
+        rows = reader.cursor().execute("DESCRIBE TABLE P9.S.T").fetchall()
+    except Exception:  # fakesnow alone: no current database, no information schema found
+        return False
+    finally:
+        reader.close()
+    types = {row[0]: row[1] for row in rows}
+    return types == {"A": "TIMESTAMP_NTZ(3)", "B": "TIMESTAMP_LTZ(3)", "C": "VARCHAR(9)"}
+
+
 # Each compat patch, and a check that passes with it and fails without it.
 NEEDED_BY: dict[int, Callable[[Callable[..., Any], Any], bool]] = {
     1: _probe("copy_quoted_newline"),
@@ -132,6 +157,7 @@ NEEDED_BY: dict[int, Callable[[Callable[..., Any], Any], bool]] = {
     6: _closing_a_session_rolls_back,
     7: _probe("null_timestamp"),
     8: _probe("try_to_timestamp_auto"),
+    9: _describe_gives_declared_types,
 }
 
 

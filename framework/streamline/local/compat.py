@@ -33,7 +33,9 @@ can, and names it:
    compares them with the spec): fakesnow reports every TIMESTAMP_NTZ as (9), TIMESTAMP_LTZ as
    TIMESTAMP_TZ, and does not record a VARCHAR's new length after ALTER COLUMN ... SET DATA TYPE;
    and a CREATE TABLE IF NOT EXISTS of a table that exists overwrote its VARCHAR lengths with
-   the statement's. Declared timestamp and time types are kept in a table of their own.
+   the statement's. Declared timestamp and time types are kept in a table of their own. And
+   DESCRIBE TABLE db.schema.table in a session without a current database (Airflow's hook logs
+   in with none) found no columns, and ALTER TABLE ... RENAME TO lost the types it keeps.
    https://docs.snowflake.com/en/sql-reference/sql/desc-table
 
 Each patch is proved needed by tests/integration/test_fidelity.py, which starts a warehouse
@@ -321,6 +323,7 @@ def _auto_timestamp_format(
 # --- 9 ---------------------------------------------------------------------------------------
 
 _DECLARED = "_fs_global._fs_information_schema._streamline_declared_types"
+_COLUMNS_EXT = "_fs_global._fs_information_schema._fs_columns_ext"
 _DECLARED_KINDS = {
     exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ, exp.DataType.Type.TIMESTAMPLTZ,
     exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.DATETIME, exp.DataType.Type.TIME,
@@ -349,12 +352,12 @@ SELECT
     NULL::VARCHAR AS "comment",
     NULL::VARCHAR AS "policy name",
     NULL::JSON AS "privacy domain",
-FROM _fs_information_schema._fs_columns c
+FROM ${catalog}._fs_information_schema._fs_columns c
 LEFT JOIN """
     + _DECLARED
     + """ d
-  ON d.catalog_name = c.table_catalog AND d.schema_name = c.table_schema
- AND d.table_name = c.table_name AND d.column_name = c.column_name
+  ON d.catalog = c.table_catalog AND d.schema = c.table_schema
+ AND d.name = c.table_name AND d.column_name = c.column_name
 WHERE c.table_catalog = '${catalog}' AND c.table_schema = '${schema}'
   AND c.table_name = '${table}'
 ORDER BY ordinal_position
@@ -364,9 +367,8 @@ ORDER BY ordinal_position
 
 
 _DECLARED_TABLE = f"""CREATE TABLE IF NOT EXISTS {_DECLARED} (
-    catalog_name VARCHAR, schema_name VARCHAR, table_name VARCHAR, column_name VARCHAR,
-    declared VARCHAR,
-    PRIMARY KEY (catalog_name, schema_name, table_name, column_name)
+    catalog VARCHAR, schema VARCHAR, name VARCHAR, column_name VARCHAR, declared VARCHAR,
+    PRIMARY KEY (catalog, schema, name, column_name)
 )"""
 
 
@@ -427,12 +429,24 @@ def _recording_declared_types(execute_one: Callable[..., None]) -> Callable[...,
                 transformed.args.pop("text_lengths", None)
                 return execute_one(self, transformed, params)
         execute_one(self, transformed, params)
+        renamed = transformed.find(exp.AlterRename) if isinstance(transformed, exp.Alter) else None
+        if renamed is not None and isinstance(renamed.this, exp.Table):  # the table's own
+            new = renamed.this
+            moved = [new.catalog or catalog, new.db or schema, new.name, *names]
+            for kept, prefix in ((_DECLARED, ""), (_COLUMNS_EXT, "ext_table_")):
+                self._duck_conn.execute(
+                    f"UPDATE {kept} SET {prefix}catalog = ?, {prefix}schema = ?, "
+                    f"{prefix}name = ? WHERE {prefix}catalog = ? AND {prefix}schema = ? "
+                    f"AND {prefix}name = ?",
+                    moved,
+                )
+            return None
         for column, text, sized, kind in declared:
             if sized and isinstance(transformed, exp.Alter):  # SET DATA TYPE VARCHAR(n)
                 size = kind.find(exp.DataTypeParam)
                 length = int(size.name) if size else 16_777_216
                 self._duck_conn.execute(
-                    "INSERT INTO _fs_global._fs_information_schema._fs_columns_ext VALUES "
+                    f"INSERT INTO {_COLUMNS_EXT} VALUES "
                     "(?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET ext_character_maximum_length "
                     "= excluded.ext_character_maximum_length, ext_character_octet_length = "
                     "excluded.ext_character_octet_length",

@@ -1,0 +1,209 @@
+"""Issue 11: `streamline plan` and `apply` against the in-process warehouse (fakesnow with
+StreamLine's compat patches, as the local stack runs it), through the CLI and the connection the
+DAGs use (an Airflow connection, here from the environment)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamline.cli import main
+from streamline.ledger import ConnectionRunner
+from streamline.model import TableRef
+from streamline.project import find_project
+from streamline.schema_versions import (
+    SchemaVersionError,
+    check_version,
+    feed_contract,
+    read_recorded,
+)
+from streamline.validation import validate_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSIONS = TableRef("streamline", "raw", "streamline_schema_versions")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "project"
+    for folder in ("schemas", "templates", "pipelines"):
+        shutil.copytree(ROOT / folder, root / folder)
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("STREAMLINE_PROJECT_DIR", raising=False)
+    return root
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectionRunner]:
+    """The warehouse the CLI reaches through Airflow's connection streamline_snowflake."""
+    import fakesnow
+    import snowflake.connector
+
+    from streamline.local import compat
+
+    compat.install(s3_endpoint_url="http://127.0.0.1:9")  # no S3 is read here
+    connection = {
+        "conn_type": "snowflake",
+        "login": "streamline",
+        "password": "unused",
+        "extra": {"account": "local"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_STREAMLINE_SNOWFLAKE", json.dumps(connection))
+    with fakesnow.patch():
+        yield ConnectionRunner(snowflake.connector.connect())
+
+
+def _edit(root: Path, old: str, new: str, name: str = "customers.yaml") -> None:
+    path = root / "pipelines" / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _plan(root: Path, capsys: pytest.CaptureFixture[str], *feeds: str) -> tuple[int, str, str]:
+    code = main(["--project", str(root), "plan", *feeds])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _columns(runner: ConnectionRunner, table: str) -> dict[str, tuple[str, str]]:
+    return {
+        str(r[0]): (str(r[1]), str(r[3])) for r in runner.get_records(f"DESCRIBE TABLE {table}")
+    }
+
+
+RAW = '"STREAMLINE"."RAW"."CUSTOMERS"'
+MART = '"STREAMLINE"."MART"."CUSTOMERS"'
+
+
+def test_apply_creates_every_object_once_and_plan_then_has_nothing_to_do(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _plan(project, capsys)
+    assert code == 2, out
+    assert "create table" in out and "CREATE TABLE IF NOT EXISTS" in out
+    assert main(["--project", str(project), "apply"]) == 0
+    assert "customers: schema version 1" in capsys.readouterr().out
+    code, out, _ = _plan(project, capsys)
+    assert code == 0, out
+    assert "customers: up to date at schema version 1" in out
+    # Applying again changes nothing and records no new version.
+    assert main(["--project", str(project), "apply"]) == 0
+    assert read_recorded(runner, VERSIONS, "customers").version == 1  # type: ignore[union-attr]
+    assert _columns(runner, RAW)["CREATED_AT"][0] == "TIMESTAMP_NTZ(3)"
+
+
+def test_safe_edits_are_planned_with_their_ddl_applied_and_checked_by_dag_runs(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--project", str(project), "apply"]) == 0
+    found = find_project(project)
+    feeds = validate_paths(found).feeds
+    before = feed_contract(found, feeds[0], feeds).fingerprint
+    _edit(project, "    type: VARCHAR(254)\n", "    type: VARCHAR(320)\n")  # email: widen
+    _edit(project, "  - name: created_at\n    type: TIMESTAMP_NTZ(3)\n    nullable: false\n",
+          "  - name: created_at\n    type: TIMESTAMP_NTZ(3)\n")  # fmt: skip
+    _edit(project, '    delimiter: ","\n', '    delimiter: "|"\n')
+    _edit(project, "\nkey:", "  - name: loyalty_points\n    type: NUMBER(10,0)\n\nkey:")
+    capsys.readouterr()
+    code, out, err = _plan(project, capsys, "customers")
+    assert code == 2, (out, err)
+    assert "customers (pipelines/customers.yaml): schema version 1" in out
+    for expected in (
+        "file format options: FIELD_DELIMITER = ',' -> FIELD_DELIMITER = '|'",
+        "replace stage",
+        f'ALTER TABLE {RAW} ADD COLUMN "LOYALTY_POINTS" NUMBER(10,0);',
+        f'ALTER TABLE {RAW} ALTER COLUMN "EMAIL" SET DATA TYPE VARCHAR(320);',
+        f'ALTER TABLE {MART} ALTER COLUMN "CREATED_AT" DROP NOT NULL;',
+    ):
+        assert expected in out
+    assert "REFUSED" not in out and not err
+    # A DAG rendered from the old spec, or from the new one before apply, is refused.
+    with pytest.raises(SchemaVersionError, match="streamline apply customers"):
+        check_version(runner, VERSIONS, "customers", "0" * 16)
+    assert main(["--project", str(project), "apply", "customers"]) == 0
+    assert "customers: schema version 2" in capsys.readouterr().out
+    assert _plan(project, capsys, "customers")[0] == 0
+    columns = _columns(runner, RAW)
+    assert columns["EMAIL"][0] == "VARCHAR(320)" and columns["LOYALTY_POINTS"][0] == "NUMBER(10,0)"
+    assert _columns(runner, MART)["CREATED_AT"][1] == "Y"
+    landing = _columns(runner, '"STREAMLINE"."RAW"."CUSTOMERS_LANDING"')
+    assert landing["LOYALTY_POINTS"][0] == "VARCHAR(16777216)"
+    feeds = validate_paths(found).feeds
+    after = feed_contract(found, feeds[0], feeds).fingerprint
+    assert check_version(runner, VERSIONS, "customers", after) == 2
+    with pytest.raises(SchemaVersionError, match=f"rendered for schema {before}.*version 2"):
+        check_version(runner, VERSIONS, "customers", before)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "kind"),
+    [
+        ("    type: VARCHAR(254)\n", "    type: VARCHAR(100)\n", "$.columns[1]", "narrow"),
+        ("  - name: full_name\n    type: VARCHAR(200)\n",
+         "  - name: full_name\n    type: NUMBER(10,0)\n", "$.columns[2]", "change type"),
+        ("  - name: full_name\n    type: VARCHAR(200)\n", "", "$.columns", "drop column"),
+        ("  - name: email\n    type: VARCHAR(254)\n",
+         "  - name: email\n    type: VARCHAR(254)\n    nullable: false\n", "$.columns[1]",
+         "set NOT NULL"),
+        ("key: [customer_id]", "key: [customer_id, email]", "$.key", "change key"),
+        ("mart:\n  database: streamline\n  schema: mart\n  table: customers",
+         "mart:\n  database: streamline\n  schema: mart\n  table: customers_v2", "$.mart.table",
+         "move table"),
+    ],
+)  # fmt: skip
+def test_refused_edits_are_spec_errors_and_apply_changes_nothing(
+    project: Path,
+    runner: ConnectionRunner,
+    capsys: pytest.CaptureFixture[str],
+    old: str,
+    new: str,
+    where: str,
+    kind: str,
+) -> None:
+    assert main(["--project", str(project), "apply"]) == 0
+    before = {t: _columns(runner, t) for t in (RAW, MART)}
+    _edit(project, old, new)
+    capsys.readouterr()
+    code, out, err = _plan(project, capsys)
+    assert code == 1, (out, err)
+    line = next(line for line in err.splitlines() if f"{kind} refused" in line)
+    assert line.startswith("pipelines/customers.yaml:") and f": {where}: " in line, line
+    assert "hint: " in err
+    assert main(["--project", str(project), "apply"]) == 1
+    assert "nothing was applied" in capsys.readouterr().err
+    assert {t: _columns(runner, t) for t in (RAW, MART)} == before
+    assert read_recorded(runner, VERSIONS, "customers").version == 1  # type: ignore[union-attr]
+    assert read_recorded(runner, VERSIONS, "orders").version == 1  # type: ignore[union-attr]
+
+
+def test_a_table_moved_by_hand_is_planned_at_its_new_place(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--project", str(project), "apply"]) == 0
+    _edit(project, "  schema: mart\n  table: customers", "  schema: mart\n  table: customers_v2")
+    runner.run(f'ALTER TABLE {MART} RENAME TO "STREAMLINE"."MART"."CUSTOMERS_V2"')
+    capsys.readouterr()
+    code, out, err = _plan(project, capsys, "customers")
+    assert code == 2 and not err, (out, err)
+    assert "no DDL: the new version is recorded" in out
+    assert main(["--project", str(project), "apply", "customers"]) == 0
+    assert _plan(project, capsys, "customers")[0] == 0
+
+
+def test_plan_json_lists_each_change(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--project", str(project), "apply"]) == 0
+    _edit(project, "\nkey:", "  - name: note\n    type: VARCHAR(10)\n\nkey:")
+    capsys.readouterr()
+    assert main(["--project", str(project), "plan", "--json", "customers"]) == 2
+    [plan] = json.loads(capsys.readouterr().out)
+    assert plan["live_version"] == 1 and not plan["up_to_date"]
+    adds = [c for c in plan["changes"] if c["kind"] == "add column"]
+    assert {c["table"] for c in adds} == {RAW, MART, '"STREAMLINE"."RAW"."CUSTOMERS_LANDING"'}
+    assert all(c["safe"] and c["ddl"].startswith("ALTER TABLE") for c in adds)
