@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--build-only", action="store_true", help="build the bundle; compare and upload nothing"
     )
+    _settings_args(deploy)
+    deploy.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first plan and apply the specs' warehouse changes (as `streamline apply`), through "
+        "the DAGs' Snowflake connections; a refused change stops the deploy before any upload",
+    )
     deploy.add_argument(
         "--check",
         action="store_true",
@@ -604,12 +611,27 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     touched). When the wheel changes while DAGs already run, dags/ is held back: update the
     environment to the printed object versions of requirements.txt and plugins.zip, then deploy
     again. --dry-run lists what would be added, changed, held, deleted or left alone.
+    --migrate first applies the specs' warehouse changes, as `streamline apply` (with --dry-run:
+    prints the plan); a refused change stops the deploy before anything is applied or uploaded.
     """
     from streamline.deploy import DeployOptions, run_deploy
 
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
+    if args.migrate:
+        if args.build_only:
+            raise UsageError("--migrate changes the warehouse; --build-only changes nothing")
+        planned = _plan(args, project, result.feeds, settings=_settings(args))
+        if refused := _refusals(project, planned):
+            err.print(format_errors(refused), markup=False)
+            err.print("nothing was applied and nothing uploaded", markup=False)
+            return EXIT_INVALID
+        if args.dry_run:
+            for feed, _, plan in planned:
+                _print_plan(feed, plan)
+        elif (applied := _apply(args, planned)) != EXIT_OK:
+            return applied
     options = DeployOptions(
         bucket=args.bucket,
         prefix=args.prefix,
@@ -802,7 +824,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    planned = _plan(args, project, result.feeds)
+    planned = _plan(args, project, result.feeds, args.feeds, _settings(args))
     if args.json:
         from streamline.reporting import print_json
         from streamline.schema_versions import plan_json
@@ -838,7 +860,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    planned = _plan(args, project, result.feeds)
+    planned = _plan(args, project, result.feeds, args.feeds, _settings(args))
     if refused := _refusals(project, planned):
         err.print(format_errors(refused), markup=False)
         err.print("nothing was applied", markup=False)
@@ -846,16 +868,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return _apply(args, planned)
 
 
-def _plan(args: argparse.Namespace, project: Project, feeds: Sequence[Any]) -> list[Any]:
-    """Every selected feed's plan against the warehouse (the --local stack's, or the DAGs')."""
+def _plan(
+    args: argparse.Namespace,
+    project: Project,
+    feeds: Sequence[Any],
+    names: Sequence[str] = (),
+    settings: RenderSettings | None = None,
+) -> list[Any]:
+    """The plans of the named feeds (all by default) against the warehouse: the --local stack's,
+    or the one the DAGs' connections name."""
     from streamline.schema_versions import plan_feeds
 
-    stack = _use_local(args)
-    settings = _settings(args)
-    if stack is not None:  # the stage reads the local stack's lake
-        settings = RenderSettings(lake_url=f"s3://{_lake_bucket(args)}")
+    if getattr(args, "local", False):
+        _use_local(args)
+        settings = RenderSettings(lake_url=f"s3://{_lake_bucket(args)}")  # the stack's lake
     with _quiet_airflow(args):
-        return plan_feeds(_runner_for(), project, feeds, _select(feeds, args.feeds), settings)
+        return plan_feeds(_runner_for(), project, feeds, _select(feeds, names), settings)
 
 
 def _apply(args: argparse.Namespace, planned: list[Any]) -> int:

@@ -8,6 +8,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,10 +31,13 @@ VERSIONS = TableRef("streamline", "raw", "streamline_schema_versions")
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "project"
-    for folder in ("schemas", "templates", "pipelines"):
+    for folder in ("schemas", "templates", "pipelines", "infra/mwaa"):
         shutil.copytree(ROOT / folder, root / folder)
     monkeypatch.chdir(root)
-    monkeypatch.delenv("STREAMLINE_PROJECT_DIR", raising=False)
+    for name in ("STREAMLINE_PROJECT_DIR", "STREAMLINE_DAG_BUCKET", "STREAMLINE_DAG_PREFIX",
+                 "STREAMLINE_SQS_URL_PREFIX"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STREAMLINE_SQL_DIR", str(tmp_path / "sql"))
     return root
 
 
@@ -207,3 +211,49 @@ def test_plan_json_lists_each_change(
     adds = [c for c in plan["changes"] if c["kind"] == "add column"]
     assert {c["table"] for c in adds} == {RAW, MART, '"STREAMLINE"."RAW"."CUSTOMERS_LANDING"'}
     assert all(c["safe"] and c["ddl"].startswith("ALTER TABLE") for c in adds)
+
+
+@pytest.fixture
+def dag_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The MWAA environment's bucket: versioned, in moto, in process."""
+    import boto3
+    from moto import mock_aws
+
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(
+            Bucket="dags", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        client.put_bucket_versioning(Bucket="dags", VersioningConfiguration={"Status": "Enabled"})
+        yield client
+
+
+def _deploy(root: Path, *flags: str) -> int:
+    out = root.parent / "mwaa"
+    return main(["--project", str(root), "deploy", "--out", str(out), "--bucket", "dags", *flags])
+
+
+def test_deploy_migrate_applies_the_plan_before_it_uploads(
+    project: Path,
+    runner: ConnectionRunner,
+    dag_bucket: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _deploy(project, "--migrate") == 0
+    out = capsys.readouterr().out
+    assert "customers: schema version 1" in out and "uploaded" in out
+    assert read_recorded(runner, VERSIONS, "orders").version == 1  # type: ignore[union-attr]
+    # A refused change stops the deploy before anything is applied or uploaded.
+    _edit(project, "    type: VARCHAR(254)\n", "    type: VARCHAR(100)\n")  # narrow
+    _edit(project, "\nkey:", "  - name: note\n    type: VARCHAR(10)\n\nkey:")  # safe
+    before = dag_bucket.list_object_versions(Bucket="dags").get("Versions", [])
+    assert _deploy(project, "--migrate") == 1
+    assert "nothing was applied and nothing uploaded" in capsys.readouterr().err
+    assert dag_bucket.list_object_versions(Bucket="dags").get("Versions", []) == before
+    assert "NOTE" not in _columns(runner, RAW)
+    assert _deploy(project, "--migrate", "--build-only") == 2

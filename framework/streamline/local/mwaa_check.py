@@ -44,7 +44,8 @@ from streamline.project import Project
 
 PROBE = Path(__file__).with_name("mwaa_probe.py")
 WAREHOUSE_TASKS = ("load", "transform", "finalize")
-"""Tasks that connect to the warehouse (detect and claim work on the lake only)."""
+"""Tasks that connect to the warehouse (detect works on the lake only; so does the claim where
+the probe leaves its schema version check out, as it does where the warehouse is stopped)."""
 PROBE_MARK = "STREAMLINE-PROBE-RESULT "
 PROBE_TIMEOUT_SECONDS = 900
 CACHE_ENV = "STREAMLINE_CACHE_DIR"
