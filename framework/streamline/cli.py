@@ -40,6 +40,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _warehouse_settings_args(parser: argparse.ArgumentParser) -> None:
+    """--lake-url and --storage-integration where the stage is made in the warehouse (plan,
+    apply, deploy --migrate): the lake URL defaults to the DAGs' lake bucket, never to a guess."""
+    parser.add_argument(
+        "--lake-url",
+        help="lake URL the stage reads (default: $STREAMLINE_LAKE_URL, else s3:// and the DAGs' "
+        "lake bucket, the Airflow Variable streamline_lake_bucket)",
+    )
+    parser.add_argument(
+        "--storage-integration",
+        default=RenderSettings.from_env().storage_integration,
+        help="base name of the feeds' Snowflake storage integrations "
+        "($STREAMLINE_STORAGE_INTEGRATION; see infra-sql)",
+    )
+
+
+def _warehouse_settings(args: argparse.Namespace, lake_bucket: str | None) -> RenderSettings:
+    lake_url = args.lake_url or os.environ.get("STREAMLINE_LAKE_URL")
+    if not lake_url:
+        bucket = lake_bucket or os.environ.get("AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET")
+        if not bucket:
+            raise UsageError(
+                "say which lake the stages read: --lake-url s3://BUCKET (or $STREAMLINE_LAKE_URL, "
+                "or the DAGs' $AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET)"
+            )
+        lake_url = f"s3://{bucket}"
+    return RenderSettings(lake_url=lake_url, storage_integration=args.storage_integration)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each sub-command's help is its function's docstring."""
     parser = _Parser(
@@ -164,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--build-only", action="store_true", help="build the bundle; compare and upload nothing"
     )
-    _settings_args(deploy)
+    _warehouse_settings_args(deploy)
     deploy.add_argument(
         "--migrate",
         action="store_true",
@@ -274,12 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan = command("plan", cmd_plan)
     plan.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to plan (default: all)")
     plan.add_argument("--json", action="store_true", help="print the plans as JSON")
-    _settings_args(plan)
+    _warehouse_settings_args(plan)
     _connection_args(plan)
 
     apply = command("apply", cmd_apply)
     apply.add_argument("feeds", nargs="*", metavar="FEED", help="feeds to apply (default: all)")
-    _settings_args(apply)
+    _warehouse_settings_args(apply)
     _connection_args(apply)
 
     status = command("status", cmd_status)
@@ -622,7 +651,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.migrate:
         if args.build_only:
             raise UsageError("--migrate changes the warehouse; --build-only changes nothing")
-        planned = _plan(args, project, result.feeds, settings=_settings(args))
+        # deploy's --bucket is the environment's, not the lake's
+        planned = _plan(args, project, result.feeds, settings=_warehouse_settings(args, None))
         if refused := _refusals(project, planned):
             err.print(format_errors(refused), markup=False)
             err.print("nothing was applied and nothing uploaded", markup=False)
@@ -824,7 +854,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    planned = _plan(args, project, result.feeds, args.feeds, _settings(args))
+    planned = _plan(args, project, result.feeds, args.feeds)
     if args.json:
         from streamline.reporting import print_json
         from streamline.schema_versions import plan_json
@@ -860,7 +890,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    planned = _plan(args, project, result.feeds, args.feeds, _settings(args))
+    planned = _plan(args, project, result.feeds, args.feeds)
     if refused := _refusals(project, planned):
         err.print(format_errors(refused), markup=False)
         err.print("nothing was applied", markup=False)
@@ -876,12 +906,15 @@ def _plan(
     settings: RenderSettings | None = None,
 ) -> list[Any]:
     """The plans of the named feeds (all by default) against the warehouse: the --local stack's,
-    or the one the DAGs' connections name."""
+    or the one the DAGs' connections name. settings: the stage's lake URL and integration
+    (default: _warehouse_settings, with --bucket as the lake's)."""
     from streamline.schema_versions import plan_feeds
 
     if getattr(args, "local", False):
         _use_local(args)
         settings = RenderSettings(lake_url=f"s3://{_lake_bucket(args)}")  # the stack's lake
+    elif settings is None:
+        settings = _warehouse_settings(args, args.bucket)
     with _quiet_airflow(args):
         return plan_feeds(_runner_for(), project, feeds, _select(feeds, names), settings)
 

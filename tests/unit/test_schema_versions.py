@@ -57,6 +57,8 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectionRunner]:
         "extra": {"account": "local"},
     }
     monkeypatch.setenv("AIRFLOW_CONN_STREAMLINE_SNOWFLAKE", json.dumps(connection))
+    monkeypatch.delenv("STREAMLINE_LAKE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET", "lake")  # the DAGs' lake
     with fakesnow.patch():
         yield ConnectionRunner(snowflake.connector.connect())
 
@@ -90,6 +92,7 @@ def test_apply_creates_every_object_once_and_plan_then_has_nothing_to_do(
     code, out, _ = _plan(project, capsys)
     assert code == 2, out
     assert "create table" in out and "CREATE TABLE IF NOT EXISTS" in out
+    assert "URL = 's3://lake/'" in out  # the stage reads the DAGs' lake
     assert main(["--project", str(project), "apply"]) == 0
     assert "customers: schema version 1" in capsys.readouterr().out
     code, out, _ = _plan(project, capsys)
@@ -99,6 +102,22 @@ def test_apply_creates_every_object_once_and_plan_then_has_nothing_to_do(
     assert main(["--project", str(project), "apply"]) == 0
     assert read_recorded(runner, VERSIONS, "customers").version == 1  # type: ignore[union-attr]
     assert _columns(runner, RAW)["CREATED_AT"][0] == "TIMESTAMP_NTZ(3)"
+
+
+def test_plan_needs_to_know_the_lake_its_stages_read(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET")
+    assert main(["--project", str(project), "plan"]) == 2
+    assert "--lake-url" in capsys.readouterr().err
+    code = main(["--project", str(project), "plan", "--lake-url", "s3://other", "--json"])
+    assert code == 2
+    stage = next(
+        c["ddl"] for p in json.loads(capsys.readouterr().out) for c in p["changes"]
+        if c["kind"] == "create stage"
+    )  # fmt: skip
+    assert "URL = 's3://other/'" in stage
 
 
 def test_safe_edits_are_planned_with_their_ddl_applied_and_checked_by_dag_runs(
