@@ -44,6 +44,9 @@ REQUIREMENTS = (
     ("apache-airflow-providers-amazon", 2),
     ("apache-airflow-providers-common-sql", 2),
     ("apache-airflow-providers-snowflake", 2),
+    # Lineage (streamline.lineage): every Apache constraint file MWAA uses pins it (1.13.0 on
+    # 2.10.3 to 2.20.0 on 3.3.1); it stays off until an environment sets openlineage.transport.
+    ("apache-airflow-providers-openlineage", 2),
     # Airflow 3 moved PythonOperator/PythonSensor here; event mode's MessageQueueTrigger.
     ("apache-airflow-providers-standard", 3),
     ("apache-airflow-providers-common-messaging", 3),

@@ -270,3 +270,14 @@ def test_dags_build_without_the_openlineage_provider(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("built")
+
+
+@pytest.mark.parametrize("version", ["2.10.3", "2.11.0", "2.11.2", "3.0.6", "3.2.1", "3.3.1"])
+def test_every_mwaa_bundle_installs_the_provider_at_its_constraint(version: str) -> None:
+    from streamline.mwaa import MWAA_IMAGES, constraint_pins, mwaa_target, target_requirements
+
+    assert version in MWAA_IMAGES
+    target = mwaa_target(ROOT / "infra" / "mwaa", version)
+    assert "apache-airflow-providers-openlineage" in constraint_pins(target.constraints)
+    # Named bare: the target's constraint file pins it (1.13.0 on 2.10.3 ... 2.20.0 on 3.3.1).
+    assert "apache-airflow-providers-openlineage" in target_requirements(target)
