@@ -99,6 +99,12 @@ def build_dag_config(
                 "max_bytes": feed.batch.max_bytes,
                 "raw": _table_parts(feed.raw),
                 "quarantine_table": _table_parts(layout.quarantine),
+                # Before it takes files: the warehouse holds the schema this DAG was made for.
+                "schema_version": (
+                    {"fingerprint": schema_fingerprint, **_table_parts(layout.schema_versions)}
+                    if schema_fingerprint
+                    else None
+                ),
             },
             "lineage": step_lineage([lineage.files(LANDING)], [batch_files]),
             "dependencies": ["detect"],

@@ -276,3 +276,25 @@ def test_deploy_migrate_applies_the_plan_before_it_uploads(
     assert dag_bucket.list_object_versions(Bucket="dags").get("Versions", []) == before
     assert "NOTE" not in _columns(runner, RAW)
     assert _deploy(project, "--migrate", "--build-only") == 2
+
+
+def test_each_dag_claim_checks_the_fingerprint_of_its_spec(project: Path, tmp_path: Path) -> None:
+    """The DAG made from a spec (the loader's and generate's path) checks the fingerprint that
+    plan and apply record for that spec, in the table apply writes."""
+    from ruamel.yaml import YAML
+
+    from streamline.generation import generate
+
+    found = find_project(project)
+    feeds = validate_paths(found).feeds
+    generate(found, feeds, tmp_path / "dags")
+    for feed in feeds:
+        text = (tmp_path / "dags" / "streamline_configs" / f"{feed.feed}.yaml").read_text()
+        config = YAML(typ="safe").load(text)[feed.dag.dag_id]
+        check = config["tasks"]["claim"]["op_kwargs"]["schema_version"]
+        assert check == {
+            "fingerprint": feed_contract(found, feed, feeds).fingerprint,
+            "database": "streamline",
+            "schema": "raw",
+            "table": "streamline_schema_versions",
+        }
