@@ -20,6 +20,10 @@ class TableRef:
         return f"{self.database}.{self.schema}.{self.table}"
 
 
+DEFAULT_SCHEMA_CONTRACT = "freeze"
+"""A header feed's schema_contract when its spec names none: nothing changes silently."""
+
+
 @dataclass(frozen=True)
 class CsvFormat:
     header: bool
@@ -30,6 +34,12 @@ class CsvFormat:
     timestamp_format: str
     date_format: str
     encoding: str
+    schema_contract: str | None = None
+    """What a file with columns the spec lacks does (streamline.contracts): evolve, freeze,
+    discard_row or discard_value; freeze when a header feed's spec names none; None without a
+    header row (columns are positional)."""
+    schema_contract_mart: bool = False
+    """With evolve: the evolved columns reach the mart too."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,10 @@ def build_feed(data: dict[str, Any], spec_file: str) -> Feed:
                 timestamp_format=fmt["timestamp_format"],
                 date_format=fmt["date_format"],
                 encoding=fmt["encoding"],
+                schema_contract=(
+                    fmt.get("schema_contract", DEFAULT_SCHEMA_CONTRACT) if fmt["header"] else None
+                ),
+                schema_contract_mart=fmt.get("schema_contract_mart", False),
             ),
         ),
         columns=tuple(

@@ -17,6 +17,7 @@ from streamline.errors import SpecError, UsageError, json_path
 from streamline.layout import LEDGER_TABLE, LOAD_GATES, RESERVED_COLUMNS, aws_name
 from streamline.loading import LoadedSpec, find_spec_files, load_spec
 from streamline.model import (
+    DEFAULT_SCHEMA_CONTRACT,
     FIXED_TYPES,
     FLOAT_TYPES,
     INTEGER_TYPES,
@@ -329,6 +330,21 @@ def _check_feed(spec: LoadedSpec, data: dict[str, Any]) -> list[SpecError]:
                 f"'{LEDGER_TABLE}' is the name of StreamLine's batch ledger",
                 "give the table another name",
             )
+    fmt = data["source"]["format"]
+    if "schema_contract" in fmt and not fmt["header"]:
+        err(
+            ["source", "format", "schema_contract"],
+            "a schema contract needs a header row to compare with the columns (header: false)",
+            "remove schema_contract: without a header the columns are positional, and a row "
+            "with a field too many or too few is quarantined; or set header: true",
+        )
+    elif fmt.get("schema_contract_mart") and fmt.get("schema_contract") != "evolve":
+        err(
+            ["source", "format", "schema_contract_mart"],
+            "schema_contract_mart adds evolved columns to the mart, and this feed's contract is "
+            f"{fmt.get('schema_contract', DEFAULT_SCHEMA_CONTRACT) if fmt['header'] else 'none'}",
+            "set schema_contract: evolve, or remove schema_contract_mart",
+        )
     if data["trigger"]["mode"] == "poll" and data["dag"]["max_active_runs"] > 1:
         err(
             ["dag", "max_active_runs"],

@@ -235,7 +235,7 @@ def test_valid_fixtures_pass_together(
     monkeypatch.chdir(VALID)
     code, out, err = run(capsys, "--project", str(project_dir), "validate", ".")
     assert (code, err) == (0, "")
-    assert out == "3 specs valid: payments, events, shipments\n"
+    assert out == "4 specs valid: payments, events, shipments, signups\n"
 
 
 @pytest.mark.parametrize("spec", VALID_SPECS, ids=lambda p: p.stem)
