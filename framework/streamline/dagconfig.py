@@ -10,6 +10,7 @@ from typing import Any
 
 from streamline import airflow_compat, lineage
 from streamline.batches import BATCH_ID_EXAMPLE, BATCH_ID_RE
+from streamline.contracts import ContractConfig
 from streamline.layout import CLAIM_TASK, LANDING, PROCESSING
 from streamline.model import Feed, TableRef
 
@@ -49,6 +50,7 @@ def build_dag_config(
     """
     layout = feed.layout
     classes = airflow_compat.class_paths()
+    contract = ContractConfig.of(feed)
     lake = {
         "feed": feed.feed,
         "bucket": LAKE_BUCKET,
@@ -105,6 +107,8 @@ def build_dag_config(
                     if schema_fingerprint
                     else None
                 ),
+                # A header feed's files are checked against its schema contract at claim.
+                **({"schema_contract": contract.to_kwargs()} if contract else {}),
             },
             "lineage": step_lineage([lineage.files(LANDING)], [batch_files]),
             "dependencies": ["detect"],

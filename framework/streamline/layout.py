@@ -113,7 +113,8 @@ QUARANTINE_COLUMNS = (
         "cannot hold it), too_long, null_value (a NULL where the column, key or ordering needs a "
         "value), file_skipped (on_error skip_file: another row of the file was rejected), "
         "file_unreadable (the COPY's CSV parser could not read the file), file_set_aside (a "
-        "reprocess set the file aside)",
+        "reprocess or the header check set the file aside), columns_discarded (schema_contract "
+        "discard_value did not load the file's columns the spec lacks)",
         nullable=False,
     ),
     Column("error", "VARCHAR(4000)", "why, for people: names the column and value", nullable=False),
@@ -131,12 +132,17 @@ REJECT_CODES = (
     "file_skipped",
     "file_unreadable",
     "file_set_aside",
+    "columns_discarded",
 )
 """The quarantine table's ERROR_CODEs."""
 
-FILE_CODES = REJECT_CODES[-2:]
-"""ERROR_CODEs of rows that stand for a whole file set aside in quarantine/ (RECORD is NULL):
-finalize writes them, the load step the others."""
+COLUMNS_DISCARDED = REJECT_CODES[-1]
+"""The note schema_contract discard_value leaves per file: its columns not loaded."""
+
+FILE_CODES = REJECT_CODES[-3:]
+"""ERROR_CODEs of rows that stand for a whole file, not a rejected row (RECORD is NULL): a file
+set aside in quarantine/ (finalize writes them), or a file loaded without the columns its header
+had beyond the spec's (the load writes them, as it writes rejected rows)."""
 
 LOAD_GATES = ("rejected_rows", "rows_reconciled")
 """The checks of the load step's gates (templates/load.sql.j2): no check of a spec may take these

@@ -458,7 +458,10 @@ def plan_feed(
                 ))  # fmt: skip
                 continue
             own = statement.name not in contract.spec_tables
+            evolved = evolved_columns(recorded, statement.name)
             for change in column_changes(statement.name, contract.tables[statement.name], columns):
+                if change.kind == "drop column" and change.column.upper() in evolved:
+                    continue  # added by the feed's schema_contract evolve (streamline.contracts)
                 if own:  # a StreamLine upgrade changed one of its own tables
                     change = Change(
                         change.table, change.column, change.kind, change.detail, change.ddl,
@@ -476,6 +479,29 @@ def plan_feed(
             Change(s.name, "", f"ensure {s.kind}", f"{s.kind} {s.name}", s.sql + ";") for s in setup
         ]
     return FeedPlan(contract.feed, contract.fingerprint, live.recorded, changes)
+
+
+def evolved_columns(recorded: dict[str, Any] | None, table: str) -> set[str]:
+    """The columns (upper case) a schema version records as evolved into a table (quoted name):
+    added by a header feed's schema_contract evolve (streamline.contracts), not by the spec."""
+    evolved = (recorded or {}).get("evolved") or {}
+    return {str(name).upper() for name in evolved.get(table, [])}
+
+
+def contract_record(contract: Contract, recorded: Recorded | None) -> dict[str, Any]:
+    """The contract as a new schema version records it: Contract.to_json, plus the evolved
+    columns of the version before that the spec's tables do not have (a column the spec now
+    names is the spec's again)."""
+    body = contract.to_json()
+    kept: dict[str, list[str]] = {}
+    before = (recorded.contract if recorded else {}).get("evolved") or {}
+    for table, names in before.items():
+        spec = {c.name.upper() for c in contract.tables.get(table, [])}
+        if left := [str(n).upper() for n in names if str(n).upper() not in spec]:
+            kept[table] = left
+    if kept:
+        body["evolved"] = kept
+    return body
 
 
 def _with_path(change: Change, path: tuple[str | int, ...]) -> Change:

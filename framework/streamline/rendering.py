@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from streamline.batches import check_batch_id
 from streamline.layout import (
+    COLUMNS_DISCARDED,
     FILE_CODES,
     LANDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -383,5 +384,6 @@ def _context(
         "source_files": RUNTIME_SOURCE_FILES,
         "runtime_claim": RUNTIME_CLAIM,
         "file_codes": ", ".join(quote_literal(code) for code in FILE_CODES),
+        "columns_discarded": COLUMNS_DISCARDED,
         "step_started": f"'{STEP_STARTED}'",
     }

@@ -32,6 +32,7 @@ from streamline.migrations import (
     Live,
     Recorded,
     contract_of,
+    contract_record,
     live_columns,
     plan_feed,
 )
@@ -162,7 +163,8 @@ def apply_plan(runner: Runner, plan: FeedPlan, contract: Contract, table: TableR
         parameters={
             "feed": plan.feed,
             "fingerprint": plan.fingerprint,
-            "contract": json.dumps(contract.to_json(), sort_keys=True),
+            # Columns a header feed's schema_contract evolve added stay on record.
+            "contract": json.dumps(contract_record(contract, plan.recorded), sort_keys=True),
             "statements": "\n".join(plan.statements) or None,
         },
     )

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from streamline.batches import batch_id_for, check_batch_id
+from streamline.contracts import ContractConfig
 from streamline.errors import BatchError
 from streamline.layout import (
     CLAIM_TASK,
@@ -134,6 +135,7 @@ def claim_batch(
     raw: dict[str, str] | None = None,
     quarantine_table: dict[str, str] | None = None,
     schema_version: dict[str, str] | None = None,
+    schema_contract: dict[str, Any] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """Task `claim`: commit the run's batch, move its files, hand the load step what to record.
@@ -149,9 +151,14 @@ def claim_batch(
     database, schema, table), which an earlier load put there, and gives each file it set aside
     its row in the quarantine table (quarantine_table: database, schema, table).
 
+    A header feed (schema_contract: contracts.ContractConfig.to_kwargs) has each file's header
+    checked once the files are in processing/ (_hold_to_contract): files that cannot load are
+    set aside to quarantine/ with their reason, and a batch its contract refuses (freeze) fails
+    here, before anything loads, with its files kept in processing/<BATCH_ID>/.
+
     Pushes the XComs `batch_id` and `claim` (ledger.claim_xcom: the batch id, its files, and the
     claim's ledger values, which the load's first statements record: the claim itself needs no
-    warehouse connection).
+    warehouse connection; for a header feed, also contracts.claim_fields).
     """
     from streamline.lake import Limits, NoBatchError, finalize, move_batch, register_batch
 
@@ -208,6 +215,12 @@ def claim_batch(
         schema_version=live_version,
     )
     move_batch(s3, bucket, layout, manifest, finished=False)
+    header_fields: dict[str, Any] = {}
+    if schema_contract is not None and manifest.load_files:
+        manifest, header_fields = _hold_to_contract(
+            s3, bucket, layout, manifest, ContractConfig.from_kwargs(schema_contract),
+            snowflake_conn_id, dag_run.run_id, reprocess=bool(conf.get("batch_id")),
+        )  # fmt: skip
     summary = {
         "batch_id": batch_id,
         "files": len(manifest.load_files),
@@ -253,7 +266,8 @@ def claim_batch(
             record_set_aside(warehouse, _table(quarantine_table), batch_id, aside)
         finally:
             warehouse.close()
-    ti.xcom_push(key=XCOM_CLAIM, value=claim_xcom(batch_id, folder, files, claim_values(**claimed)))
+    xcom = claim_xcom(batch_id, folder, files, claim_values(**claimed))
+    ti.xcom_push(key=XCOM_CLAIM, value={**xcom, **header_fields})
     log.info(
         "claimed batch %s of %s: %d files, %d bytes, %d zero-byte objects set aside",
         batch_id,
@@ -263,6 +277,76 @@ def claim_batch(
         summary["empty_files"],
     )
     return summary
+
+
+def _hold_to_contract(
+    s3: S3Client,
+    bucket: str,
+    layout: LakeLayout,
+    manifest: Manifest,
+    config: ContractConfig,
+    snowflake_conn_id: str,
+    run_id: str,
+    *,
+    reprocess: bool,
+) -> tuple[Manifest, dict[str, Any]]:
+    """Check the headers of the batch's files to load against the feed's schema contract
+    (streamline.contracts); returns the manifest (with the files set aside, now in quarantine/)
+    and the claim's XCom fields for the load.
+
+    Files set aside go through the claims register as a reprocess's --quarantine does (their
+    reasons are in the manifest; finalize puts a row for each in the quarantine table). The
+    warehouse is reached only when a header has columns after the spec's, or the mart evolves
+    too (schema_contract_mart): to read the feed's evolved columns from its schema version and,
+    under evolve, to add new ones. Raises
+    AirflowFailException (no retry: the files would fail again) when the contract refuses the
+    batch; the files wait in processing/<BATCH_ID>/ and the failure callback records the error.
+    """
+    from streamline.contracts import (
+        claim_fields,
+        decide,
+        evolve_columns,
+        known_evolved,
+        read_headers,
+        refusal,
+    )
+    from streamline.lake import move_batch, register_batch
+
+    batch_id = manifest.batch_id
+    folder = layout.folder(PROCESSING, batch_id)
+    files = [(e.relative_key, e.size) for e in manifest.load_files]
+    headers = read_headers(s3, bucket, folder, files, config.columns, config.format)
+    evolved: list[str] = []
+    recorded = None
+    warehouse = None
+    try:
+        # The mart's merge sets evolved columns from each batch's rows, so it needs them all.
+        extra = any(not isinstance(h, str) and h.extra for h in headers.values())
+        if extra or config.mart is not None:
+            from streamline.schema_versions import read_recorded
+
+            warehouse = _warehouse(snowflake_conn_id)
+            recorded = read_recorded(warehouse, config.schema_versions, config.feed)
+            evolved = known_evolved(recorded, config)
+        decision = decide(config.contract, config.columns, headers, evolved)
+        if decision.set_aside:
+            for rel, reason in sorted(decision.set_aside.items()):
+                log.warning("batch %s: setting %s aside: %s", batch_id, rel, reason)
+            updated = register_batch(
+                s3, bucket, config.feed, layout, batch_id, run_id,
+                reprocess=reprocess, quarantine=decision.set_aside,
+            )  # fmt: skip
+            assert updated is not None  # the batch is in the register: it was just claimed
+            manifest = updated
+            move_batch(s3, bucket, layout, manifest, finished=False)
+        if decision.refused:
+            raise _fail(str(refusal(config, batch_id, f"s3://{bucket}/{folder}", decision)))
+        if warehouse is not None and config.contract == "evolve":
+            evolved = evolve_columns(warehouse, config, recorded, decision.new_columns)
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    return manifest, claim_fields(decision, folder, evolved, config.contract)
 
 
 def _empty_reprocessed(

@@ -285,12 +285,12 @@ SELECT
   (
     SELECT 'first: ' || "SOURCE_FILE" || ', row ' || TO_VARCHAR("SOURCE_ROW_NUMBER") || ': ' || "ERROR"
     FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
-    WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside')
+    WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside', 'columns_discarded')
     ORDER BY "ERROR_CODE" = 'file_skipped', "SOURCE_FILE", "SOURCE_ROW_NUMBER"
     LIMIT 1
   ) AS "DETAIL"
 FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE"
-WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside');
+WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside', 'columns_discarded');
 -- Gate: every row read is in raw or in quarantine, file by file.
 SELECT
   'rows_reconciled' AS "STREAMLINE_CHECK",
@@ -300,16 +300,16 @@ SELECT
   MIN(l.file_ || ': ' || TO_VARCHAR(l.rows_) || ' rows read, ' || TO_VARCHAR(COALESCE(r.rows_, 0)) || ' in raw, ' || TO_VARCHAR(COALESCE(q.rows_, 0)) || ' quarantined') AS "DETAIL"
 FROM (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS l
 LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}' GROUP BY 1) AS r ON r.file_ = l.file_
-LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside') GROUP BY 1) AS q ON q.file_ = l.file_
+LEFT JOIN (SELECT "SOURCE_FILE" AS file_, COUNT(*) AS rows_ FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside', 'columns_discarded') GROUP BY 1) AS q ON q.file_ = l.file_
 WHERE l.rows_ <> COALESCE(r.rows_, 0) + COALESCE(q.rows_, 0);
 UPDATE "STREAMLINE"."RAW"."STREAMLINE_BATCHES" SET
   "STATUS" = 'loaded',
   "LOAD_STARTED_AT" = CAST('{{ ti.start_date.isoformat() }}' AS TIMESTAMP_LTZ),
   "LOADED_AT" = CURRENT_TIMESTAMP(),
   "ROWS_PARSED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_LANDING" WHERE "BATCH_ID" = '{{ claim.batch_id }}')
-    + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside') AND "SOURCE_FILE" NOT IN ({{ claim.source_files }})),
+    + (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside', 'columns_discarded') AND "SOURCE_FILE" NOT IN ({{ claim.source_files }})),
   "ROWS_LOADED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS" WHERE "BATCH_ID" = '{{ claim.batch_id }}'),
-  "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside')),
+  "ROWS_REJECTED" = (SELECT COUNT(*) FROM "STREAMLINE"."RAW"."ORDERS_QUARANTINE" WHERE "BATCH_ID" = '{{ claim.batch_id }}' AND "ERROR_CODE" NOT IN ('file_unreadable', 'file_set_aside', 'columns_discarded')),
   "FAILED_STEP" = NULL,
   "ERROR" = NULL,
   "UPDATED_AT" = CURRENT_TIMESTAMP()
