@@ -48,6 +48,15 @@ def fast_project(folder: Path) -> Project:
         .replace("on_error: continue", "on_error: skip_file")
         .replace("max_rejected_ratio: 0.1", "max_rejected_ratio: 0.5")
     )
+    # A fourth: profiles, the customers spec under other names, whose spec
+    # tests/integration/test_migrations.py edits (and whose tables it alters).
+    customers = (folder / "pipelines" / "customers.yaml").read_text()
+    (folder / "pipelines" / "profiles.yaml").write_text(
+        customers.replace("feed: customers\n", "feed: profiles\n")
+        .replace("prefix: customers\n", "prefix: profiles\n")
+        .replace("table: customers\n", "table: profiles\n")
+        .replace("tags: [customers]", "tags: [profiles]")
+    )
     for spec in (folder / "pipelines").glob("*.yaml"):
         text = spec.read_text()
         text = text.replace("timeout_seconds: 120", "timeout_seconds: 3")
@@ -97,10 +106,12 @@ class Worker:
             assert time.monotonic() < deadline, f"worker {self.feed} not ready; see {log.name}"
             time.sleep(0.1)
 
-    def send(self, conf: dict[str, Any] | None = None) -> None:
+    def send(self, conf: dict[str, Any] | None = None, *, reload: bool = False) -> None:
+        """Start a run with conf; reload: parse the dags folder again first (a spec was edited)."""
         self.ensure()
         assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write((json.dumps({"conf": conf}) + "\n").encode())
+        request = {"conf": conf, **({"reload": True} if reload else {})}
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
         self.process.stdin.flush()
 
     def receive(self) -> dict[str, Any] | None:
@@ -159,15 +170,20 @@ class Local:
         extra.ensure()
         return extra
 
-    def run(self, feed: str, *, reprocess: str | None = None, **conf: Any) -> dict[str, Any]:
-        """One DAG run of feed, now; its summary (state "killed" when the worker was killed)."""
-        self.start(feed, reprocess=reprocess, **conf)
+    def run(
+        self, feed: str, *, reprocess: str | None = None, reload: bool = False, **conf: Any
+    ) -> dict[str, Any]:
+        """One DAG run of feed, now; its summary (state "killed" when the worker was killed).
+        reload: the worker parses the DAG again first (its spec was edited)."""
+        self.start(feed, reprocess=reprocess, reload=reload, **conf)
         return self.wait(feed)
 
-    def start(self, feed: str, *, reprocess: str | None = None, **conf: Any) -> None:
+    def start(
+        self, feed: str, *, reprocess: str | None = None, reload: bool = False, **conf: Any
+    ) -> None:
         if reprocess:
             conf["batch_id"] = reprocess
-        self.worker(feed).send(conf or None)
+        self.worker(feed).send(conf or None, reload=reload)
 
     def wait(self, feed: str) -> dict[str, Any]:
         summary = self.worker(feed).receive()
