@@ -128,7 +128,7 @@ class GatedSQLExecuteQueryOperator(LineageMixin, SQLExecuteQueryOperator):
         self.lineage = lineage
 
     def snowflake_namespace(self) -> str | None:
-        return snowflake_namespace(self.get_db_hook(), str(self.conn_id))
+        return snowflake_namespace(self.get_db_hook().get_connection(self.conn_id))
 
     def execute(self, context: Any) -> Any:
         self.remember_batch(context)

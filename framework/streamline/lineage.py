@@ -285,16 +285,25 @@ class LineageMixin:
         return None
 
 
-def snowflake_namespace(hook: Any, conn_id: str) -> str:
-    """snowflake://<account> as the Snowflake provider names it for OpenLineage (its hook's
-    get_openlineage_database_info: the account identifier, normalised), else the connection's
-    `account` extra."""
-    connection = hook.get_connection(conn_id)
+def snowflake_namespace(connection: Any) -> str:
+    """snowflake://<account> of an Airflow Snowflake connection, as the Snowflake provider names
+    it for OpenLineage (SnowflakeHook._get_openlineage_authority: the host of the connection's
+    SQLAlchemy URL, its `host` extra or else `account[.region]`, normalised by the provider's
+    fix_account_name), without building that URL: importing snowflake-sqlalchemy alone takes
+    seconds, on the task's path."""
+    extra = connection.extra_dejson
+
+    def field(name: str) -> str:
+        return str(extra.get(name) or extra.get(f"extra__snowflake__{name}") or "")
+
+    name = str(extra.get("host") or "") or ".".join(
+        filter(None, (field("account"), field("region")))
+    )
     try:
-        authority = hook.get_openlineage_database_info(connection).authority
-    except (AttributeError, NotImplementedError):  # a Snowflake provider without it
-        authority = None
-    return f"snowflake://{authority or connection.extra_dejson.get('account', '')}"
+        from airflow.providers.snowflake.utils.openlineage import fix_account_name
+    except ImportError:  # a Snowflake provider without OpenLineage support: the name as it is
+        return f"snowflake://{name.lower()}"
+    return f"snowflake://{fix_account_name(name.lower()).lower()}"
 
 
 if TYPE_CHECKING or airflow_compat.installed_major() >= 3:

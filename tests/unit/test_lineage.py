@@ -196,26 +196,39 @@ def test_the_python_steps_read_the_batch_from_its_manifest(
     assert finalize.get_openlineage_facets_on_complete(None).run_facets == {}
 
 
-class _Hook:
-    """A SnowflakeHook stand-in: the connection's account, and the provider's OpenLineage
-    authority when `authority` is given."""
+CONNECTIONS = [
+    {"account": "xy12345"},
+    {"account": "xy12345", "region": "eu-west-1"},
+    {"account": "xy12345.eu-central-1.gcp"},
+    {"account": "myorg-myaccount"},
+    {"extra__snowflake__account": "XY12345", "extra__snowflake__region": "us-east-2.aws"},
+    {"account": "streamline", "host": "127.0.0.1", "port": 8443},  # the local stack's
+]
 
-    def __init__(self, authority: str | None) -> None:
-        self.authority = authority
+
+@pytest.mark.parametrize("extra", CONNECTIONS)
+def test_tables_are_named_in_the_snowflake_providers_namespace(
+    extra: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same namespace as the Snowflake provider's own OpenLineage events for the connection
+    (its get_openlineage_database_info), which builds it through snowflake-sqlalchemy."""
+    from airflow.models.connection import Connection
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    connection = Connection(conn_id="sf", conn_type="snowflake", login="user",
+                            password="secret-pass", extra=json.dumps(extra))  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_SF", connection.as_json())
+    hook = SnowflakeHook(snowflake_conn_id="sf")
+    provider = hook.get_openlineage_database_info(hook.get_connection("sf"))
+    assert lineage.snowflake_namespace(connection) == f"snowflake://{provider.authority}"
+    assert "secret" not in lineage.snowflake_namespace(connection)
+
+
+class _Hook:
+    """A SnowflakeHook stand-in whose connection names an account."""
 
     def get_connection(self, conn_id: str) -> Any:
-        return SimpleNamespace(extra_dejson={"account": "xy12345"}, password="secret")
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "get_openlineage_database_info" and self.authority:
-            return lambda connection: SimpleNamespace(authority=self.authority)
-        raise AttributeError(name)
-
-
-def test_tables_are_named_in_the_snowflake_providers_namespace() -> None:
-    assert lineage.snowflake_namespace(_Hook("xy12345.eu-west-1.aws"), "sf") == WAREHOUSE
-    # A Snowflake provider without OpenLineage support: the connection's account.
-    assert lineage.snowflake_namespace(_Hook(None), "sf") == "snowflake://xy12345"
+        return SimpleNamespace(extra_dejson={"account": "xy12345", "region": "eu-west-1"})
 
 
 def test_the_sql_steps_report_their_tables(orders: Feed, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,7 +236,7 @@ def test_the_sql_steps_report_their_tables(orders: Feed, monkeypatch: pytest.Mon
         task_id="transform", conn_id="sf", sql="SELECT 1", lineage=_configs(orders)["transform"]
     )
     assert "lineage" in transform.template_fields
-    monkeypatch.setattr(transform, "get_db_hook", lambda: _Hook("xy12345.eu-west-1.aws"))
+    monkeypatch.setattr(transform, "get_db_hook", _Hook)
     # The SQL parser's guess, which would open a connection, is not run when the task starts.
     assert transform.get_openlineage_facets_on_start().inputs == []
     transform.remember_batch(_context())
