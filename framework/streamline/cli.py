@@ -54,6 +54,14 @@ def _warehouse_settings_args(parser: argparse.ArgumentParser) -> None:
         help="base name of the feeds' Snowflake storage integrations "
         "($STREAMLINE_STORAGE_INTEGRATION; see infra-sql)",
     )
+    parser.add_argument(
+        "--snowflake-conn-id",
+        default=os.environ.get("STREAMLINE_DDL_CONN_ID"),
+        metavar="CONN_ID",
+        help="the Airflow connection to run the DDL through, for every feed "
+        "($STREAMLINE_DDL_CONN_ID; default: each feed's DAG connection). In production, one "
+        "whose role owns the feeds' objects (infra-sql's admin role): ALTER TABLE needs it",
+    )
 
 
 def _warehouse_settings(args: argparse.Namespace, lake_bucket: str | None) -> RenderSettings:
@@ -916,7 +924,8 @@ def _plan(
     elif settings is None:
         settings = _warehouse_settings(args, args.bucket)
     with _quiet_airflow(args):
-        return plan_feeds(_runner_for(), project, feeds, _select(feeds, names), settings)
+        runner_for = _runner_for(getattr(args, "snowflake_conn_id", None))
+        return plan_feeds(runner_for, project, feeds, _select(feeds, names), settings)
 
 
 def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
@@ -924,7 +933,7 @@ def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
 
     todo = [item for item in planned if not item[2].up_to_date]
     with _quiet_airflow(args):
-        versions = apply_feeds(_runner_for(), todo)
+        versions = apply_feeds(_runner_for(getattr(args, "snowflake_conn_id", None)), todo)
     for feed, _, plan in planned:
         if feed.feed in versions:
             ran = len(plan.statements)
@@ -938,8 +947,9 @@ def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
     return EXIT_OK
 
 
-def _runner_for() -> Any:
-    """Runner per Snowflake connection id: one open connection each (the DAGs' connection)."""
+def _runner_for(override: str | None = None) -> Any:
+    """Runner per Snowflake connection id (a feed's DAG connection, or override for every
+    feed): one open connection each."""
     from functools import cache
 
     from streamline.ledger import ConnectionRunner
@@ -947,8 +957,11 @@ def _runner_for() -> Any:
     _, warehouse = _hooks()
 
     @cache
-    def runner(conn_id: str) -> Any:
+    def connect(conn_id: str) -> Any:
         return ConnectionRunner(warehouse(conn_id).get_conn())
+
+    def runner(conn_id: str) -> Any:
+        return connect(override or conn_id)
 
     return runner
 

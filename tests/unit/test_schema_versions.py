@@ -298,3 +298,21 @@ def test_each_dag_claim_checks_the_fingerprint_of_its_spec(project: Path, tmp_pa
             "schema": "raw",
             "table": "streamline_schema_versions",
         }
+
+
+def test_apply_runs_through_the_connection_it_is_given(
+    project: Path,
+    runner: ConnectionRunner,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In production the DDL runs as the role that owns the objects, not the DAGs' loader."""
+    monkeypatch.delenv("AIRFLOW_CONN_STREAMLINE_SNOWFLAKE")
+    assert main(["--project", str(project), "apply"]) == 2  # the DAGs' connection is not defined
+    assert "streamline_snowflake" in capsys.readouterr().err
+    admin = {"conn_type": "snowflake", "login": "admin", "extra": {"account": "local"}}
+    monkeypatch.setenv("AIRFLOW_CONN_STREAMLINE_ADMIN", json.dumps(admin))
+    assert (
+        main(["--project", str(project), "apply", "--snowflake-conn-id", "streamline_admin"]) == 0
+    )
+    assert read_recorded(runner, VERSIONS, "customers").version == 1  # type: ignore[union-attr]
