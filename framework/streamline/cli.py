@@ -1012,12 +1012,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     connections: AIRFLOW_CONN_* or the configured secrets backend), or, with --local, those of a
     running `streamline up`. Exit 0 when every feed is healthy; 1 when a batch failed or is stuck
     (unfinished after batch.stuck_after_seconds) or data waited in landing/ longer than
-    batch.landing_stale_after_seconds, so it can drive an alert.
+    batch.landing_stale_after_seconds, or the warehouse does not hold the schema version of a
+    feed's spec (its DAG runs claim nothing until `streamline apply`), so it can drive an alert.
     """
     from streamline.reporting import print_json, print_status
+    from streamline.schema_versions import feed_contract
     from streamline.status import collect_status
 
-    _, result = _validated(args)
+    project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
     feeds = _select(result.feeds, args.feeds)
@@ -1031,6 +1033,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             _lake_bucket(args),
             latest=args.latest,
             target=_reprocess_target(args),
+            fingerprints={
+                f.feed: feed_contract(project, f, result.feeds).fingerprint for f in feeds
+            },
         )
     if args.json:
         print_json(report.to_json(), out)

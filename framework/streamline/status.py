@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from streamline.ledger import Runner
 
 FAILED, STUCK, STALE, UNREADABLE = "failed", "stuck", "stale", "unreadable"
+SCHEMA = "schema"
+"""The warehouse lacks the schema version the feed's spec renders: its runs claim nothing."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class FeedStatus:
     problems: list[Problem] = field(default_factory=list)
     redone: Redone | None = None
     """Its batches more than one DAG run held (reprocessed), beyond the latest ones listed."""
+    schema_version: int | None = None
+    """The feed's latest schema version in the warehouse (None: none, or not read)."""
 
     @property
     def healthy(self) -> bool:
@@ -240,9 +244,12 @@ def collect_status(
     latest: int = 5,
     now: dt.datetime | None = None,
     target: str = "",
+    fingerprints: dict[str, str] | None = None,
 ) -> StatusReport:
     """The status of these feeds. s3_for and warehouse_for give each feed's connections;
-    target, the flags that reach the feeds' Airflow, ends every reprocess hint.
+    target, the flags that reach the feeds' Airflow, ends every reprocess hint; fingerprints
+    (feed -> the schema fingerprint its spec renders, streamline.migrations) are checked against
+    the warehouse's schema versions: a feed whose DAG runs would claim nothing is a problem.
 
     now (default: the clock after each feed's reads) is the time ages are measured at, so a
     batch claimed while the report is being made never shows a negative age.
@@ -269,4 +276,24 @@ def collect_status(
             problem = Problem(UNREADABLE, str(exc), hint="fix it, then run status again")
             statuses.append(FeedStatus(feed.feed, batches=rows[feed.feed], problems=[problem]))
         statuses[-1].redone = redone.get(feed.feed)
+        if fingerprints and feed.feed in fingerprints:
+            _check_schema(statuses[-1], feed, warehouse_for(feed), fingerprints[feed.feed])
     return StatusReport(now or dt.datetime.now(dt.UTC), statuses)
+
+
+def _check_schema(status: FeedStatus, feed: Feed, runner: Runner, fingerprint: str) -> None:
+    from streamline.schema_versions import read_recorded
+
+    recorded = read_recorded(runner, feed.layout.schema_versions, feed.feed)
+    status.schema_version = recorded.version if recorded else None
+    if recorded is not None and recorded.fingerprint == fingerprint:
+        return
+    held = f"schema version {recorded.describe()}" if recorded else "no schema version"
+    status.problems.append(
+        Problem(
+            SCHEMA,
+            f"the warehouse holds {held}, and the spec renders schema {fingerprint}: DAG runs "
+            "made from this spec claim no files until the warehouse holds it",
+            hint=f"streamline plan {feed.feed}, then streamline apply {feed.feed}",
+        )
+    )

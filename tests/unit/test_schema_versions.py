@@ -316,3 +316,28 @@ def test_apply_runs_through_the_connection_it_is_given(
         main(["--project", str(project), "apply", "--snowflake-conn-id", "streamline_admin"]) == 0
     )
     assert read_recorded(runner, VERSIONS, "customers").version == 1  # type: ignore[union-attr]
+
+
+def test_status_names_a_feed_whose_runs_wait_for_apply(
+    project: Path, runner: ConnectionRunner, s3: Any
+) -> None:
+    from streamline.status import SCHEMA, collect_status
+
+    found = find_project(project)
+    feeds = validate_paths(found).feeds
+    prints = {f.feed: feed_contract(found, f, feeds).fingerprint for f in feeds}
+
+    def status() -> dict[str, Any]:
+        report = collect_status(feeds, lambda _: s3, lambda _: runner, "lake", fingerprints=prints)
+        return {f.feed: f for f in report.feeds}
+
+    assert main(["--project", str(project), "apply"]) == 0
+    assert all(f.healthy and f.schema_version == 1 for f in status().values())
+    _edit(project, "\nkey:", "  - name: note\n    type: VARCHAR(10)\n\nkey:")
+    feeds = validate_paths(found).feeds
+    prints["customers"] = feed_contract(found, feeds[0], feeds).fingerprint
+    customers = status()["customers"]
+    [problem] = customers.problems
+    assert problem.kind == SCHEMA and "schema version 1" in problem.message
+    assert problem.hint == "streamline plan customers, then streamline apply customers"
+    assert status()["orders"].healthy
