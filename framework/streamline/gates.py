@@ -133,7 +133,9 @@ class GatedSQLExecuteQueryOperator(LineageMixin, SQLExecuteQueryOperator):
     def execute(self, context: Any) -> Any:
         self.remember_batch(context)
         try:
-            return super().execute(context)  # type: ignore[no-untyped-call]
+            result = super().execute(context)  # type: ignore[no-untyped-call]
+            self.remember_copied(result)
+            return result
         except GateFailed as failed:
             context["ti"].xcom_push(key=XCOM_CHECKS, value=[asdict(r) for r in failed.results])
             from streamline.tasks import _fail

@@ -244,12 +244,27 @@ class LineageMixin:
 
     lineage: dict[str, Any] | None = None
     _lineage_batch_id: str | None = None
+    _lineage_manifest: Manifest | None = None
 
     def remember_batch(self, context: Mapping[str, Any]) -> None:
         """Keep the run's batch id for the lineage: the one the claim takes (no I/O)."""
         from streamline.tasks import run_batch_id
 
         self._lineage_batch_id = run_batch_id(dict(context))
+        self._lineage_manifest = None
+
+    def remember_copied(self, step_result: Any) -> None:
+        """Keep the files a load step's COPY read (its result rows name each file's URL) as the
+        batch's files, so that the lineage needs no S3 read of the manifest."""
+        from streamline.lake import Manifest, ManifestEntry, copy_results
+
+        config, batch_id = self.lineage, self._lineage_batch_id
+        if not config or not batch_id:
+            return
+        folder = LakeLayout(config["prefix"]).folder(PROCESSING, batch_id)
+        read = [r.file.partition(folder)[2] for r in copy_results(step_result) if folder in r.file]
+        entries = tuple(ManifestEntry("", rel, 0, "") for rel in read)
+        self._lineage_manifest = Manifest(config["feed"], batch_id, config["prefix"], entries)
 
     def get_openlineage_facets_on_start(self) -> Any:
         """No datasets yet: the batch and its files are known as the step runs (and, for the SQL
@@ -266,8 +281,11 @@ class LineageMixin:
         config, batch_id = self.lineage, self._lineage_batch_id
         if not config or not batch_id:
             return None
-        manifest = None
-        if _needs(config, "files"):
+        manifest = self._lineage_manifest
+        if manifest is not None and manifest.batch_id != batch_id:
+            manifest = None
+        if manifest is None and _needs(config, "files"):
+            # The step did not hand its batch over (it failed first): read it from the lake.
             from streamline.lake import batch_manifest
             from streamline.tasks import _s3_client
 
@@ -283,6 +301,14 @@ class LineageMixin:
     def snowflake_namespace(self) -> str | None:
         """snowflake://<account> of the step's connection (None: the step has none)."""
         return None
+
+
+def remember_manifest(context: Mapping[str, Any], manifest: Manifest) -> None:
+    """Hand a Python step's lineage its batch as the step leaves it (claim, finalize), so that
+    the provider's call after the task reads no S3 object; nothing for other operators."""
+    task = context.get("task")
+    if isinstance(task, LineageMixin):
+        task._lineage_manifest = manifest
 
 
 def snowflake_namespace(connection: Any) -> str:

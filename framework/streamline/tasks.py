@@ -161,6 +161,7 @@ def claim_batch(
     warehouse connection; for a header feed, also contracts.claim_fields).
     """
     from streamline.lake import Limits, NoBatchError, finalize, move_batch, register_batch
+    from streamline.lineage import remember_manifest
 
     started = dt.datetime.now(dt.UTC)
     ti, dag_run = context["ti"], context["dag_run"]
@@ -268,6 +269,7 @@ def claim_batch(
             warehouse.close()
     xcom = claim_xcom(batch_id, folder, files, claim_values(**claimed))
     ti.xcom_push(key=XCOM_CLAIM, value={**xcom, **header_fields})
+    remember_manifest(context, manifest)  # the lineage reports these files (no S3 read)
     log.info(
         "claimed batch %s of %s: %d files, %d bytes, %d zero-byte objects set aside",
         batch_id,
@@ -407,6 +409,7 @@ def finalize_batch(
         skipped_files,
     )
     from streamline.ledger import record_set_aside
+    from streamline.lineage import remember_manifest
 
     ti = context["ti"]
     started = dt.datetime.now(dt.UTC)
@@ -428,6 +431,7 @@ def finalize_batch(
             )
         finally:
             warehouse = connecting.result()
+    remember_manifest(context, manifest)  # where each file ended, for the lineage
     counts = {
         "files_loaded": manifest.count(LOADED),
         "files_skipped": manifest.count(QUARANTINED),

@@ -196,6 +196,54 @@ def test_the_python_steps_read_the_batch_from_its_manifest(
     assert finalize.get_openlineage_facets_on_complete(None).run_facets == {}
 
 
+def _no_s3(aws_conn_id: str) -> Any:
+    raise AssertionError("the lineage read S3, though the step handed its batch over")
+
+
+def test_claim_and_finalize_hand_their_manifest_over_and_load_its_copy_rows(
+    orders: Feed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the step did is its lineage: no S3 read after the task (the provider waits for it)."""
+    monkeypatch.setattr("streamline.tasks._s3_client", _no_s3)
+    configs = _configs(orders)
+    claim = lineage.LineagePythonOperator(
+        task_id="claim", python_callable=lambda: None, lineage=configs["claim"]
+    )
+    claim.remember_batch(_context())
+    lineage.remember_manifest({"task": claim}, CLAIMED)
+    result = claim.get_openlineage_facets_on_complete(None)
+    assert [d.name for d in result.inputs] == ["landing/orders/a.csv", "landing/orders/b.csv"]
+    lineage.remember_manifest({"task": object()}, CLAIMED)  # another operator: nothing happens
+
+    load = GatedSQLExecuteQueryOperator(
+        task_id="load", conn_id="sf", sql="SELECT 1", lineage=configs["load"]
+    )
+    monkeypatch.setattr(load, "get_db_hook", _Hook)
+    load.remember_batch(_context())
+    url = f"s3://{LAKE_BUCKET}/processing/{BATCH}/orders/"
+    load.remember_copied(
+        [
+            [(0,)],
+            [(url + "a.csv", "LOADED", 2, 2, 1, 0, None, None, None, None)],
+            [(url + "b.csv", "LOAD_FAILED", 1, 0, 1, 1, "bad", 2, None, "AMOUNT")],
+            [("rejected_rows", "error", True, 0, None)],
+        ]
+    )
+    result = load.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in result.inputs] == [
+        (LAKE, f"processing/{BATCH}/orders/a.csv"),
+        (LAKE, f"processing/{BATCH}/orders/b.csv"),
+    ]
+    assert [d.name for d in result.outputs] == [
+        "STREAMLINE.RAW.ORDERS",
+        "STREAMLINE.RAW.ORDERS_QUARANTINE",
+    ]
+    # The operator's next run forgets these files: without its own, it reads the lake.
+    load.remember_batch(_context({"batch_id": "20250101T000000Z"}))
+    with pytest.raises(AssertionError, match="read S3"):
+        load.step_lineage()
+
+
 CONNECTIONS = [
     {"account": "xy12345"},
     {"account": "xy12345", "region": "eu-west-1"},
