@@ -27,10 +27,12 @@ What each step reports (its `lineage` argument, written by streamline.dagconfig,
                     skipped it) or landing/ (deferred past SIZE_LIMIT)
 
 Every COMPLETE (and FAIL) event of these steps carries the run facet `streamline_batch` (feed,
-batch id). A batch's files are the ones its load reads, from its manifest (streamline.lake); a
-reprocess's claim takes the batch's own files back, so it reports no landing/ inputs. START events
-carry no datasets: a step's batch and files are known only as it runs, and the START event is
-built before the task runs, on its path.
+batch id). A batch's files are the ones its load reads: claim and finalize hand over the
+manifest (streamline.lake) as they leave it (`remember_manifest`), the load takes its COPY's result
+rows (`remember_copied`), and only a step that failed before that reads the manifest from the lake
+(the provider waits for the event in the task's process). A reprocess's claim takes the batch's own
+files back, so it reports no landing/ inputs. START events carry no datasets: a step's batch and
+files are known only as it runs, and the START event is built before the task runs, on its path.
 
 Dataset names follow OpenLineage's naming spec (https://openlineage.io/docs/spec/naming): an S3
 object is namespace `s3://<bucket>`, name its key; a Snowflake table is namespace
