@@ -71,7 +71,7 @@ class HeaderFormat:
         }
 
 
-def _decompress(data: bytes, compression: str, complete: bool) -> bytes:
+def _decompress(data: bytes, compression: str) -> bytes:
     kind = compression.lower()
     if kind == "auto":
         kind = "gzip" if data[:2] == _GZIP else "zstd" if data[:4] == _ZSTD else "none"
@@ -107,7 +107,7 @@ def parse_header(data: bytes, fmt: HeaderFormat, *, complete: bool = True) -> li
     header row does, returns None: read more. A file with no header row (nothing, or nothing but
     a byte order mark) gives []. Raises HeaderError for bytes not in the format.
     """
-    raw = _decompress(data, fmt.compression, complete)
+    raw = _decompress(data, fmt.compression)
     codec = CODECS.get(fmt.encoding.upper())
     if codec is None:
         raise HeaderError(f"encoding {fmt.encoding!r} is not one the header check reads")
