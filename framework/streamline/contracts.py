@@ -34,6 +34,12 @@ load carries from the landing table to raw and the mart), and `discarded` (the n
 A design alternative, rendering the DAG's SQL again after each evolution, would need the DAG
 processor to parse the DAG again between claim and load; the XCom needs nothing but the run.
 
+Snowflake behaviour relied on: the file format's SKIP_HEADER = 1 skips the header row; in a COPY
+that transforms (SELECT $1, ... FROM @stage), a field number past a row's last field is NULL and
+ERROR_ON_COLUMN_COUNT_MISMATCH does not apply, so each COPY may name the fields its header has and
+the one after it (https://docs.snowflake.com/en/user-guide/data-load-transform,
+https://docs.snowflake.com/en/sql-reference/sql/create-file-format#type-csv).
+
 Headerless feeds (Firehose's concatenated records) keep positional columns and none of this.
 """
 
