@@ -9,17 +9,18 @@ the mart again (zero rows added).
 `select_batches` picks them from the lake's batches (`streamline.lake.list_batches`): by id, or by
 range of ids (inclusive, either end optional), in batch (time) order. An open batch whose DAG run
 is still queued or running is never raced: named by id, it is refused; in a range, it is left out
-and reported. `run_batches` then reprocesses them one after another, each run triggered only once
-the previous one has ended (`reprocess_batch`), stopping at the first that does not publish unless
-told to keep going.
+and reported. `run_batches` then reprocesses them in that order, one DAG run at a time
+(`AirflowRuns` triggers and follows each through Airflow's REST API), stopping at the first that
+does not publish unless told to keep going.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from streamline.batches import batch_time
 from streamline.errors import UsageError
@@ -160,94 +161,152 @@ class Backfill:
         return all(run.ok for run in self.runs)
 
 
-def reprocess_batch(
-    api: Api,
-    dag_id: str,
-    batch_id: str,
-    *,
-    timeout: float,
-    owner_state: Callable[[str], tuple[str | None, str | None]],
-    read_row: Callable[[str], LedgerRow | None],
-    on_triggered: Callable[[str], None] = lambda run_id: None,
-    on_state: Callable[[str, str], None] = lambda run_id, state: None,
-    poll: float = 2.0,
-) -> BatchRun:
-    """Trigger one batch's DAG run, wait for it (at most timeout seconds), and judge it by the
-    batch's ledger row.
+@dataclass
+class AirflowRuns:
+    """Starts and follows one feed's reprocess runs through Airflow's REST API (api), each
+    judged by its batch's ledger row.
 
-    owner_state(batch_id), read just before the trigger, is (the DAG run holding the batch, its
-    state): ("", None) for a finished batch, (None, None) when the lake no longer holds it; a
-    queued or running holder makes the outcome HELD, with no run triggered. read_row gives the
-    batch's ledger row (None when the ledger cannot be read: the run's state decides then).
-    Never raises ApiError: a refused call is the outcome API_ERROR.
-    """
-    from streamline.airflowapi import ApiError, trigger_run, wait_for_run
+    owner_state(batch_id), read just before a trigger, is (the DAG run holding the batch, its
+    state): ("", None) for a finished batch, (None, None) when the lake no longer holds it.
+    read_row gives a batch's ledger row (None when the ledger cannot be read from here: the run's
+    state decides then). timeout: seconds to wait for each run. on_triggered(batch_id, run_id),
+    on_state(run_id, state) and on_done(the batch's outcome) report progress. No method raises
+    ApiError: a refused call is the outcome API_ERROR."""
 
-    started = time.monotonic()
-    owner, state = owner_state(batch_id)
-    if owner is None:
-        return BatchRun(batch_id, None, None, GONE, False, detail="the lake no longer holds it")
-    if owner and state in BUSY:
-        detail = f"held by DAG run {owner}, which is {state}: reprocess it once that run ends"
-        return BatchRun(batch_id, None, None, HELD, False, detail=detail)
-    run_id: str | None = None
-    try:
-        run_id = trigger_run(api, dag_id, {"batch_id": batch_id})
-        on_triggered(run_id)
-        triggered = run_id
-        outcome = wait_for_run(api, dag_id, run_id, timeout=timeout, poll=poll,
-                               on_state=lambda s: on_state(triggered, s))  # fmt: skip
-    except ApiError as exc:
-        return BatchRun(batch_id, run_id, None, API_ERROR, False, detail=str(exc),
-                        seconds=time.monotonic() - started)  # fmt: skip
-    seconds = time.monotonic() - started
-    if outcome.state not in ("success", "failed"):
-        detail = f"DAG run {run_id} is still {outcome.state} after {timeout:.0f} s (--timeout)"
-        return BatchRun(batch_id, run_id, outcome.state, TIMED_OUT, False, detail=detail,
-                        seconds=seconds)  # fmt: skip
-    row = read_row(batch_id)
-    if row is not None and row.run_id != run_id:
-        detail = (
-            f"the ledger has no record of run {run_id} (it stopped before taking the batch over;"
-            f" the batch's last run, {row.run_id}, left it {row.status}); the run's task logs in "
-            "Airflow say why"
-        )
-        return BatchRun(batch_id, run_id, outcome.state, NOT_TAKEN_OVER, False, detail=detail,
-                        seconds=seconds)  # fmt: skip
-    if row is None:  # the ledger could not be read from here: the run's state decides
-        ok = outcome.state == "success"
-        why = None if ok else f"DAG run {run_id} failed (the ledger could not be read from here)"
-        return BatchRun(batch_id, run_id, outcome.state, "published" if ok else "failed", ok,
-                        detail=why, seconds=seconds)  # fmt: skip
-    ok = outcome.state == "success" and row.finished
-    why = None
-    if not ok:
-        why = (
-            f"failed at {row.failed_step or 'an unknown step'}: {row.error}"
-            if row.status == "failed"
-            else f"DAG run {run_id} is {outcome.state}; the batch is {row.status}"
-        )
-    return BatchRun(batch_id, run_id, outcome.state, row.status, ok, row, why, seconds)
+    api: Api
+    dag_id: str
+    owner_state: Callable[[str], tuple[str | None, str | None]]
+    read_row: Callable[[str], LedgerRow | None]
+    timeout: float = 1800.0
+    poll: float = 2.0
+    on_triggered: Callable[[str, str], None] = lambda batch_id, run_id: None
+    on_state: Callable[[str, str], None] = lambda run_id, state: None
+    on_done: Callable[[BatchRun], None] = lambda run: None
+
+    def start(self, batch_id: str) -> str | BatchRun:
+        """Trigger the batch's run: its run id; or, when none was triggered, the outcome: HELD
+        (a queued or running DAG run holds the batch), GONE, API_ERROR."""
+        from streamline.airflowapi import ApiError, trigger_run
+
+        owner, state = self.owner_state(batch_id)
+        if owner is None:
+            return self._done(BatchRun(batch_id, None, None, GONE, False,
+                                       detail="the lake no longer holds it"))  # fmt: skip
+        if owner and state in BUSY:
+            detail = f"held by DAG run {owner}, which is {state}: reprocess it once that run ends"
+            return self._done(BatchRun(batch_id, None, None, HELD, False, detail=detail))
+        try:
+            run_id = trigger_run(self.api, self.dag_id, {"batch_id": batch_id})
+        except ApiError as exc:
+            return self._done(BatchRun(batch_id, None, None, API_ERROR, False, detail=str(exc)))
+        self.on_triggered(batch_id, run_id)
+        return run_id
+
+    def _done(self, run: BatchRun) -> BatchRun:
+        self.on_done(run)
+        return run
+
+    def finish(
+        self, batch_id: str, run_id: str, on_running: Callable[[], None] = lambda: None
+    ) -> BatchRun:
+        """Wait for the run (at most timeout seconds; on_running is called when it is seen
+        running) and judge it by the batch's ledger row."""
+        return self._done(self._finish(batch_id, run_id, on_running))
+
+    def _finish(self, batch_id: str, run_id: str, on_running: Callable[[], None]) -> BatchRun:
+        from streamline.airflowapi import ApiError, wait_for_run
+
+        started = time.monotonic()
+
+        def seen(state: str) -> None:
+            self.on_state(run_id, state)
+            if state == "running":
+                on_running()
+
+        try:
+            outcome = wait_for_run(self.api, self.dag_id, run_id, timeout=self.timeout,
+                                   poll=self.poll, on_state=seen)  # fmt: skip
+        except ApiError as exc:
+            return BatchRun(batch_id, run_id, None, API_ERROR, False, detail=str(exc),
+                            seconds=time.monotonic() - started)  # fmt: skip
+        seconds = time.monotonic() - started
+        if outcome.state not in ("success", "failed"):
+            detail = (
+                f"DAG run {run_id} is still {outcome.state} after {self.timeout:.0f} s (--timeout)"
+            )
+            return BatchRun(batch_id, run_id, outcome.state, TIMED_OUT, False, detail=detail,
+                            seconds=seconds)  # fmt: skip
+        row = self.read_row(batch_id)
+        if row is not None and row.run_id != run_id:
+            detail = (
+                f"the ledger has no record of run {run_id} (it stopped before taking the batch "
+                f"over; the batch's last run, {row.run_id}, left it {row.status}); the run's task "
+                "logs in Airflow say why"
+            )
+            return BatchRun(batch_id, run_id, outcome.state, NOT_TAKEN_OVER, False,
+                            detail=detail, seconds=seconds)  # fmt: skip
+        if row is None:  # the ledger could not be read from here: the run's state decides
+            ok = outcome.state == "success"
+            why = None if ok else f"DAG run {run_id} failed (the ledger could not be read here)"
+            return BatchRun(batch_id, run_id, outcome.state, "published" if ok else "failed",
+                            ok, detail=why, seconds=seconds)  # fmt: skip
+        ok = outcome.state == "success" and row.finished
+        why = None
+        if not ok:
+            why = (
+                f"failed at {row.failed_step or 'an unknown step'}: {row.error}"
+                if row.status == "failed"
+                else f"DAG run {run_id} is {outcome.state}; the batch is {row.status}"
+            )
+        return BatchRun(batch_id, run_id, outcome.state, row.status, ok, row, why, seconds)
+
+
+class Runs(Protocol):
+    """What run_batches needs: AirflowRuns, or a stand-in."""
+
+    def start(self, batch_id: str) -> str | BatchRun: ...
+
+    def finish(
+        self, batch_id: str, run_id: str, on_running: Callable[[], None] = ...
+    ) -> BatchRun: ...
 
 
 def run_batches(
     feed: str,
     dag_id: str,
     batches: Sequence[str],
-    reprocess: Callable[[int, str], BatchRun],
+    runs: Runs,
     *,
     keep_going: bool = False,
+    queue_next: bool = False,
 ) -> Backfill:
-    """Reprocess batches in the order given, one at a time: reprocess(index, batch_id) runs one
-    (index from 1) and returns once its run has ended. The first batch that does not publish
-    stops the rest (each recorded NOT_RUN) unless keep_going."""
+    """Reprocess batches in the order given, one DAG run at a time. The first batch that does
+    not publish stops the rest (each recorded NOT_RUN) unless keep_going.
+
+    queue_next (for a DAG that allows one active run): once a batch's run is running, the next
+    batch's run is triggered, so it waits queued and Airflow starts it as soon as the running one
+    ends, before the feed's own next run can take the DAG's one slot (a poll feed's continuous
+    run would otherwise hold it until its sensor times out). A batch that fails therefore has the
+    next one's run queued behind it: that run goes on, is waited for and reported, and no later
+    batch is triggered.
+    """
     result = Backfill(feed, dag_id)
-    for index, batch_id in enumerate(batches, start=1):
-        if result.stopped_at is not None:
+    started: dict[str, str | BatchRun] = {}
+
+    def start(index: int) -> None:
+        if index < len(batches) and batches[index] not in started:
+            started[batches[index]] = runs.start(batches[index])
+
+    for index, batch_id in enumerate(batches):
+        if result.stopped_at is not None and batch_id not in started:
             result.runs.append(BatchRun(batch_id, None, None, NOT_RUN, False))
             continue
-        run = reprocess(index, batch_id)
+        start(index)
+        run = started[batch_id]
+        if not isinstance(run, BatchRun):
+            following = index + 1 if queue_next and result.stopped_at is None else len(batches)
+            run = runs.finish(batch_id, run, functools.partial(start, following))
         result.runs.append(run)
-        if not run.ok and not keep_going:
+        if not run.ok and not keep_going and result.stopped_at is None:
             result.stopped_at = batch_id
     return result

@@ -1193,7 +1193,7 @@ def _airflow_api(args: argparse.Namespace, stack: dict[str, Any] | None) -> Any:
 def _reprocess_batches(args: argparse.Namespace, feed: Any) -> int:
     """`reprocess` of several batches or a range, or --dry-run (see streamline.backfill)."""
     from streamline.airflowapi import run_state
-    from streamline.backfill import check_request, reprocess_batch, run_batches, select_batches
+    from streamline.backfill import AirflowRuns, check_request, run_batches, select_batches
     from streamline.batches import batch_time
     from streamline.errors import BatchError
     from streamline.lake import list_batches, open_batch_owner
@@ -1241,9 +1241,11 @@ def _reprocess_batches(args: argparse.Namespace, feed: Any) -> int:
         print_selection(selection, out)
         return EXIT_OK
     batches = [b.batch_id for b in selection.batches]
+    queue_next = feed.dag.max_active_runs == 1
     out.print(
-        f"reprocessing {len(batches)} batches of {feed.feed}, one DAG run at a time: "
-        f"{batches[0]} to {batches[-1]}",
+        f"reprocessing {len(batches)} batches of {feed.feed}, one DAG run at a time"
+        + (" (the next one queued behind it)" if queue_next else "")
+        + f": {batches[0]} to {batches[-1]}",
         markup=False,
     )
     for batch, state in selection.left_out:
@@ -1264,33 +1266,34 @@ def _reprocess_batches(args: argparse.Namespace, feed: Any) -> int:
         with _quiet_airflow(args):
             return _ledger_row(feed, batch_id)
 
-    triggered: list[str] = []
+    position = {batch_id: f"[{n}/{len(batches)}]" for n, batch_id in enumerate(batches, 1)}
+    waiting: list[str] = []  # runs triggered and not finished
 
-    def reprocess(index: int, batch_id: str) -> Any:
-        tag = f"[{index}/{len(batches)}]"
+    def on_triggered(batch_id: str, run_id: str) -> None:
+        waiting.append(run_id)
+        out.print(f"{position[batch_id]} triggered DAG run {run_id} of {dag_id} for batch "
+                  f"{batch_id}", markup=False)  # fmt: skip
 
-        def on_triggered(run_id: str) -> None:
-            triggered.append(run_id)
-            out.print(f"{tag} triggered DAG run {run_id} of {dag_id} for batch {batch_id}",
-                      markup=False)  # fmt: skip
-
-        run = reprocess_batch(
-            api, dag_id, batch_id, timeout=args.timeout, owner_state=owner_state,
-            read_row=read_row, on_triggered=on_triggered,
-            on_state=lambda run_id, state: out.print(f"  run {run_id}: {state}", markup=False),
-        )  # fmt: skip
+    def on_done(run: Any) -> None:
+        if run.run_id in waiting:
+            waiting.remove(run.run_id)
         if run.row is not None:
-            out.print(f"{tag} {_batch_summary(run.row)}", markup=False)
+            line = _batch_summary(run.row)
         else:
-            detail = f": {run.detail}" if run.detail else ""
-            out.print(f"{tag} batch {batch_id}: {run.outcome}{detail}", markup=False)
-        return run
+            line = f"batch {run.batch_id}: {run.outcome}" + (f": {run.detail}" * bool(run.detail))
+        out.print(f"{position[run.batch_id]} {line}", markup=False)
 
+    runs = AirflowRuns(
+        api, dag_id, owner_state, read_row, timeout=args.timeout, on_triggered=on_triggered,
+        on_state=lambda run_id, state: out.print(f"  run {run_id}: {state}", markup=False),
+        on_done=on_done,
+    )  # fmt: skip
     try:
-        result = run_batches(feed.feed, dag_id, batches, reprocess, keep_going=args.keep_going)
+        result = run_batches(feed.feed, dag_id, batches, runs, keep_going=args.keep_going,
+                             queue_next=queue_next)  # fmt: skip
     except KeyboardInterrupt:
-        last = f": DAG run {triggered[-1]} goes on in Airflow" if triggered else ""
-        err.print(f"interrupted{last}; `{_status_command(args, feed)}` shows the batches",
+        going = f": DAG runs {', '.join(waiting)} go on in Airflow" if waiting else ""
+        err.print(f"interrupted{going}; `{_status_command(args, feed)}` shows the batches",
                   markup=False)  # fmt: skip
         raise
     print_backfill(result, out)

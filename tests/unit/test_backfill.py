@@ -4,6 +4,7 @@ what is refused, and one DAG run at a time through a fake Airflow REST API."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,8 +16,8 @@ from streamline.backfill import (
     NOT_RUN,
     NOT_TAKEN_OVER,
     TIMED_OUT,
+    AirflowRuns,
     BatchRun,
-    reprocess_batch,
     run_batches,
     select_batches,
 )
@@ -26,6 +27,7 @@ from streamline.layout import LakeLayout
 from streamline.ledger import LedgerRow
 
 B1, B2, B3 = "20260101T000000.000000Z", "20260101T000001.500000Z", "20260102T000000.000000Z"
+B4 = "20260103T000000.000000Z"
 SHORT = "20260101T000001Z"
 """An id of the earlier one-second form: 20260101T000001.000000Z, so before B2, though 'Z' sorts
 after '.' as text."""
@@ -119,27 +121,63 @@ def test_the_lake_lists_published_open_and_leftover_batches_of_its_feed_only(s3:
     assert sorted(b for b, v in bounded.items() if v.finished) == [B2]
 
 
-def test_run_batches_stops_at_the_first_failure_unless_told_to_keep_going() -> None:
-    def reprocess(index: int, batch_id: str) -> BatchRun:
-        ok = batch_id != B2
-        return BatchRun(batch_id, f"rp_{index}", "success", "published" if ok else "failed", ok)
+class FakeRuns:
+    """Runs that end as told (failing: batches that fail), logging start, running and end."""
 
-    stopped = run_batches("orders", "orders", [B1, B2, B3], reprocess)
+    def __init__(self, *failing: str) -> None:
+        self.failing = failing
+        self.log: list[tuple[str, str]] = []
+
+    def start(self, batch_id: str) -> str | BatchRun:
+        self.log.append(("start", batch_id))
+        return f"rp_{len([e for e in self.log if e[0] == 'start'])}"
+
+    def finish(
+        self, batch_id: str, run_id: str, on_running: Callable[[], None] = lambda: None
+    ) -> BatchRun:
+        self.log.append(("running", batch_id))
+        on_running()
+        self.log.append(("end", batch_id))
+        ok = batch_id not in self.failing
+        return BatchRun(batch_id, run_id, "success", "published" if ok else "failed", ok)
+
+
+def test_run_batches_stops_at_the_first_failure_unless_told_to_keep_going() -> None:
+    runs = FakeRuns(B2)
+    stopped = run_batches("orders", "orders", [B1, B2, B3], runs)
     assert [(r.batch_id, r.run_id, r.outcome) for r in stopped.runs] == [
         (B1, "rp_1", "published"), (B2, "rp_2", "failed"), (B3, None, NOT_RUN)
     ]  # fmt: skip
     assert stopped.stopped_at == B2 and not stopped.published
-    going = run_batches("orders", "orders", [B1, B2, B3], reprocess, keep_going=True)
+    # One run at a time: each triggered once the one before has ended.
+    assert runs.log == [("start", B1), ("running", B1), ("end", B1),
+                        ("start", B2), ("running", B2), ("end", B2)]  # fmt: skip
+    going = run_batches("orders", "orders", [B1, B2, B3], FakeRuns(B2), keep_going=True)
     assert [r.outcome for r in going.runs] == ["published", "failed", "published"]
     assert going.stopped_at is None and not going.published
 
 
+def test_the_next_run_waits_queued_behind_the_running_one() -> None:
+    """For a DAG of one active run: the feed's own next run cannot take the slot in between."""
+    runs = FakeRuns(B2)
+    result = run_batches("orders", "orders", [B1, B2, B3, B4], runs, queue_next=True)
+    assert runs.log == [
+        ("start", B1), ("running", B1), ("start", B2), ("end", B1),
+        ("running", B2), ("start", B3), ("end", B2),
+        ("running", B3), ("end", B3),  # queued behind the failure: it runs, and is reported
+    ]  # fmt: skip
+    assert [r.outcome for r in result.runs] == ["published", "failed", "published", NOT_RUN]
+    assert result.stopped_at == B2
+
+
 class FakeApi:
-    """Airflow's REST API as reprocess calls it: each run ends in the state `ends` gives it."""
+    """Airflow's REST API as reprocess calls it: a run is first running, then ends in the state
+    `ends` gives its batch (success by default)."""
 
     def __init__(self, ends: dict[str, str] | None = None) -> None:
         self.ends = ends or {}
         self.confs: list[dict[str, Any]] = []
+        self.seen: set[str] = set()
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if method == "GET" and path == "/dags/orders":
@@ -149,6 +187,9 @@ class FakeApi:
             self.confs.append(body["conf"])
             return {"dag_run_id": f"rp_{len(self.confs)}"}
         run_id = path.rsplit("/", 1)[1]
+        if run_id not in self.seen:
+            self.seen.add(run_id)
+            return {"state": "running"}
         batch_id = self.confs[int(run_id[3:]) - 1]["batch_id"]
         return {"state": self.ends.get(batch_id, "success")}
 
@@ -161,19 +202,25 @@ def row(batch_id: str, run_id: str, status: str = "published", **values: Any) ->
     return LedgerRow(**fields)
 
 
+def airflow_runs(api: FakeApi, read_row: Any, owner: Any = None, **options: Any) -> AirflowRuns:
+    finished = owner or (lambda batch_id: ("", None))
+    return AirflowRuns(api, "orders", finished, read_row, poll=0, **options)
+
+
 def test_one_batch_is_triggered_waited_for_and_judged_by_its_ledger_row() -> None:
-    api = FakeApi({B2: "failed"})
-    finished: dict[str, Any] = {"owner_state": lambda b: ("", None), "timeout": 5, "poll": 0}
-    run = reprocess_batch(api, "orders", B1, read_row=lambda b: row(b, "rp_1"), **finished)
+    api, states = FakeApi({B2: "failed"}), []
+    rows = {B1: row(B1, "rp_1"), B3: row(B3, "scheduled__1"),
+            B2: row(B2, "rp_2", "failed", failed_step="load",
+                    error="invalid identifier 'COUPON'")}  # fmt: skip
+    runs = airflow_runs(api, rows.get, on_state=lambda run_id, state: states.append(state))
+    run = runs.finish(B1, str(runs.start(B1)))
     assert (run.run_id, run.outcome, run.ok, run.rows_loaded) == ("rp_1", "published", True, 10)
-    assert api.confs == [{"batch_id": B1}]
-    failed = reprocess_batch(api, "orders", B2, **finished, read_row=lambda b: row(
-        b, "rp_2", "failed", failed_step="load", error="invalid identifier 'COUPON'"))  # fmt: skip
+    assert api.confs == [{"batch_id": B1}] and states == ["running", "success"]
+    failed = runs.finish(B2, str(runs.start(B2)))
     assert (failed.outcome, failed.ok) == ("failed", False)
     assert failed.detail == "failed at load: invalid identifier 'COUPON'"
     # The run ended without taking the batch over: the ledger still has the run before it.
-    stale = reprocess_batch(api, "orders", B3, read_row=lambda b: row(b, "scheduled__1"),
-                            **finished)  # fmt: skip
+    stale = runs.finish(B3, str(runs.start(B3)))
     assert (stale.outcome, stale.ok, stale.row) == (NOT_TAKEN_OVER, False, None)
     assert "the ledger has no record of run rp_3" in (stale.detail or "")
 
@@ -184,17 +231,17 @@ def test_a_batch_held_gone_or_slow_is_not_published() -> None:
     def never(batch_id: str) -> LedgerRow:
         raise AssertionError("no ledger read")
 
-    held_ = reprocess_batch(api, "orders", B1, owner_state=lambda b: ("manual__1", "running"),
-                            read_row=never, timeout=5)  # fmt: skip
+    held_ = airflow_runs(api, never, lambda b: ("manual__1", "running")).start(B1)
+    assert isinstance(held_, BatchRun)
     assert (held_.outcome, held_.run_id, api.confs) == (HELD, None, [])
     assert held_.detail == (
         "held by DAG run manual__1, which is running: reprocess it once that run ends"
     )
-    gone = reprocess_batch(api, "orders", B2, owner_state=lambda b: (None, None),
-                           read_row=never, timeout=5)  # fmt: skip
-    assert (gone.outcome, api.confs) == (GONE, [])
-    slow = reprocess_batch(api, "orders", B3, owner_state=lambda b: ("", None), read_row=never,
-                           timeout=0.05, poll=0.01)  # fmt: skip
+    gone = airflow_runs(api, never, lambda b: (None, None)).start(B2)
+    assert isinstance(gone, BatchRun) and gone.outcome == GONE and api.confs == []
+    runs = airflow_runs(api, never, timeout=0.05)
+    runs.poll = 0.01
+    slow = runs.finish(B3, str(runs.start(B3)))
     assert (slow.outcome, slow.run_id, slow.state) == (TIMED_OUT, "rp_1", "running")
 
 
@@ -264,29 +311,34 @@ def test_dry_run_lists_the_batches_in_order_and_runs_nothing(
 def test_a_range_runs_each_batch_in_turn_and_ends_with_a_table(
     published: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api = FakeApi({B2: "failed"})
-    rows = {B1: ("rp_1", "published"), B2: ("rp_2", "failed"), B3: ("rp_3", "published")}
+    api = FakeApi({B1: "failed"})
+    rows = {B1: ("rp_1", "failed"), B2: ("rp_2", "published"), B3: ("rp_3", "published")}
     monkeypatch.setattr(cli, "_airflow_api", lambda args, stack: api)
     monkeypatch.setattr(cli, "_ledger_row", lambda feed, b: row(
         b, *rows[b], failed_step="transform", error="MERGE: invalid identifier"))  # fmt: skip
     monkeypatch.setattr(cli.out, "width", 200)
     assert cli.main(["reprocess", "orders", B3, B2, B1, *TARGET]) == 1
     printed = capsys.readouterr()
-    assert [c["batch_id"] for c in api.confs] == [B1, B2]  # stopped at B2's failure
-    assert f"[1/3] batch {B1}: published, 10 rows loaded from 1 files" in printed.out
+    # orders is a poll feed (one active run): B2's run was queued while B1's ran, so it runs
+    # too; B3's is never triggered.
+    assert [c["batch_id"] for c in api.confs] == [B1, B2]
+    assert "one DAG run at a time (the next one queued behind it)" in printed.out
+    assert f"[1/3] batch {B1}: failed, 10 rows loaded from 1 files; failed at transform" in (
+        printed.out
+    )
     assert f"[2/3] triggered DAG run rp_2 of orders for batch {B2}" in printed.out
+    assert f"[2/3] batch {B2}: published, 10 rows loaded from 1 files" in printed.out
     table = printed.out[printed.out.index("outcome") :]
     assert [line.split()[:3] for line in table.splitlines()[1:4]] == [
-        [B1, "rp_1", "published"], [B2, "rp_2", "failed"], [B3, "-", "not"]
+        [B1, "rp_1", "failed"], [B2, "rp_2", "published"], [B3, "-", "not"]
     ]  # fmt: skip
     assert "1 of 3 batches of orders published" in printed.out
-    assert f"{B2}: failed at transform: MERGE: invalid identifier" in printed.out
-    assert f"stopped at batch {B2}; not run: 1 batches, {B3} to {B3}" in printed.out
+    assert f"{B1}: failed at transform: MERGE: invalid identifier" in printed.out
+    assert f"stopped at batch {B1}; not run: 1 batches, {B3} to {B3}" in printed.out
     assert "`streamline status orders` shows the batches" in printed.err
 
-    api.confs.clear()
-    rows[B2] = ("rp_2", "published")
-    api.ends = {}
+    api = FakeApi()
+    rows[B1] = ("rp_1", "published")
     assert cli.main(["reprocess", "orders", "--from", B1, "--keep-going", *TARGET]) == 0
     assert [c["batch_id"] for c in api.confs] == [B1, B2, B3]
     assert "3 of 3 batches of orders published" in capsys.readouterr().out
