@@ -49,7 +49,7 @@ def fast_project(folder: Path) -> Project:
         .replace("max_rejected_ratio: 0.1", "max_rejected_ratio: 0.5")
     )
     # A fourth: profiles, the customers spec under other names, whose spec
-    # tests/integration/test_migrations.py edits (and whose tables it alters).
+    # tests/integration/test_spec_changes.py edits (and whose tables it alters).
     customers = (folder / "pipelines" / "customers.yaml").read_text()
     (folder / "pipelines" / "profiles.yaml").write_text(
         customers.replace("feed: customers\n", "feed: profiles\n")

@@ -210,7 +210,7 @@ def test_evolve_adds_the_column_fills_it_for_later_batches_and_plan_is_clean(
     ]  # fmt: skip
     assert lake.count(FEED, "raw") == 6
     # The warehouse records what evolve added: `streamline plan` (its planning, in process: a
-    # CLI process costs its start-up; test_migrations.py runs the command) has nothing to do.
+    # CLI process costs its start-up; test_spec_changes.py runs the command) has nothing to do.
     settings = RenderSettings(lake_url=f"s3://{lake.stack.bucket}")
     with lake.stack.connect() as conn:
         runner = ConnectionRunner(conn)

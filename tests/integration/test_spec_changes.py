@@ -79,15 +79,30 @@ def test_a_spec_edit_reaches_the_warehouse_through_plan_and_apply(lake: Any) -> 
         assert ledger[first["batch_id"]]["schema_version"] == 1
         assert ledger[loaded["batch_id"]]["schema_version"] == 2
 
+        # A file format change: the edge switches to '|'; its files wait for the apply.
+        piped = edited.replace('    delimiter: ","\n', '    delimiter: "|"\n', 1)
+        spec.write_text(piped)
+        _deploy(lake)
+        lake.land(FEED, [(customer(4, "free", "12:00:00.000") + ",5").replace(",", "|")])
+        assert lake.run(FEED)["claimed"] is False
+        plan = lake.cli("plan", FEED)
+        assert "FIELD_DELIMITER = ',' -> FIELD_DELIMITER = '|'" in plan.stdout, plan.stdout
+        assert lake.cli("apply", FEED).returncode == 0
+        assert lake.run(FEED)["state"] == "success"
+        assert lake.query(
+            f'SELECT "LOYALTY_POINTS" FROM {raw} WHERE "CUSTOMER_ID" = \'cus_000004\''
+        ) == [(5,)]
+        assert lake.count(FEED, "raw") == 5
+
         # A refused edit: plan and apply say where and why, and nothing changes.
         before = _describe(lake, raw)
-        spec.write_text(edited.replace("    type: VARCHAR(320)\n", "    type: VARCHAR(100)\n"))
+        spec.write_text(piped.replace("    type: VARCHAR(320)\n", "    type: VARCHAR(100)\n"))
         refused = lake.cli("plan", FEED)
         assert refused.returncode == 1, refused.stdout
         assert f"pipelines/{FEED}.yaml:" in refused.stderr and "narrow refused" in refused.stderr
         assert lake.cli("apply", FEED).returncode == 1
         assert _describe(lake, raw) == before
-        spec.write_text(edited)
+        spec.write_text(piped)
         assert lake.cli("plan", FEED).returncode == 0
     finally:
         spec.write_text(original)
