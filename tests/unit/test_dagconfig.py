@@ -30,7 +30,13 @@ def _feed(feeds: list[Feed], name: str) -> Feed:
 
 @pytest.mark.parametrize("name", ["customers", "orders"])
 def test_golden_dag_config(feeds: list[Feed], golden, name: str) -> None:  # type: ignore[no-untyped-def]
-    golden(f"{name}/dag.yaml", dump_yaml(build_dag_config(_feed(feeds, name), SQL_DIR)))
+    """As generate and the loader build it: with the fingerprint of the feed's DDL, which its
+    claim checks (a change of the DDL shows here too)."""
+    from streamline.schema_versions import feed_contract
+
+    feed = _feed(feeds, name)
+    schema = feed_contract(find_project(), feed, feeds).fingerprint
+    golden(f"{name}/dag.yaml", dump_yaml(build_dag_config(feed, SQL_DIR, None, schema)))
 
 
 def test_tasks_run_in_step_order(feeds: list[Feed]) -> None:
