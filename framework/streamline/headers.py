@@ -8,8 +8,8 @@ through the task's S3 client (more only while the header row has not ended), and
 - COMPRESSION AUTO tells gzip and zstd by their first bytes, as Snowflake detects them; GZIP and
   ZSTD are read as such, NONE as it is
   (https://docs.snowflake.com/en/sql-reference/sql/create-file-format#type-csv). A partial
-  compressed stream decompresses as far as it goes, so the first bytes suffice. zstd needs the
-  `zstandard` package where the task runs (the embedded stack has it).
+  compressed stream decompresses as far as it goes, so the first bytes suffice. zstd is read with
+  the `zstandard` package, a dependency of StreamLine (every MWAA image's constraints pin it).
 - ENCODING UTF8, ISO-8859-1, WINDOWS1252: Python's utf-8, latin-1, cp1252; a byte order mark
   before the first name is dropped, as Snowflake's SKIP_BYTE_ORDER_MARK (TRUE by default) does.
 - FIELD_DELIMITER and FIELD_OPTIONALLY_ENCLOSED_BY with the csv module: a quoted name may hold the
