@@ -1089,11 +1089,12 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
     Several BATCH_IDs, or a range (--from and/or --to, inclusive), backfill after a spec change:
     the batches the lake holds (published in processed/, or open in processing/) are reprocessed
-    in batch order, each run triggered once the one before has ended, with a line per batch and a
-    table at the end. An open batch held by a queued or running DAG run is refused by id and left
-    out of a range. The first batch that does not publish stops the rest unless --keep-going; exit
-    0 only when every batch is published. --dry-run lists the batches and exits. --quarantine and
-    --no-wait take one batch only.
+    in batch order, one DAG run at a time (when the DAG allows one active run, the next batch's
+    run waits queued behind the running one), with a line per batch and a table at the end. An
+    open batch held by a queued or running DAG run is refused by id and left out of a range. The
+    first batch that does not publish stops the rest unless --keep-going; exit 0 only when every
+    batch is published. --dry-run lists the batches and exits. --quarantine and --no-wait take
+    one batch only.
     """
     from streamline.airflowapi import (
         ApiError,
