@@ -391,24 +391,10 @@ def record_evolved(
     The fingerprint stays the spec's, so DAG runs rendered for it go on (check_version), and
     `streamline plan` leaves evolved columns alone (migrations.evolved_columns); `streamline
     apply` carries them into the versions it records (migrations.contract_record)."""
-    import json
+    from streamline.schema_versions import record_version
 
-    q = quote_identifier
-    target = quote_table(table)
-    names = ("feed", "version", "fingerprint", "contract", "statements", "applied_at", "applied_by")
     contract = {**recorded.contract, "evolved": {t: list(c) for t, c in evolved.items()}}
-    runner.run(
-        f"INSERT INTO {target} ({', '.join(q(n) for n in names)}) "
-        f"SELECT %(feed)s, COALESCE(MAX({q('version')}), 0) + 1, %(fingerprint)s, %(contract)s, "
-        f"%(statements)s, CURRENT_TIMESTAMP(), CURRENT_USER() FROM {target} "
-        f"WHERE {q('feed')} = %(feed)s",
-        parameters={
-            "feed": feed,
-            "fingerprint": recorded.fingerprint,
-            "contract": json.dumps(contract, sort_keys=True),
-            "statements": "\n".join(statements) or None,
-        },
-    )
+    record_version(runner, table, feed, recorded.fingerprint, contract, statements)
 
 
 def claim_fields(

@@ -152,6 +152,25 @@ def apply_plan(runner: Runner, plan: FeedPlan, contract: Contract, table: TableR
         runner.run(sql.rstrip().rstrip(";"))
     if plan.recorded is not None and plan.recorded.fingerprint == plan.fingerprint:
         return plan.recorded.version
+    # Columns a header feed's schema_contract evolve added stay on record.
+    record_version(
+        runner, table, plan.feed, plan.fingerprint, contract_record(contract, plan.recorded),
+        plan.statements,
+    )  # fmt: skip
+    recorded = read_recorded(runner, table, plan.feed)
+    return recorded.version if recorded is not None else plan.next_version
+
+
+def record_version(
+    runner: Runner,
+    table: TableRef,
+    feed: str,
+    fingerprint: str,
+    contract: dict[str, Any],
+    statements: Sequence[str],
+) -> None:
+    """Record the feed's next schema version (its latest + 1, or 1): the fingerprint DAG runs
+    check, the objects it stands for (JSON), the DDL run, when and by whom (CURRENT_USER)."""
     q = quote_identifier
     target = quote_table(table)
     names = ("feed", "version", "fingerprint", "contract", "statements", "applied_at", "applied_by")
@@ -161,15 +180,12 @@ def apply_plan(runner: Runner, plan: FeedPlan, contract: Contract, table: TableR
         f"%(statements)s, CURRENT_TIMESTAMP(), CURRENT_USER() FROM {target} "
         f"WHERE {q('feed')} = %(feed)s",
         parameters={
-            "feed": plan.feed,
-            "fingerprint": plan.fingerprint,
-            # Columns a header feed's schema_contract evolve added stay on record.
-            "contract": json.dumps(contract_record(contract, plan.recorded), sort_keys=True),
-            "statements": "\n".join(plan.statements) or None,
+            "feed": feed,
+            "fingerprint": fingerprint,
+            "contract": json.dumps(contract, sort_keys=True),
+            "statements": "\n".join(statements) or None,
         },
     )
-    recorded = read_recorded(runner, table, plan.feed)
-    return recorded.version if recorded is not None else plan.next_version
 
 
 def check_version(runner: Runner, table: TableRef, feed: str, fingerprint: str) -> int:
