@@ -1,6 +1,7 @@
 """Schema contracts of header feeds: reading a header row, comparing it with the spec's columns,
 what each contract makes of a batch, the load SQL a run renders from the claim's XCom, and the
-claim's part with moto and fakesnow in-process (tests/integration/test_schema_contracts.py runs the DAG).
+claim's part with moto and fakesnow in-process (tests/integration/test_schema_contracts.py runs
+the DAG).
 """
 
 from __future__ import annotations
