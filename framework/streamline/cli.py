@@ -919,6 +919,8 @@ def _plan(
     from streamline.schema_versions import plan_feeds
 
     if getattr(args, "local", False):
+        if args.lake_url:
+            raise UsageError("--local plans against the running stack's lake: leave out --lake-url")
         _use_local(args)
         settings = RenderSettings(lake_url=f"s3://{_lake_bucket(args)}")  # the stack's lake
     elif settings is None:
@@ -929,11 +931,15 @@ def _plan(
 
 
 def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
-    from streamline.schema_versions import apply_feeds
+    from streamline.schema_versions import ApplyError, apply_feeds
 
     todo = [item for item in planned if not item[2].up_to_date]
     with _quiet_airflow(args):
-        versions = apply_feeds(_runner_for(getattr(args, "snowflake_conn_id", None)), todo)
+        try:
+            versions = apply_feeds(_runner_for(getattr(args, "snowflake_conn_id", None)), todo)
+        except ApplyError as exc:
+            err.print(f"error: {exc}", markup=False)
+            return EXIT_INVALID
     for feed, _, plan in planned:
         if feed.feed in versions:
             ran = len(plan.statements)

@@ -391,10 +391,20 @@ def record_evolved(
     The fingerprint stays the spec's, so DAG runs rendered for it go on (check_version), and
     `streamline plan` leaves evolved columns alone (migrations.evolved_columns); `streamline
     apply` carries them into the versions it records (migrations.contract_record)."""
-    from streamline.schema_versions import record_version
+    from streamline.schema_versions import read_recorded, record_version
 
-    contract = {**recorded.contract, "evolved": {t: list(c) for t, c in evolved.items()}}
-    record_version(runner, table, feed, recorded.fingerprint, contract, statements)
+    # The latest version again, just before writing: an apply or another run's evolve may have
+    # recorded one since `recorded` was read. Its fingerprint and contract are kept, and the
+    # evolved columns are the union of both.
+    latest = read_recorded(runner, table, feed) or recorded
+    merged: dict[str, list[str]] = {
+        t: [str(c).upper() for c in cs] for t, cs in (latest.contract.get("evolved") or {}).items()
+    }
+    for name, columns in evolved.items():
+        have = merged.setdefault(name, [])
+        have += [c for c in columns if c.upper() not in have]
+    contract = {**latest.contract, "evolved": merged}
+    record_version(runner, table, feed, latest.fingerprint, contract, statements)
 
 
 def claim_fields(

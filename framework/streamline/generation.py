@@ -119,13 +119,13 @@ def write_feed_sql(
     written: Written | None = None,
 ) -> str:
     """Render the feed's steps into sql_dir/<feed>/<step>.sql; returns the feed's schema
-    fingerprint (streamline.migrations.fingerprint), which its DAG runs check."""
-    from streamline.migrations import fingerprint
+    fingerprint (rendering.schema_fingerprint), which its DAG runs check."""
+    from streamline.rendering import schema_fingerprint
 
     rendered = render_feed(project, feed, feeds, settings=settings)
     for step, sql in rendered.items():
         write_text(sql_dir / feed.feed / f"{step}.sql", sql, written)
-    return fingerprint(rendered["ddl"], feed.key)
+    return schema_fingerprint(rendered["ddl"], feed.key)
 
 
 def dump_yaml(data: Any) -> str:

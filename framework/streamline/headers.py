@@ -78,12 +78,19 @@ def _decompress(data: bytes, compression: str) -> bytes:
     if kind == "none":
         return data
     if kind == "gzip":
-        # wbits 16+: a gzip wrapper; a partial stream gives what it holds so far.
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        # wbits 16+: a gzip wrapper; a partial stream gives what it holds so far. A file of
+        # several gzip members (concatenated, as gzip allows) reads on into the next one.
+        out, rest = b"", data
         try:
-            return decompressor.decompress(data)
+            while rest:
+                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out += decompressor.decompress(rest)
+                if not decompressor.eof:
+                    break
+                rest = decompressor.unused_data
         except zlib.error as exc:
             raise HeaderError(f"not a gzip file ({exc})") from None
+        return out
     if kind == "zstd":
         try:
             import zstandard

@@ -19,9 +19,7 @@ streamline.schema_versions) and returns a `FeedPlan`. This module is pure: no co
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 
 from streamline.model import FIXED_TYPES, FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES
-from streamline.rendering import quote_identifier
+from streamline.rendering import quote_identifier, schema_fingerprint
 
 TEXT_MAX = 16_777_216
 """A text column's length when none is given (Snowflake's VARCHAR maximum)."""
@@ -178,7 +176,8 @@ def column_changes(
             if column.nullable:
                 changes.append(Change(
                     table, column.name, "add column", f"add {column.name} {column.type.sql()}",
-                    f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column.name.lower())} "
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+                    f"{quote_identifier(column.name.lower())} "
                     f"{column.type.sql()};",
                 ))  # fmt: skip
             else:
@@ -205,7 +204,7 @@ def column_changes(
         if column.name.upper() not in want:
             changes.append(Change(
                 table, column.name, "drop column",
-                f"{column.name} is in the table but not in the spec (dropped or renamed?)",
+                f"{column.name} is in {table} but not in the spec (dropped or renamed?)",
                 hint=f"a dropped or renamed column loses data: change the table by hand and "
                 f"{rebuild.split(' after ')[0]}",
             ))  # fmt: skip
@@ -225,7 +224,14 @@ def _type_change(
         return Change(
             table, column.name, "widen", detail, f"ALTER TABLE {quoted} SET DATA TYPE {new.sql()};"
         )
-    kind = "narrow" if new.base == old.base else "change type"
+    narrower = (new.size or 0) < (old.size or 0) and new.scale == old.scale
+    kind = "narrow" if new.base == old.base and narrower else "change type"
+    if new.base == old.base and not narrower:
+        kind = (
+            "change precision"
+            if new.base != "NUMBER" or new.scale == old.scale
+            else ("change scale")
+        )
     return Change(
         table, column.name, kind, detail,
         hint=f"Snowflake widens text and number precision only: {rebuild}",
@@ -323,14 +329,8 @@ def contract_of(
     )
 
 
-def fingerprint(ddl: str, key: Sequence[str]) -> str:
-    """What a feed's warehouse objects are, hashed: 16 hex digits of SHA-256 over its DDL's
-    statements (as ddl_statements gives them: comments and indentation do not count) and its
-    key. The stage is left out: its URL and storage integration are the deployment's (plan
-    still compares it), so a DAG parsed anywhere computes the same fingerprint."""
-    statements = [s.sql for s in ddl_statements(ddl) if s.kind != "stage"]
-    body = json.dumps({"statements": statements, "key": [k.upper() for k in key]}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+fingerprint = schema_fingerprint
+"""rendering.schema_fingerprint: what DAG runs check, computed from the rendered DDL."""
 
 
 @dataclass(frozen=True)
@@ -358,6 +358,8 @@ class Live:
     recorded: Recorded | None
     tables: dict[str, list[ColumnState] | None]
     objects: dict[str, bool]
+    stage_urls: dict[str, str] = field(default_factory=dict)
+    """The URL each stage reads, as SHOW STAGES gives it (compared with the spec's lake)."""
 
 
 @dataclass(frozen=True)
@@ -411,12 +413,12 @@ def plan_feed(
         ))  # fmt: skip
     for part, name in (("raw", contract.raw), ("mart", contract.mart)):
         old_name = str(recorded.get(part) or "") if recorded is not None else ""
-        # Refused while the old table holds the data and the new one does not exist: once it is
-        # moved (or made) by hand, or the old one dropped, the new location is planned as usual.
-        left_behind = live.tables.get(name) is None and live.tables.get(old_name) is not None
-        if old_name and old_name != name and left_behind:
+        # Refused while the old table is there (it holds the data, and the ledger's batches
+        # point at it): once it is moved by hand (or dropped), the new place is planned as usual.
+        if old_name and old_name != name and live.tables.get(old_name) is not None:
+            also = " (it exists too)" if live.tables.get(name) is not None else ""
             changes.append(Change(
-                name, "", "move table", f"{part} table {old_name} -> {name}",
+                name, "", "move table", f"{part} table {old_name} -> {name}{also}",
                 hint=f"move it by hand, `ALTER TABLE {old_name} RENAME TO {name}` (see "
                 "https://docs.snowflake.com/en/sql-reference/sql/alter-table), then plan again; "
                 f"or, to start anew, drop {old_name}, apply (which creates {name} empty) and "
@@ -427,18 +429,28 @@ def plan_feed(
         return FeedPlan(contract.feed, contract.fingerprint, live.recorded, changes)
     objects = (recorded or {}).get("objects", {})
     replaced_format = False
+    # Tables first, the file format and stage last: an apply that stops half way leaves the
+    # objects a DAG run made from the older spec reads (its files, its columns) as they were.
+    object_changes: list[Change] = []
     for statement in contract.statements:
         if statement.kind in OBJECT_KINDS:
             exists = live.objects.get(statement.name, False)
             before = objects.get(statement.name)
+            url = live.stage_urls.get(statement.name)
+            wanted = _stage_url(statement.sql) if statement.kind == "stage" else None
+            moved = url is not None and wanted is not None and url != wanted
             if (
                 exists
                 and before == statement.sql
+                and not moved
                 and not (statement.kind == "stage" and replaced_format)
             ):
                 continue
             if not exists:
                 kind, detail = f"create {statement.kind}", f"{statement.kind} {statement.name}"
+            elif moved:  # the warehouse's own stage reads another lake than the spec's
+                kind = "stage options"
+                detail = f"{statement.name}: URL {url} -> {wanted} (the lake it reads)"
             elif before is None:
                 kind = f"replace {statement.kind}"
                 detail = f"{statement.name}: options not on record, made again from the spec"
@@ -448,7 +460,7 @@ def plan_feed(
                 kind = f"replace {statement.kind}"
                 detail = f"{statement.name}: its file format is made again"
             replaced_format = replaced_format or statement.kind == "file format"
-            changes.append(Change(statement.name, "", kind, detail, statement.sql + ";"))
+            object_changes.append(Change(statement.name, "", kind, detail, statement.sql + ";"))
         elif statement.kind == "table":
             columns = live.tables.get(statement.name)
             if columns is None:
@@ -473,6 +485,7 @@ def plan_feed(
                         change, column_paths.get(change.column.upper(), ("columns",))
                     )
                 changes.append(change)
+    changes += object_changes
     if any(c.kind.startswith("create") for c in changes):
         setup = [s for s in contract.statements if s.kind in ("database", "schema")]
         changes[:0] = [
@@ -502,6 +515,12 @@ def contract_record(contract: Contract, recorded: Recorded | None) -> dict[str, 
     if kept:
         body["evolved"] = kept
     return body
+
+
+def _stage_url(sql: str) -> str | None:
+    """The URL literal of a CREATE STAGE statement, unquoted."""
+    found = re.search(r"^URL = '((?:[^']|'')*)'", sql, re.MULTILINE)
+    return found[1].replace("''", "'") if found else None
 
 
 def _with_path(change: Change, path: tuple[str | int, ...]) -> Change:

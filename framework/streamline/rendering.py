@@ -387,3 +387,27 @@ def _context(
         "columns_discarded": COLUMNS_DISCARDED,
         "step_started": f"'{STEP_STARTED}'",
     }
+
+
+def schema_fingerprint(ddl: str, key: Sequence[str]) -> str:
+    """What a feed's warehouse objects are, hashed: 16 hex digits of SHA-256 over its rendered
+    DDL's lines (stripped; comment and blank lines left out) and its key. The stage statement is
+    left out: its URL and storage integration are the deployment's (`streamline plan` compares
+    it with the warehouse all the same), so a DAG parsed anywhere computes the same fingerprint.
+
+    Text only, no SQL parser or connector: each DAG file parse computes it for every feed."""
+    import hashlib
+    import json
+
+    kept, in_stage = [], False
+    for raw in ddl.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("--"):
+            continue
+        in_stage = in_stage or line.upper().startswith("CREATE OR REPLACE STAGE ")
+        if not in_stage:
+            kept.append(line)
+        elif line.endswith(";"):
+            in_stage = False
+    body = json.dumps({"ddl": kept, "key": [k.upper() for k in key]}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]

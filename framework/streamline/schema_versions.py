@@ -107,7 +107,8 @@ def _describe(runner: Runner, name: str) -> list[ColumnState] | None:
     return live_columns(rows) or None  # a table has a column at least
 
 
-def _exists(runner: Runner, kind: str, name: str) -> bool:
+def _shown(runner: Runner, kind: str, name: str) -> tuple[Any, ...] | None:
+    """The object's SHOW row (name, database, schema, ..., url for a stage), None if missing."""
     database, schema, object_name = _parts(name)
     plural = {"file format": "FILE FORMATS", "stage": "STAGES"}[kind]
     sql = (
@@ -118,39 +119,75 @@ def _exists(runner: Runner, kind: str, name: str) -> bool:
         rows = runner.get_records(sql) or []
     except Exception as exc:
         if _missing(exc):  # no such database or schema
-            return False
+            return None
         raise
-    return any(str(row[1]).upper() == object_name for row in rows)
+    return next((tuple(row) for row in rows if str(row[1]).upper() == object_name), None)
 
 
-def read_live(runner: Runner, contract: Contract, table: TableRef) -> Live:
-    """What the warehouse holds of the contract's objects, and the feed's latest version."""
+def read_live(
+    runner: Runner, contract: Contract, table: TableRef, elsewhere: Sequence[TableRef] = ()
+) -> Live:
+    """What the warehouse holds of the contract's objects, and the feed's latest version: in
+    table, else in the first of elsewhere that has one (the versions tables of the other schemas
+    the project's feeds use: a feed whose raw table moved took its versions table's place with
+    it, and is found where it was)."""
     recorded = read_recorded(runner, table, contract.feed)
+    for other in elsewhere:
+        if recorded is not None:
+            break
+        if other != table:
+            recorded = read_recorded(runner, other, contract.feed)
     names = list(contract.tables)
     if recorded is not None:
         names += [n for n in (recorded.contract.get("raw"), recorded.contract.get("mart")) if n]
     tables = {name: _describe(runner, name) for name in dict.fromkeys(names)}
-    objects = {
-        s.name: _exists(runner, s.kind, s.name)
+    shown = {
+        s.name: (s.kind, _shown(runner, s.kind, s.name))
         for s in contract.statements
         if s.kind in OBJECT_KINDS
     }
-    return Live(recorded, tables, objects)
+    objects = {name: row is not None for name, (_, row) in shown.items()}
+    # SHOW STAGES: created_on, name, database_name, schema_name, url, ...
+    urls = {
+        name: str(row[4])
+        for name, (kind, row) in shown.items()
+        if kind == "stage" and row is not None and len(row) > 4 and row[4]
+    }
+    return Live(recorded, tables, objects, urls)
+
+
+class ApplyError(StreamlineError):
+    """A statement of an apply failed; the ones before it ran (each is safe to run again)."""
 
 
 def apply_plan(runner: Runner, plan: FeedPlan, contract: Contract, table: TableRef) -> int:
     """Run the plan's DDL, one statement at a time, then record the contract as the feed's next
-    schema version (unless the warehouse already records it). Returns the feed's version.
+    schema version (unless nothing ran and the warehouse already records it: a stage made again
+    for another lake is a new version too). Returns the feed's version.
 
     Every statement is safe to run again (CREATE ... IF NOT EXISTS, CREATE OR REPLACE of objects
     that hold no data, ALTERs planned from what is there), so an apply that stopped half way is
-    finished by planning and applying again. Raises ValueError for a plan with refused changes.
+    finished by planning and applying again. Raises ValueError for a plan with refused changes,
+    ApplyError (naming the statement, and how many ran before it) when a statement fails.
     """
     if plan.refused:
         raise ValueError(f"feed {plan.feed}: the plan has refused changes")
-    for sql in plan.statements:
-        runner.run(sql.rstrip().rstrip(";"))
-    if plan.recorded is not None and plan.recorded.fingerprint == plan.fingerprint:
+    statements = plan.statements
+    for number, sql in enumerate(statements, 1):
+        try:
+            runner.run(sql.rstrip().rstrip(";"))
+        except Exception as exc:
+            raise ApplyError(
+                f"feed {plan.feed}: statement {number} of {len(statements)} failed: "
+                f"{sql.splitlines()[0]} ...: {exc}. The {number - 1} before it ran, and no new "
+                "schema version is recorded: run apply again once the cause is fixed (every "
+                "statement is safe to run again; plan shows what is left)"
+            ) from exc
+    if (
+        not statements
+        and plan.recorded is not None
+        and (plan.recorded.fingerprint == plan.fingerprint)
+    ):
         return plan.recorded.version
     # Columns a header feed's schema_contract evolve added stay on record.
     record_version(
@@ -245,10 +282,11 @@ def plan_feeds(
     """Plan each selected feed against the warehouse its DAG uses (runner_for(conn_id): a Runner
     for a Snowflake connection id; each is read once per feed)."""
     planned = []
+    tables = list(dict.fromkeys(f.layout.schema_versions for f in feeds))
     for feed in selected:
         contract = feed_contract(project, feed, feeds, settings)
         runner = runner_for(feed.dag.snowflake_conn_id)
-        live = read_live(runner, contract, feed.layout.schema_versions)
+        live = read_live(runner, contract, feed.layout.schema_versions, tables)
         planned.append((feed, contract, plan_feed(contract, live, column_paths(feed))))
     return planned
 

@@ -500,3 +500,12 @@ def test_evolve_adds_the_column_where_the_spec_says_and_records_it(
     assert evolve_columns(warehouse, tables, after, ["coupon"]) == ["coupon"]
     again = read_recorded(warehouse, tables.schema_versions, "signups")
     assert again is not None and again.version == 2
+
+
+def test_a_gzip_file_of_several_members_reads_on_past_an_empty_first_one() -> None:
+    import gzip
+
+    from streamline.headers import _decompress
+
+    data = gzip.compress(b"") + gzip.compress(b"a,b\n1,2\n")
+    assert _decompress(data, "auto") == b"a,b\n1,2\n"

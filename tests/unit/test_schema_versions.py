@@ -139,7 +139,7 @@ def test_safe_edits_are_planned_with_their_ddl_applied_and_checked_by_dag_runs(
     for expected in (
         "file format options: FIELD_DELIMITER = ',' -> FIELD_DELIMITER = '|'",
         "replace stage",
-        f'ALTER TABLE {RAW} ADD COLUMN "LOYALTY_POINTS" NUMBER(10,0);',
+        f'ALTER TABLE {RAW} ADD COLUMN IF NOT EXISTS "LOYALTY_POINTS" NUMBER(10,0);',
         f'ALTER TABLE {RAW} ALTER COLUMN "EMAIL" SET DATA TYPE VARCHAR(320);',
         f'ALTER TABLE {MART} ALTER COLUMN "CREATED_AT" DROP NOT NULL;',
     ):
@@ -341,3 +341,107 @@ def test_status_names_a_feed_whose_runs_wait_for_apply(
     assert problem.kind == SCHEMA and "schema version 1" in problem.message
     assert problem.hint == "streamline plan customers, then streamline apply customers"
     assert status()["orders"].healthy
+
+
+def test_a_stage_pointed_at_another_lake_is_seen_and_put_back(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--project", str(project), "apply"]) == 0
+    assert main(["--project", str(project), "apply", "--lake-url", "s3://wrong", "customers"]) == 0
+    assert "customers: schema version 2" in capsys.readouterr().out  # a version of its own
+    code, out, _ = _plan(project, capsys, "customers")
+    assert code == 2
+    assert "URL s3://wrong/ -> s3://lake/ (the lake it reads)" in out
+    assert main(["--project", str(project), "apply", "customers"]) == 0
+    stage = runner.get_records("SHOW STAGES LIKE 'CUSTOMERS_STAGE' IN SCHEMA STREAMLINE.RAW")
+    assert stage[0][4] == "s3://lake/"
+    assert _plan(project, capsys, "customers")[0] == 0
+
+
+def test_a_raw_table_moved_to_another_schema_is_refused(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its versions table moves with it (beside the ledger): its record is found where it was."""
+    assert main(["--project", str(project), "apply"]) == 0
+    _edit(project, "raw:\n  database: streamline\n  schema: raw\n",
+          "raw:\n  database: streamline\n  schema: raw2\n")  # fmt: skip
+    capsys.readouterr()
+    code, out, err = _plan(project, capsys, "customers")
+    assert code == 1, (out, err)
+    assert "$.raw.table: move table refused: raw table " in err
+    assert RAW in err and '"STREAMLINE"."RAW2"."CUSTOMERS"' in err
+
+
+def test_an_apply_that_fails_half_way_says_what_ran_and_finishes_when_run_again(
+    project: Path,
+    runner: ConnectionRunner,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamline.ledger import ConnectionRunner as Runner
+
+    assert main(["--project", str(project), "apply"]) == 0
+    _edit(project, '    delimiter: ","\n', '    delimiter: "|"\n')
+    _edit(project, "\nkey:", "  - name: note\n    type: VARCHAR(10)\n\nkey:")
+    run = Runner.run
+    seen: list[str] = []
+
+    def flaky(self: Runner, sql: str, *args: Any, **kwargs: Any) -> None:
+        seen.append(sql)
+        if sql.startswith("ALTER TABLE") and sum(s.startswith("ALTER") for s in seen) == 2:
+            raise RuntimeError("connection dropped")
+        run(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "run", flaky)
+    capsys.readouterr()
+    assert main(["--project", str(project), "apply", "customers"]) == 1
+    err = capsys.readouterr().err
+    assert "statement 2 of 5 failed" in err and "The 1 before it ran" in err, err
+    # The tables come first: the file format a DAG run of the older spec reads is unchanged.
+    formats = runner.get_records(
+        "SHOW FILE FORMATS LIKE 'CUSTOMERS_CSV_FORMAT' IN SCHEMA STREAMLINE.RAW"
+    )
+    assert '"FIELD_DELIMITER": ","' in formats[0][7]
+    assert read_recorded(runner, VERSIONS, "customers").version == 1  # type: ignore[union-attr]
+    monkeypatch.setattr(Runner, "run", run)
+    assert main(["--project", str(project), "apply", "customers"]) == 0
+    assert _plan(project, capsys, "customers")[0] == 0
+    rows = runner.get_records(
+        'SELECT "VERSION" FROM "STREAMLINE"."RAW"."STREAMLINE_SCHEMA_VERSIONS" '
+        "WHERE \"FEED\" = 'customers' ORDER BY 1"
+    )
+    assert [r[0] for r in rows] == [1, 2]
+
+
+def test_a_renamed_column_is_refused_once_per_table_naming_it(
+    project: Path, runner: ConnectionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--project", str(project), "apply"]) == 0
+    _edit(project, "  - name: full_name\n", "  - name: display_name\n")
+    capsys.readouterr()
+    code, _, err = _plan(project, capsys, "customers")
+    assert code == 1
+    drops = [line for line in err.splitlines() if "drop column refused" in line]
+    assert len(drops) == 3 and len({line.split(" is in ")[1] for line in drops}) == 3
+
+
+def test_an_evolve_recorded_after_an_apply_keeps_what_the_apply_recorded(
+    project: Path, runner: ConnectionRunner
+) -> None:
+    """A claim read version 1, then an apply recorded version 2, then the claim's evolve
+    records: the new version keeps version 2's fingerprint and contract, plus the columns."""
+    from streamline.contracts import record_evolved
+
+    assert main(["--project", str(project), "apply"]) == 0
+    first = read_recorded(runner, VERSIONS, "customers")
+    assert first is not None
+    _edit(project, "\nkey:", "  - name: note\n    type: VARCHAR(10)\n\nkey:")
+    assert main(["--project", str(project), "apply", "customers"]) == 0
+    applied = read_recorded(runner, VERSIONS, "customers")
+    assert applied is not None and applied.version == 2
+    record_evolved(runner, VERSIONS, "customers", first, {RAW: ["COUPON"]}, [])
+    latest = read_recorded(runner, VERSIONS, "customers")
+    assert latest is not None and latest.version == 3
+    assert latest.fingerprint == applied.fingerprint
+    assert latest.contract["tables"] == applied.contract["tables"]
+    assert latest.contract["evolved"] == {RAW: ["COUPON"]}
