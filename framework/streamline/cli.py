@@ -877,12 +877,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     pending = sum(not plan.up_to_date for _, _, plan in planned)
     if not args.json:
-        out.print(
-            f"{len(planned)} feeds: {pending} to apply (`streamline apply`)"
-            if pending
-            else f"{len(planned)} feeds: up to date",
-            markup=False,
-        )
+        feeds = f"{len(planned)} feed{'s' * (len(planned) != 1)}"
+        todo = f"{pending} to apply (`streamline apply`)" if pending else "up to date"
+        out.print(f"{feeds}: {todo}", markup=False)
     return EXIT_PENDING if pending else EXIT_OK
 
 
@@ -1004,9 +1001,14 @@ def _refusals(project: Project, planned: list[Any]) -> list[Any]:
         loaded = load_spec(path if path.exists() else project.root / path)
         for change in plan.refused:
             line, col = (1, 1) if isinstance(loaded, SpecError) else loaded.locate(change.path)
+            where = (
+                f" in {change.table}"
+                if change.column and change.table not in (change.detail)
+                else ""
+            )
             errors.append(SpecError(
                 feed.spec_file, line, col, json_path(change.path),
-                f"{change.kind} refused: {change.detail}", change.hint,
+                f"{change.kind} refused{where}: {change.detail}", change.hint,
             ))  # fmt: skip
     return sorted(errors)
 

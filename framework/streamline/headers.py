@@ -100,10 +100,10 @@ def _decompress(data: bytes, compression: str) -> bytes:
                 "where the DAG's tasks run (add it to requirements.txt)"
             ) from None
         try:
-            out: bytes = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            plain: bytes = zstandard.ZstdDecompressor().decompressobj().decompress(data)
         except zstandard.ZstdError as exc:
             raise HeaderError(f"not a zstd file ({exc})") from None
-        return out
+        return plain
     raise HeaderError(f"compression {compression!r} is not one the header check reads")
 
 

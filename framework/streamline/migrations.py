@@ -425,8 +425,8 @@ def plan_feed(
                 "rebuild it from processed/ with `streamline reprocess FEED --from FIRST_BATCH`",
                 path=(part, "table"),
             ))  # fmt: skip
-    if any(c.kind == "move table" for c in changes):
-        return FeedPlan(contract.feed, contract.fingerprint, live.recorded, changes)
+    # A moved table's other changes wait for the move; every other table is planned as usual.
+    moved = {c.table for c in changes if c.kind == "move table"}
     objects = (recorded or {}).get("objects", {})
     replaced_format = False
     # Tables first, the file format and stage last: an apply that stops half way leaves the
@@ -438,17 +438,17 @@ def plan_feed(
             before = objects.get(statement.name)
             url = live.stage_urls.get(statement.name)
             wanted = _stage_url(statement.sql) if statement.kind == "stage" else None
-            moved = url is not None and wanted is not None and url != wanted
+            elsewhere = url is not None and wanted is not None and url != wanted
             if (
                 exists
                 and before == statement.sql
-                and not moved
+                and not elsewhere
                 and not (statement.kind == "stage" and replaced_format)
             ):
                 continue
             if not exists:
                 kind, detail = f"create {statement.kind}", f"{statement.kind} {statement.name}"
-            elif moved:  # the warehouse's own stage reads another lake than the spec's
+            elif elsewhere:  # the warehouse's own stage reads another lake than the spec's
                 kind = "stage options"
                 detail = f"{statement.name}: URL {url} -> {wanted} (the lake it reads)"
             elif before is None:
@@ -462,6 +462,8 @@ def plan_feed(
             replaced_format = replaced_format or statement.kind == "file format"
             object_changes.append(Change(statement.name, "", kind, detail, statement.sql + ";"))
         elif statement.kind == "table":
+            if statement.name in moved:
+                continue
             columns = live.tables.get(statement.name)
             if columns is None:
                 changes.append(Change(
@@ -491,7 +493,19 @@ def plan_feed(
         changes[:0] = [
             Change(s.name, "", f"ensure {s.kind}", f"{s.kind} {s.name}", s.sql + ";") for s in setup
         ]
+    changes = [
+        _with_hint(c, c.hint.replace("reprocess FEED", f"reprocess {contract.feed}"))
+        if c.hint
+        else c
+        for c in changes
+    ]
     return FeedPlan(contract.feed, contract.fingerprint, live.recorded, changes)
+
+
+def _with_hint(change: Change, hint: str) -> Change:
+    return Change(
+        change.table, change.column, change.kind, change.detail, change.ddl, hint, change.path
+    )
 
 
 def evolved_columns(recorded: dict[str, Any] | None, table: str) -> set[str]:

@@ -56,7 +56,7 @@ own; the fidelity probes (streamline.local.fidelity) check all of them."""
 CONNECT_OPTIONS: dict[str, Any] = {
     "account": ACCOUNT,
     "user": "streamline",
-    "password": "streamline",
+    "password": "fakesnow-local-pw",  # any: fakesnow checks none; Airflow masks it in logs
     "host": HOST,
     # OCSP checks cannot reach the internet here, and the certificate is self-signed: trust comes
     # from REQUESTS_CA_BUNDLE instead. (Airflow's hook spells it insecure_mode, now deprecated.)
