@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from harness import customer
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("stack")]
 
 FEED = "profiles"
 NEW_COLUMN = "  - name: loyalty_points\n    type: NUMBER(10,0)\n\nkey:"
