@@ -660,7 +660,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if args.build_only:
             raise UsageError("--migrate changes the warehouse; --build-only changes nothing")
         # deploy's --bucket is the environment's, not the lake's
-        planned = _plan(args, project, result.feeds, settings=_warehouse_settings(args, None))
+        runner_for = _runner_for(args.snowflake_conn_id)
+        planned = _plan(
+            args, project, result.feeds, runner_for, settings=_warehouse_settings(args, None)
+        )
         if refused := _refusals(project, planned):
             err.print(format_errors(refused), markup=False)
             err.print("nothing was applied and nothing uploaded", markup=False)
@@ -668,7 +671,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if args.dry_run:
             for feed, _, plan in planned:
                 _print_plan(feed, plan)
-        elif (applied := _apply(args, planned)) != EXIT_OK:
+        elif (applied := _apply(args, planned, runner_for)) != EXIT_OK:
             return applied
     options = DeployOptions(
         bucket=args.bucket,
@@ -862,7 +865,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    planned = _plan(args, project, result.feeds, args.feeds)
+    planned = _plan(args, project, result.feeds, _runner_for(args.snowflake_conn_id), args.feeds)
     if args.json:
         from streamline.reporting import print_json
         from streamline.schema_versions import plan_json
@@ -895,18 +898,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
     project, result = _validated(args)
     if result.errors:
         return _report_errors(result)
-    planned = _plan(args, project, result.feeds, args.feeds)
+    runner_for = _runner_for(args.snowflake_conn_id)  # one connection each, plan and apply
+    planned = _plan(args, project, result.feeds, runner_for, args.feeds)
     if refused := _refusals(project, planned):
         err.print(format_errors(refused), markup=False)
         err.print("nothing was applied", markup=False)
         return EXIT_INVALID
-    return _apply(args, planned)
+    return _apply(args, planned, runner_for)
 
 
 def _plan(
     args: argparse.Namespace,
     project: Project,
     feeds: Sequence[Any],
+    runner_for: Any,
     names: Sequence[str] = (),
     settings: RenderSettings | None = None,
 ) -> list[Any]:
@@ -923,17 +928,16 @@ def _plan(
     elif settings is None:
         settings = _warehouse_settings(args, args.bucket)
     with _quiet_airflow(args):
-        runner_for = _runner_for(getattr(args, "snowflake_conn_id", None))
         return plan_feeds(runner_for, project, feeds, _select(feeds, names), settings)
 
 
-def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
+def _apply(args: argparse.Namespace, planned: list[Any], runner_for: Any) -> int:
     from streamline.schema_versions import ApplyError, apply_feeds
 
     todo = [item for item in planned if not item[2].up_to_date]
     with _quiet_airflow(args):
         try:
-            versions = apply_feeds(_runner_for(getattr(args, "snowflake_conn_id", None)), todo)
+            versions = apply_feeds(runner_for, todo)
         except ApplyError as exc:
             err.print(f"error: {exc}", markup=False)
             return EXIT_INVALID
@@ -952,16 +956,15 @@ def _apply(args: argparse.Namespace, planned: list[Any]) -> int:
 
 def _runner_for(override: str | None = None) -> Any:
     """Runner per Snowflake connection id (a feed's DAG connection, or override for every
-    feed): one open connection each."""
+    feed): one open connection each, opened at first use and kept for the command (a plan and
+    the apply after it share it)."""
     from functools import cache
 
     from streamline.ledger import ConnectionRunner
 
-    _, warehouse = _hooks()
-
     @cache
-    def connect(conn_id: str) -> Any:
-        return ConnectionRunner(warehouse(conn_id).get_conn())
+    def connect(conn_id: str) -> Any:  # Airflow is imported here, inside _quiet_airflow
+        return ConnectionRunner(_hooks()[1](conn_id).get_conn())
 
     def runner(conn_id: str) -> Any:
         return connect(override or conn_id)
@@ -1024,7 +1027,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     feed's spec (its DAG runs claim nothing until `streamline apply`), so it can drive an alert.
     """
     from streamline.reporting import print_json, print_status
-    from streamline.schema_versions import feed_contract
+    from streamline.schema_versions import spec_fingerprint
     from streamline.status import collect_status
 
     project, result = _validated(args)
@@ -1041,9 +1044,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             _lake_bucket(args),
             latest=args.latest,
             target=_reprocess_target(args),
-            fingerprints={
-                f.feed: feed_contract(project, f, result.feeds).fingerprint for f in feeds
-            },
+            fingerprints={f.feed: spec_fingerprint(project, f, result.feeds) for f in feeds},
         )
     if args.json:
         print_json(report.to_json(), out)

@@ -38,7 +38,13 @@ from streamline.migrations import (
 )
 from streamline.model import Feed, TableRef
 from streamline.project import Project
-from streamline.rendering import RenderSettings, quote_identifier, quote_table, render_feed
+from streamline.rendering import (
+    RenderSettings,
+    quote_identifier,
+    quote_table,
+    render_feed,
+    schema_fingerprint,
+)
 
 DOES_NOT_EXIST = 2003
 """Snowflake's error number for an object that does not exist (or is not authorized)."""
@@ -61,6 +67,12 @@ def feed_contract(
         quote_table(feed.mart),
         quote_table(feed.layout.landing_table),
     )
+
+
+def spec_fingerprint(project: Project, feed: Feed, feeds: Sequence[Feed]) -> str:
+    """The fingerprint the feed's DAG checks: of its DDL alone, without reading it as a contract."""
+    ddl = render_feed(project, feed, feeds, steps=["ddl"])["ddl"]
+    return schema_fingerprint(ddl, feed.key)
 
 
 def column_paths(feed: Feed) -> dict[str, tuple[str | int, ...]]:
