@@ -222,7 +222,7 @@ def test_evolve_adds_the_column_fills_it_for_later_batches_and_plan_is_clean(
         'ORDER BY "VERSION" DESC LIMIT 1'
     )
     assert json.loads(contract)["evolved"][raw] == ["COUPON", "SOURCE"]
-    assert re.search(r'ADD COLUMN "SOURCE" VARCHAR', lake.query(
+    assert re.search(r'ADD COLUMN (IF NOT EXISTS )?"SOURCE" VARCHAR', lake.query(
         f"SELECT \"STATEMENTS\" FROM {versions} WHERE \"FEED\" = '{FEED}' "
         'ORDER BY "VERSION" DESC LIMIT 1'
     )[0][0])  # fmt: skip
