@@ -80,13 +80,19 @@ LINEAGE_EVENTS = Path("lineage") / "events.jsonl"
 
 def lineage_env(workdir: Path) -> dict[str, str]:
     """The OpenLineage provider's settings: every event appended to workdir/LINEAGE_EVENTS (made
-    here) by the client's file transport, in place of an HTTP backend such as Marquez.
+    here) by the client's file transport, in place of an HTTP backend such as Marquez; each event
+    sent from a thread of the task's process, not from a process forked per event (the provider's
+    default: two forks per task instance, on the critical path of every step).
     https://airflow.apache.org/docs/apache-airflow-providers-openlineage/stable/guides/user.html
+    https://airflow.apache.org/docs/apache-airflow-providers-openlineage/stable/configurations-ref.html#execute-in-thread
     """
     events = workdir / LINEAGE_EVENTS
     events.parent.mkdir(parents=True, exist_ok=True)
     transport = {"type": "file", "log_file_path": str(events), "append": True}
-    return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)}
+    return {
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
+    }
 
 
 def base_env(stack: Stack, project: Project, workdir: Path, dags: Path) -> dict[str, str]:
