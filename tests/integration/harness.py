@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ from streamline.rendering import quote_identifier, quote_table
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS_DIR = Path(__file__).resolve().parent / "faults"
+PRELOADED = Path(__file__).resolve().parent / "preloaded.py"
 RUN_TIMEOUT = 180.0
 READY_TIMEOUT = 120.0
 
@@ -145,6 +148,62 @@ class Worker:
 
 
 @dataclass
+class Preloaded:
+    """tests/integration/preloaded.py, running: `streamline` commands without their imports."""
+
+    process: subprocess.Popen[str]
+    workdir: Path
+    calls: int = 0
+
+    @classmethod
+    def start(cls, env: dict[str, str], workdir: Path) -> Preloaded:
+        process = subprocess.Popen(
+            [sys.executable, str(PRELOADED)], env=env, cwd=ROOT, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        commands = cls(process, workdir)
+        assert commands.answer(READY_TIMEOUT).get("ready"), "preloaded.py did not start"
+        return commands
+
+    def answer(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            self.stop()
+            raise subprocess.TimeoutExpired(str(PRELOADED), timeout)
+        line = self.process.stdout.readline()
+        assert line, f"preloaded.py exited with {self.process.wait()}"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def run(
+        self, argv: list[str], env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        assert self.process.stdin is not None
+        self.calls += 1
+        out, err = (self.workdir / f"cli-{self.calls}.{name}" for name in ("out", "err"))
+        request = {"argv": argv, "env": env, "cwd": str(ROOT), "stdout": str(out),
+                   "stderr": str(err)}  # fmt: skip
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        code = int(self.answer(timeout)["code"])
+        return subprocess.CompletedProcess(
+            ["streamline", *argv], code, out.read_text(errors="replace"),
+            err.read_text(errors="replace"),
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """End it and any command still running (its children share its process group)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@dataclass
 class Local:
     stack: Stack
     project: Project
@@ -154,6 +213,7 @@ class Local:
     workdir: Path
     workers: dict[str, Worker] = field(default_factory=dict)
     spawned: int = 0
+    commands: Preloaded | None = None
 
     @property
     def plan(self) -> Path:
@@ -206,15 +266,24 @@ class Local:
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()
+        if self.commands is not None:
+            self.commands.stop()
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """`streamline ...` with the stack's Airflow connections in its environment, as on a
-        laptop pointed at a deployment's."""
-        env = {**self.env, "AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET": self.stack.bucket}
-        return subprocess.run(
-            [sys.executable, "-m", "streamline.cli", "--project", str(self.project.root), *args],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """`streamline --project <project> ...` with the stack's Airflow connections in its
+        environment (plus env), as on a laptop pointed at a deployment's; run by a child of the
+        preloaded process (tests/integration/preloaded.py), which paid the imports once."""
+        if self.commands is None:
+            self.commands = Preloaded.start(self.cli_env(), self.workdir)
+        return self.commands.run(
+            ["--project", str(self.project.root), *args], {**self.cli_env(), **(env or {})},
+            timeout,
         )  # fmt: skip
+
+    def cli_env(self) -> dict[str, str]:
+        return {**self.env, "AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET": self.stack.bucket}
 
     # --- the lake and the warehouse ----------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from harness import ROOT, Local, customer
+from harness import Local, customer
 
 from streamline.local.stack import create_warehouse_objects
 from streamline.rendering import quote_table
@@ -106,11 +105,7 @@ def airflow(lake: Local) -> Iterator[tuple[Airflow, str]]:
 
 def reprocess(lake: Local, *args: str) -> subprocess.CompletedProcess[str]:
     """`streamline reprocess ...` as lake.cli runs a command, with time for several runs."""
-    env = {**lake.env, "AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET": lake.stack.bucket}
-    command = [sys.executable, "-m", "streamline.cli", "--project", str(lake.project.root),
-               "reprocess", *args]  # fmt: skip
-    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
+    return lake.cli("reprocess", *args, timeout=600)
 
 
 def test_a_range_of_batches_rebuilds_the_mart_one_run_at_a_time(

@@ -550,15 +550,15 @@ def test_batch_ids() -> None:
         batch_id_for(when, {"batch_id": "../../etc"})
 
 
-def test_a_backlog_of_1000_objects_becomes_five_batches_of_200(s3: Any) -> None:
-    names = [f"f{n:04d}" for n in range(1000)]
+def test_a_backlog_of_250_objects_becomes_five_batches_of_50(s3: Any) -> None:
+    names = [f"f{n:04d}" for n in range(250)]
     for name in names:
         put(s3, f"landing/orders/{name}", b"x\n")
     batches = []
     for number in range(6):
         batch_id = f"20260101T0000{number:02d}.000000Z"
         manifest = lake.claim(s3, BUCKET, "orders", "orders", batch_id, f"run-{number}",
-                              limits=Limits(max_files=200))  # fmt: skip
+                              limits=Limits(max_files=50))  # fmt: skip
         if manifest is None:
             break
         files = [e.relative_key for e in manifest.files]
@@ -566,7 +566,7 @@ def test_a_backlog_of_1000_objects_becomes_five_batches_of_200(s3: Any) -> None:
         done = [CopyResult(f"s3://{BUCKET}/processing/{batch_id}/orders/{n}", "LOADED", 1, 1, 0)
                 for n in files]  # fmt: skip
         lake.finalize(s3, BUCKET, "orders", batch_id, done)
-    assert [len(b) for b in batches] == [200] * 5
+    assert [len(b) for b in batches] == [50] * 5
     assert [n for b in batches for n in b] == names  # arrival order, each once
     assert keys(s3, "landing/") == [] and keys(s3, "processing/") == []
     assert_each_object_once(s3, names)
