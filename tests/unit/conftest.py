@@ -15,6 +15,7 @@ from streamline.rendering import quote_identifier, quote_table
 
 LEDGER = TableRef("db", "raw", "streamline_batches")
 LAKE_BUCKET = "lake"
+DAG_BUCKET = "mwaa-dags"
 
 
 @pytest.fixture
@@ -29,6 +30,29 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=LAKE_BUCKET)
+        yield client
+
+
+@pytest.fixture
+def dag_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An MWAA environment's bucket, DAG_BUCKET: versioned, in moto in process (no network), with
+    no AWS profile or endpoint of the caller's in the way."""
+    import boto3
+    from moto import mock_aws
+
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(
+            Bucket=DAG_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        client.put_bucket_versioning(
+            Bucket=DAG_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
         yield client
 
 

@@ -13,14 +13,11 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
-from moto import mock_aws
 
 from streamline.cli import main
 from streamline.dagconfig import TASKS
@@ -34,7 +31,7 @@ from streamline.deploy import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "mwaa-dags"
+BUCKET = "mwaa-dags"  # the dag_bucket fixture's bucket (conftest.py)
 CONSTRAINT = (
     '--constraint "https://raw.githubusercontent.com/apache/airflow/'
     f'constraints-{DEFAULT_AIRFLOW_VERSION}/constraints-3.12.txt"'
@@ -89,20 +86,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A versioned moto bucket, in process; no network."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
+def s3(dag_bucket: Any) -> Any:
+    """The environment's bucket, BUCKET (tests/unit/conftest.py)."""
+    return dag_bucket
 
 
 def deploy(project: Path, *flags: str) -> int:

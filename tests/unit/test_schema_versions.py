@@ -82,6 +82,7 @@ def _columns(runner: ConnectionRunner, table: str) -> dict[str, tuple[str, str]]
     }
 
 
+DAG_BUCKET = "mwaa-dags"  # the dag_bucket fixture's bucket (conftest.py)
 RAW = '"STREAMLINE"."RAW"."CUSTOMERS"'
 MART = '"STREAMLINE"."MART"."CUSTOMERS"'
 
@@ -232,29 +233,10 @@ def test_plan_json_lists_each_change(
     assert all(c["safe"] and c["ddl"].startswith("ALTER TABLE") for c in adds)
 
 
-@pytest.fixture
-def dag_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The MWAA environment's bucket: versioned, in moto, in process."""
-    import boto3
-    from moto import mock_aws
-
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(
-            Bucket="dags", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
-        client.put_bucket_versioning(Bucket="dags", VersioningConfiguration={"Status": "Enabled"})
-        yield client
-
-
 def _deploy(root: Path, *flags: str) -> int:
     out = root.parent / "mwaa"
-    return main(["--project", str(root), "deploy", "--out", str(out), "--bucket", "dags", *flags])
+    command = ["--project", str(root), "deploy", "--out", str(out), "--bucket", DAG_BUCKET]
+    return main([*command, *flags])
 
 
 def test_deploy_migrate_applies_the_plan_before_it_uploads(
@@ -270,10 +252,10 @@ def test_deploy_migrate_applies_the_plan_before_it_uploads(
     # A refused change stops the deploy before anything is applied or uploaded.
     _edit(project, "    type: VARCHAR(254)\n", "    type: VARCHAR(100)\n")  # narrow
     _edit(project, "\nkey:", "  - name: note\n    type: VARCHAR(10)\n\nkey:")  # safe
-    before = dag_bucket.list_object_versions(Bucket="dags").get("Versions", [])
+    before = dag_bucket.list_object_versions(Bucket=DAG_BUCKET).get("Versions", [])
     assert _deploy(project, "--migrate") == 1
     assert "nothing was applied and nothing uploaded" in capsys.readouterr().err
-    assert dag_bucket.list_object_versions(Bucket="dags").get("Versions", []) == before
+    assert dag_bucket.list_object_versions(Bucket=DAG_BUCKET).get("Versions", []) == before
     assert "NOTE" not in _columns(runner, RAW)
     assert _deploy(project, "--migrate", "--build-only") == 2
 
