@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FEEDS = (10, 100, 500)
-EXPECTED_TASKS = 6  # detect, claim, load, transform, check, finalize
 
 # Everything a parse of streamline_dags.py imports: the one-off cost excluded from per-feed figures.
 STACK_MODULES = (
@@ -219,7 +218,9 @@ def check_dags(globals_dict: dict[str, Any], expected: set[str], how: str) -> No
             f"{how}: {len(missing)} DAGs missing (e.g. {sorted(missing)[:3]}), "
             f"{len(extra)} unexpected (e.g. {sorted(extra)[:3]})"
         )
-    short = [name for name, dag in dags.items() if len(dag.tasks) != EXPECTED_TASKS]
+    from streamline.dagconfig import TASKS
+
+    short = [name for name, dag in dags.items() if {t.task_id for t in dag.tasks} != set(TASKS)]
     if short:
         raise BenchmarkFailure(f"{how}: {len(short)} DAGs lack tasks, e.g. {short[0]}")
 
@@ -256,6 +257,7 @@ def run_streamline_stages(project: Project, sql_dir: Path, expected: set[str]) -
     from streamline.rendering import RenderSettings
 
     feeds: list[Feed] = []
+    fingerprints: dict[str, str] = {}
     globals_dict: dict[str, Any] = {}
     settings = RenderSettings.from_env()
     sqs_url_prefix = os.environ.setdefault("STREAMLINE_SQS_URL_PREFIX", SQS_URL_PREFIX)
@@ -265,11 +267,12 @@ def run_streamline_stages(project: Project, sql_dir: Path, expected: set[str]) -
 
     def render_write() -> None:
         for feed in feeds:
-            write_feed_sql(project, feed, feeds, sql_dir, settings)
+            fingerprints[feed.feed] = write_feed_sql(project, feed, feeds, sql_dir, settings)
 
     def build() -> None:
         for feed in feeds:
-            config = cast_with_type(build_dag_config(feed, sql_dir, sqs_url_prefix))
+            fingerprint = fingerprints[feed.feed]
+            config = cast_with_type(build_dag_config(feed, sql_dir, sqs_url_prefix, fingerprint))
             dagfactory.load_yaml_dags(globals_dict, config_dict=config)
 
     # One collection before, none between the stages: load_dags runs them back to back, and its
@@ -352,7 +355,7 @@ class SizeResult:
 def measure_size(work: Path, project: Project, count: int, repeat: int) -> SizeResult:
     """Write count specs and run every measurement repeat times, interleaved."""
     from streamline.dagconfig import build_dag_config
-    from streamline.generation import CONFIG_FOLDER, generate
+    from streamline.generation import CONFIG_FOLDER, generate, write_feed_sql
 
     write_specs(project.pipelines_dir, count)
     feeds = validated_feeds(project)
@@ -361,9 +364,15 @@ def measure_size(work: Path, project: Project, count: int, repeat: int) -> SizeR
         raise BenchmarkFailure(f"{count} specs written, {len(expected)} valid feeds")
     # dag-factory alone gets the same DAGs: configs as StreamLine builds them, SQL already written.
     plain = work / f"plain_{count}"
-    generate(project, feeds, plain)
+    sqs_url_prefix = os.environ.setdefault("STREAMLINE_SQS_URL_PREFIX", SQS_URL_PREFIX)
+    generate(project, feeds, plain, sqs_url_prefix=sqs_url_prefix)
     sql_dir = plain / "streamline_sql"
-    configs = [build_dag_config(feed, sql_dir) for feed in feeds]
+    configs = [  # write_feed_sql finds the SQL in place: it gives the fingerprint, writes nothing
+        build_dag_config(
+            feed, sql_dir, sqs_url_prefix, write_feed_sql(project, feed, feeds, sql_dir)
+        )
+        for feed in feeds
+    ]
     files = sorted((plain / CONFIG_FOLDER).glob("*.yaml"))
     result = SizeResult(count)
     for run in range(repeat):
@@ -599,7 +608,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also cProfile one load_dags at the largest feed count",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="10 feeds, one run: proves the benchmark still runs (make test), measures little",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.feeds, args.repeat = [10], 1
     if args.repeat < 1 or any(count < 1 for count in args.feeds):
         parser.error("--feeds and --repeat take positive numbers")
     return args
