@@ -253,6 +253,7 @@ def run_streamline_stages(project: Project, sql_dir: Path, expected: set[str]) -
     from dagfactory.utils import cast_with_type
 
     from streamline.dagconfig import build_dag_config
+    from streamline.dagloader import config_docs_through_libyaml
     from streamline.generation import write_feed_sql
     from streamline.rendering import RenderSettings
 
@@ -270,10 +271,11 @@ def run_streamline_stages(project: Project, sql_dir: Path, expected: set[str]) -
             fingerprints[feed.feed] = write_feed_sql(project, feed, feeds, sql_dir, settings)
 
     def build() -> None:
-        for feed in feeds:
-            fingerprint = fingerprints[feed.feed]
-            config = cast_with_type(build_dag_config(feed, sql_dir, sqs_url_prefix, fingerprint))
-            dagfactory.load_yaml_dags(globals_dict, config_dict=config)
+        with config_docs_through_libyaml():  # as load_dags builds them
+            for feed in feeds:
+                fingerprint = fingerprints[feed.feed]
+                config = build_dag_config(feed, sql_dir, sqs_url_prefix, fingerprint)
+                dagfactory.load_yaml_dags(globals_dict, config_dict=cast_with_type(config))
 
     # One collection before, none between the stages: load_dags runs them back to back, and its
     # garbage collections fall wherever allocation triggers them.
