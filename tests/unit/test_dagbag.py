@@ -261,3 +261,43 @@ def test_dag_docs_are_the_same_text_through_libyaml(tmp_path: Path) -> None:
     docs = {name: getattr(dag, "doc_md", None) for name, dag in plain.items()}
     assert docs and all(docs.values())
     assert docs == {name: getattr(dag, "doc_md", None) for name, dag in pure.items()}
+
+
+def test_a_parse_with_unchanged_specs_takes_the_last_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_dags validates once per content: unchanged specs, schema and templates are not
+    validated again; an edited spec or template is, and a cache file cut short is ignored."""
+    from streamline import dagloader
+
+    root = make_project(tmp_path)
+    sql = tmp_path / "sql"
+    calls: list[int] = []
+    real = dagloader.validate_paths
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dagloader, "validate_paths", counted)
+
+    def parse() -> dict[str, object]:
+        found: dict[str, object] = {}
+        dagloader.load_dags(found, root, sql)
+        return found
+
+    first = parse()
+    assert set(first) == {"customers", "orders"} and len(calls) == 1
+    assert set(parse()) == set(first) and len(calls) == 1  # the same content: no validation
+    spec = root / "pipelines" / "orders.yaml"
+    spec.write_text(spec.read_text().replace("key: [order_id]", "key: [no_such_column]"))
+    broken = parse()
+    assert len(calls) == 2 and ERROR_DAG_ID in broken and "orders" not in broken
+    assert ERROR_DAG_ID in parse() and len(calls) == 2  # the errors are kept too
+    template = next((root / "templates").rglob("*.j2"))
+    template.write_text(template.read_text() + "\n")
+    parse()
+    assert len(calls) == 3
+    [kept] = (sql / dagloader.VALIDATED_FOLDER).glob("*.pickle")  # only the newest
+    kept.write_bytes(kept.read_bytes()[:10])  # a parse killed while writing (or a stray file)
+    assert ERROR_DAG_ID in parse() and len(calls) == 4
