@@ -262,7 +262,7 @@ def run_streamline_stages(project: Project, sql_dir: Path, expected: set[str]) -
     fingerprints: dict[str, str] = {}
     globals_dict: dict[str, Any] = {}
     settings = RenderSettings.from_env()
-    sqs_url_prefix = os.environ.setdefault("STREAMLINE_SQS_URL_PREFIX", SQS_URL_PREFIX)
+    sqs_url_prefix = os.environ["STREAMLINE_SQS_URL_PREFIX"]  # main sets it
 
     def validate() -> None:
         feeds.extend(validated_feeds(project))
@@ -367,7 +367,7 @@ def measure_size(work: Path, project: Project, count: int, repeat: int) -> SizeR
         raise BenchmarkFailure(f"{count} specs written, {len(expected)} valid feeds")
     # dag-factory alone gets the same DAGs: configs as StreamLine builds them, SQL already written.
     plain = work / f"plain_{count}"
-    sqs_url_prefix = os.environ.setdefault("STREAMLINE_SQS_URL_PREFIX", SQS_URL_PREFIX)
+    sqs_url_prefix = os.environ["STREAMLINE_SQS_URL_PREFIX"]  # main sets it
     generate(project, feeds, plain, sqs_url_prefix=sqs_url_prefix)
     sql_dir = plain / "streamline_sql"
     configs = [  # write_feed_sql finds the SQL in place: it gives the fingerprint, writes nothing
@@ -639,6 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    # The synthetic event-mode feeds' DAGs need a queue URL prefix; no queue is contacted.
+    os.environ.setdefault("STREAMLINE_SQS_URL_PREFIX", SQS_URL_PREFIX)
     # Wide enough for the tables when piped to a file; a terminal keeps its own width.
     console = Console(width=None if sys.stdout.isatty() else 120)
     # Airflow's and dag-factory's deprecation warnings and per-DAG INFO logs would bury the report.

@@ -1005,9 +1005,7 @@ def _refusals(project: Project, planned: list[Any]) -> list[Any]:
         for change in plan.refused:
             line, col = (1, 1) if isinstance(loaded, SpecError) else loaded.locate(change.path)
             where = (
-                f" in {change.table}"
-                if change.column and change.table not in (change.detail)
-                else ""
+                f" in {change.table}" if change.column and change.table not in change.detail else ""
             )
             errors.append(SpecError(
                 feed.spec_file, line, col, json_path(change.path),

@@ -7,6 +7,7 @@ without hiding the feeds that are fine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -91,17 +92,31 @@ def validation_key(project: Project, airflow_version: str | None) -> str:
     """A digest of everything a validation reads: the spec files, the schema, the templates, the
     constraint files, StreamLine's own code, the Airflow version and where the project is."""
     digest = hashlib.sha256(f"{airflow_version}\0{project.root}\0".encode())
+    digest.update(_code_digest())
     folders = (
-        PACKAGE_DIR, project.pipelines_dir, project.templates_dir, project.schema_path.parent,
+        project.pipelines_dir, project.templates_dir, project.schema_path.parent,
         project.constraints_dir,
     )  # fmt: skip
     for folder in folders:
-        digest.update(f"{folder}\0".encode())
-        for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(f"{path.relative_to(folder)}\0".encode())
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(_folder_digest(folder))
     return digest.hexdigest()[:32]
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    """StreamLine's own files, once per process: the code that runs is the code imported, and a
+    parse need not read it again."""
+    return _folder_digest(PACKAGE_DIR)
+
+
+def _folder_digest(folder: Path) -> bytes:
+    """A digest of every file below folder (names and bytes; __pycache__ left out)."""
+    digest = hashlib.sha256(f"{folder}\0".encode())
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"{path.relative_to(folder)}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.digest()
 
 
 def validated(project: Project, sql_dir: Path, airflow_version: str | None) -> ValidationResult:
