@@ -142,6 +142,8 @@ def validated(project: Project, sql_dir: Path, airflow_version: str | None) -> V
     except Exception:  # missing, partly written by a killed parse, or from another version
         pass
     result = validate_paths(project, base=project.root, airflow_version=airflow_version)
+    if validation_key(project, airflow_version) != key:  # a file changed while it was read:
+        return result  # this result may be of either content, so it is kept under neither
     try:
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f"{key}.{os.getpid()}.tmp"

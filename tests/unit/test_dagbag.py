@@ -301,3 +301,28 @@ def test_a_parse_with_unchanged_specs_takes_the_last_validation(
     [kept] = (sql / dagloader.VALIDATED_FOLDER).glob("*.pickle")  # only the newest
     kept.write_bytes(kept.read_bytes()[:10])  # a parse killed while writing (or a stray file)
     assert ERROR_DAG_ID in parse() and len(calls) == 4
+
+
+def test_a_spec_changed_during_validation_is_not_kept_under_the_old_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec rewritten between the key's read and the validation's (a sync or checkout in
+    progress): that validation is not kept, so the original content is validated again."""
+    from streamline import dagloader
+
+    root = make_project(tmp_path)
+    spec = root / "pipelines" / "customers.yaml"
+    original = spec.read_text()
+    real = dagloader.validate_paths
+
+    def racing(*args: object, **kwargs: object) -> object:
+        spec.write_text(original.replace("feed: customers\n", "feed: Customers!!\n"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dagloader, "validate_paths", racing)
+    first: dict[str, object] = {}
+    assert dagloader.load_dags(first, root, tmp_path / "sql") == []
+    monkeypatch.setattr(dagloader, "validate_paths", real)
+    spec.write_text(original)
+    again: dict[str, object] = {}
+    assert sorted(dagloader.load_dags(again, root, tmp_path / "sql")) == ["customers", "orders"]
