@@ -71,7 +71,7 @@ def _warehouse_settings(args: argparse.Namespace, lake_bucket: str | None) -> Re
         if not bucket:
             raise UsageError(
                 "say which lake the stages read: --lake-url s3://BUCKET (or $STREAMLINE_LAKE_URL, "
-                "or the DAGs' $AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET)"
+                "or the DAGs' $AIRFLOW_VAR_STREAMLINE_LAKE_BUCKET); on the local stack, --local"
             )
         lake_url = f"s3://{bucket}"
     return RenderSettings(lake_url=lake_url, storage_integration=args.storage_integration)
