@@ -56,6 +56,7 @@ check-mwaa: install
 
 bench: install
 	$(UV) run --locked python benchmarks/parse_time.py
+	$(UV) run --locked python benchmarks/capacity.py
 
 clean:
 	rm -rf .scratch build
