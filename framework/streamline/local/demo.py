@@ -133,7 +133,7 @@ def _demo(runtime: Runtime, problems: list[str]) -> int:
     def finished() -> bool:
         if not streaming.finished:
             return False
-        return (rerun.done and _drained(runtime)) or time.monotonic() > deadline
+        return (rerun.done and runtime.drained()) or time.monotonic() > deadline
 
     code = 1
     try:
@@ -145,7 +145,7 @@ def _demo(runtime: Runtime, problems: list[str]) -> int:
     if code:
         problems.append("a process of the local runtime exited (above); nothing was checked")
         return code
-    if not _drained(runtime):
+    if not runtime.drained():
         problems.append("files were still waiting or open when the demo's time ran out")
     if rerun.feed is None:
         problems.append("the generator streams none of these feeds: nothing was loaded")
@@ -160,31 +160,10 @@ def _demo(runtime: Runtime, problems: list[str]) -> int:
     if "error" in streaming.outcome:
         problems.append(f"generator failed: {streaming.outcome['error']}")
     summaries = list(runtime.summaries.values())
-    problems.extend(_count_and_check(runtime, summaries, stats))
+    problems.extend(count_and_check(runtime, summaries, stats))
     reports.print_summary(runtime.console, "StreamLine demo: per feed", summaries)
-    problems.extend(_report_status(runtime))
+    problems.extend(report_status(runtime))
     return code
-
-
-def _drained(runtime: Runtime) -> bool:
-    """No file waiting in landing or open in processing, and every batch of the ledger seen
-    finished by the monitor."""
-    from streamline.ledger import ConnectionRunner, read_batches
-    from streamline.status import feed_status
-
-    s3 = runtime.stack.boto3_client("s3")
-    for feed in runtime.feeds:
-        status = feed_status(feed, s3, runtime.stack.bucket, [])
-        if status.backlog.files or status.open_batches:
-            return False
-    seen = {r.batch_id for s in runtime.summaries.values() for r in s.runs}
-    with runtime.stack.connect() as conn:
-        runner = ConnectionRunner(conn)
-        for feed in runtime.feeds:
-            rows = read_batches(runner, feed.layout.ledger, [feed.feed], latest=1_000_000)
-            if any(row.batch_id not in seen for row in rows):
-                return False
-    return True
 
 
 def _count(cursor: Any, sql: str) -> int:
@@ -193,7 +172,7 @@ def _count(cursor: Any, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _count_and_check(
+def count_and_check(
     runtime: Runtime, summaries: Sequence[reports.FeedSummary], stats: Any
 ) -> list[str]:
     """Fill each summary's counts; the problems they show."""
@@ -233,7 +212,7 @@ def _count_and_check(
     return problems
 
 
-def _report_status(runtime: Runtime) -> list[str]:
+def report_status(runtime: Runtime) -> list[str]:
     """`streamline status` of the demo's stack, before it stops: every batch must be published."""
     from streamline.ledger import ConnectionRunner
     from streamline.reporting import print_status

@@ -183,6 +183,26 @@ class Runtime:
                 )
         return 0
 
+    def drained(self) -> bool:
+        """No file waiting in landing or open in processing, and every batch of the ledger seen
+        finished by the monitor."""
+        from streamline.ledger import ConnectionRunner, read_batches
+        from streamline.status import feed_status
+
+        s3 = self.stack.boto3_client("s3")
+        for feed in self.feeds:
+            status = feed_status(feed, s3, self.stack.bucket, [])
+            if status.backlog.files or status.open_batches:
+                return False
+        seen = {r.batch_id for s in self.summaries.values() for r in s.runs}
+        with self.stack.connect() as conn:
+            runner = ConnectionRunner(conn)
+            for feed in self.feeds:
+                rows = read_batches(runner, feed.layout.ledger, [feed.feed], latest=1_000_000)
+                if any(row.batch_id not in seen for row in rows):
+                    return False
+        return True
+
     def _dead(self) -> bool:
         """Whether a child (an Airflow component, moto, the warehouse) exited; says which."""
         dead = self.children.dead()
