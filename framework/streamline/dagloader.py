@@ -7,6 +7,7 @@ without hiding the feeds that are fine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -14,6 +15,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,10 @@ os.environ.setdefault("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
 from streamline import airflow_compat
 from streamline.dagconfig import build_dag_config
 from streamline.errors import SpecError, SpecsInvalid, format_errors
-from streamline.generation import write_feed_sql
+from streamline.generation import write_feed_sql, write_text
 from streamline.model import Feed
 from streamline.project import Project, find_project
-from streamline.rendering import RenderSettings
+from streamline.rendering import RenderSettings, schema_fingerprint
 from streamline.validation import RESERVED_DAG_ID, ValidationResult, validate_paths
 
 log = logging.getLogger(__name__)
@@ -66,9 +68,15 @@ def load_dags(
     dagfactory_settings.enable_telemetry = False
     project = find_project(Path(project_dir) if project_dir else None)
     target = Path(sql_dir) if sql_dir else default_sql_dir()
+    settings = RenderSettings.from_env()
+    try:
+        settings.check()
+        usable: RenderSettings | None = settings
+    except ValueError:  # every feed's render fails, each an error of its spec (_build)
+        usable = None
     # Spec files are named relative to the project, whatever folder Airflow parses from.
     try:
-        result = validated(project, target, airflow_compat.installed_airflow())
+        kept = validated(project, target, airflow_compat.installed_airflow(), usable)
     except Exception as exc:  # not one spec's (those are errors of their spec): all of them
         log.exception("the specs could not be validated")
         where = str(project.pipelines_dir)
@@ -77,21 +85,23 @@ def load_dags(
         )
         globals_dict[ERROR_DAG_ID] = _error_dag([failure])
         return []
-    errors = list(result.errors)
-    settings = RenderSettings.from_env()
+    errors = list(kept.result.errors)
     built: list[str] = []
     with config_docs_through_libyaml():
-        built.extend(_build(globals_dict, project, result.feeds, target, settings, errors))
+        built.extend(_build(globals_dict, project, kept, target, settings, errors))
     if errors:
         log.error("StreamLine specs with errors:\n%s", format_errors(errors))
         globals_dict[ERROR_DAG_ID] = _error_dag(errors)
     return built
 
 
-def validation_key(project: Project, airflow_version: str | None) -> str:
+def validation_key(
+    project: Project, airflow_version: str | None, settings: RenderSettings | None = None
+) -> str:
     """A digest of everything a validation reads: the spec files, the schema, the templates, the
-    constraint files, StreamLine's own code, the Airflow version and where the project is."""
-    digest = hashlib.sha256(f"{airflow_version}\0{project.root}\0".encode())
+    constraint files, StreamLine's own code, the Airflow version, where the project is and the
+    render settings (the SQL it keeps the digests of depends on them)."""
+    digest = hashlib.sha256(f"{airflow_version}\0{project.root}\0{settings!r}\0".encode())
     digest.update(_code_digest())
     folders = (
         project.pipelines_dir, project.templates_dir, project.schema_path.parent,
@@ -119,48 +129,112 @@ def _folder_digest(folder: Path) -> bytes:
     return digest.digest()
 
 
-def validated(project: Project, sql_dir: Path, airflow_version: str | None) -> ValidationResult:
-    """validate_paths over the project's pipelines/, or its result from the previous parse when
-    nothing it reads has changed (validation_key).
+@dataclass
+class Validated:
+    """A validation, and what it tells the DAG build about each feed's SQL: kept from one parse
+    for the next (validated)."""
+
+    result: ValidationResult
+    """The validation. Its rendered SQL is this parse's only: the kept copy has none."""
+    settings: RenderSettings | None
+    """The render settings of the SQL below; None: none kept (the settings cannot render)."""
+    sql: dict[str, dict[str, str]] = field(default_factory=dict)
+    """{feed: {step: SHA-256 of its SQL file}} as the validation rendered it."""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """{feed: schema fingerprint} of that SQL (rendering.schema_fingerprint)."""
+
+
+def validated(
+    project: Project,
+    sql_dir: Path,
+    airflow_version: str | None,
+    settings: RenderSettings | None = None,
+) -> Validated:
+    """validate_paths over the project's pipelines/ (its template check rendering with settings),
+    or its result from the previous parse when nothing it reads has changed (validation_key).
 
     Airflow's DAG processor parses the loader file again and again (every
     dag_processor.min_file_process_interval, 30 s by default), nearly always with the same specs:
-    their YAML with positions and the checks are most of a parse (22 of 31 ms per feed at 500
-    feeds; benchmarks/README.md). The result is kept as a pickle under
-    sql_dir/.validated/<key>.pickle, written by this process for itself (the folder is the
-    loader's own, like the SQL); only the newest is kept. A file that cannot be read is ignored.
+    their YAML, the checks and the rendering are most of a parse (benchmarks/README.md). The
+    result is kept as a pickle under sql_dir/.validated/<key>.pickle, written by this process for
+    itself (the folder is the loader's own, like the SQL); only the newest is kept. A file that
+    cannot be read is ignored. It keeps each feed's SQL as digests, so that the next parse need
+    not render a feed whose SQL files are in place and unchanged (feed_sql).
     https://airflow.apache.org/docs/apache-airflow/stable/configurations-ref.html#min-file-process-interval
     """
-    key = validation_key(project, airflow_version)
+    key = validation_key(project, airflow_version, settings)
     folder = sql_dir / VALIDATED_FOLDER
     cached = folder / f"{key}.pickle"
     try:
         with cached.open("rb") as stream:
-            result = pickle.load(stream)
-        if isinstance(result, ValidationResult):
-            return result
+            kept = pickle.load(stream)
+        if isinstance(kept, Validated):
+            return kept
     except Exception:  # missing, partly written by a killed parse, or from another version
         pass
-    result = validate_paths(project, base=project.root, airflow_version=airflow_version)
-    if validation_key(project, airflow_version) != key:  # a file changed while it was read:
-        return result  # this result may be of either content, so it is kept under neither
+    result = validate_paths(
+        project, base=project.root, airflow_version=airflow_version, settings=settings
+    )
+    fresh = Validated(result, settings)
+    if settings is not None:
+        keys = {feed.feed: feed.key for feed in result.feeds}
+        for name, sql in result.rendered.items():
+            fresh.sql[name] = {step: _sha256(text.encode()) for step, text in sql.items()}
+            fresh.fingerprints[name] = schema_fingerprint(sql["ddl"], keys[name])
+    if validation_key(project, airflow_version, settings) != key:  # a file changed while read:
+        return fresh  # this result may be of either content, so it is kept under neither
     try:
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f"{key}.{os.getpid()}.tmp"
-        partial.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        lean = dataclasses.replace(fresh, result=dataclasses.replace(result, rendered={}))
+        partial.write_bytes(pickle.dumps(lean, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(partial, cached)  # whole or not at all
         for old in folder.glob("*.pickle"):  # not another parse's .tmp
             if old != cached:
                 old.unlink(missing_ok=True)
     except OSError as exc:  # a read-only folder: validate on every parse
         log.warning("could not keep the validated specs in %s: %s", folder, exc)
-    return result
+    return fresh
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def feed_sql(
+    project: Project, feed: Feed, kept: Validated, target: Path, settings: RenderSettings
+) -> str:
+    """Write the feed's SQL into target, as write_feed_sql does; its schema fingerprint.
+
+    Rendered once per content: this parse's validation rendered it (its text is in
+    kept.result.rendered), or an earlier parse's did and the files are in place with the same
+    digests. Otherwise, or with other settings, it is rendered here."""
+    if kept.settings == settings:
+        text = kept.result.rendered.get(feed.feed)
+        if text is not None:
+            for step, sql in text.items():
+                write_text(target / feed.feed / f"{step}.sql", sql)
+            return kept.fingerprints[feed.feed]
+        digests = kept.sql.get(feed.feed)
+        if digests and all(
+            _file_sha256(target / feed.feed / f"{step}.sql") == digest
+            for step, digest in digests.items()
+        ):
+            return kept.fingerprints[feed.feed]
+    return write_feed_sql(project, feed, kept.result.feeds, target, settings)
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return _sha256(path.read_bytes())
+    except OSError:
+        return None
 
 
 def _build(
     globals_dict: dict[str, Any],
     project: Project,
-    feeds: list[Feed],
+    kept: Validated,
     target: Path,
     settings: RenderSettings,
     errors: list[SpecError],
@@ -171,9 +245,9 @@ def _build(
 
     sqs_url_prefix = os.environ.get("STREAMLINE_SQS_URL_PREFIX")
     built: list[str] = []
-    for feed in feeds:
+    for feed in kept.result.feeds:
         try:
-            schema = write_feed_sql(project, feed, feeds, target, settings)
+            schema = feed_sql(project, feed, kept, target, settings)
             config = cast_with_type(build_dag_config(feed, target, sqs_url_prefix, schema))
             # A folder with no defaults.yml: a stray one in the dags folder must not leak in.
             dagfactory.load_yaml_dags(

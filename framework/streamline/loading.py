@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -22,19 +24,32 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    """A parsed spec: its display path, the position-aware document and a plain copy."""
+    """A parsed spec: its display path, the position-aware document and a plain copy.
+
+    document is None when the spec was loaded without positions (load_spec(positions=False)):
+    it is parsed from text the first time a position is asked for (positioned).
+    """
 
     file: str
     path: Path
-    document: CommentedMap
+    document: CommentedMap | None
     data: dict[str, Any]
+    text: str | None = field(default=None, repr=False, compare=False)
 
     def locate(self, json_path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """The 1-based (line, col) of the node at json_path, or of its nearest present parent.
 
         With key=True and a mapping entry, point at the key rather than the value.
         """
-        return locate(self.document, json_path, key=key)
+        return locate(self.positioned(), json_path, key=key)
+
+    def positioned(self) -> CommentedMap:
+        """The position-aware document, parsed from text on first use when loaded without."""
+        if self.document is None:
+            document = _round_trip(self.text or "")
+            object.__setattr__(self, "document", document)  # a cache: data is the same either way
+            return document
+        return self.document
 
 
 def display_path(path: Path, base: Path | None = None) -> str:
@@ -67,8 +82,17 @@ def find_spec_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return found, missing
 
 
-def load_spec(path: Path, base: Path | None = None) -> LoadedSpec | SpecError:
-    """Parse one spec file; a syntax error, duplicate key or empty file becomes a SpecError."""
+def load_spec(
+    path: Path, base: Path | None = None, *, positions: bool = True
+) -> LoadedSpec | SpecError:
+    """Parse one spec file; a syntax error, duplicate key or empty file becomes a SpecError.
+
+    With positions=False, a spec that libyaml's C parser reads to the very data ruamel would
+    (plain_by_libyaml) is loaded without positions, which are parsed when first asked for
+    (LoadedSpec.positioned): ruamel's round-trip parser, in pure Python, is about 20 times slower,
+    and the positions serve only to name where an error is. Any other spec, and every spec that
+    is not valid YAML, is read by ruamel as with positions=True, so errors are the same.
+    """
     file = display_path(path, base)
     try:
         raw = path.read_bytes()
@@ -81,6 +105,10 @@ def load_spec(path: Path, base: Path | None = None) -> LoadedSpec | SpecError:
         return SpecError(
             file, line, col, "$", f"not UTF-8 text: {exc.reason}", hint="save the file as UTF-8"
         )
+    if not positions:
+        data = plain_by_libyaml(text)
+        if data is not None:
+            return LoadedSpec(file=file, path=path, document=None, data=data, text=text)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -111,6 +139,131 @@ def load_spec(path: Path, base: Path | None = None) -> LoadedSpec | SpecError:
             file, 1, 1, "$", str(exc), "a spec this large is a mistake: check its YAML aliases (*)"
         )
     return LoadedSpec(file=file, path=path, document=document, data=data)
+
+
+def _round_trip(text: str) -> CommentedMap:
+    """text through ruamel's round-trip loader, as load_spec reads it; an empty mapping (every
+    position 1:1) should ruamel refuse what libyaml read."""
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        document = yaml.load(text)
+    except YAMLError:
+        return CommentedMap()
+    return document if isinstance(document, CommentedMap) else CommentedMap()
+
+
+# --- the fast path: libyaml, where it reads the same data as ruamel ------------------------------
+
+_PLAIN, _QUOTED, _COLLECTION = "streamline:plain", "streamline:quoted", "streamline:collection"
+_WORDS: dict[str, Any] = {
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+    **dict.fromkeys(("null", "Null", "NULL", "~", ""), None),
+}
+"""Plain scalars that YAML 1.2 (ruamel's default) reads as booleans and null. Not yes/no/on/off,
+which PyYAML's YAML 1.1 resolver would read as booleans."""
+_CLAIMED = frozenset("0123456789+-.<=")
+"""First characters of the plain scalars ruamel may read as anything but a string (its implicit
+resolvers: numbers, timestamps, merge keys, values), bool and null words aside."""
+_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\.[0-9]+(?:[eE][-+]?[0-9]+)?")
+
+
+class _Unsure(Exception):
+    """The libyaml read may differ from ruamel's: let ruamel read the spec."""
+
+
+class _Resolver(pyyaml.resolver.BaseResolver):
+    """Marks how each node was written instead of typing it: the typing is _plain's, YAML 1.2's."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is pyyaml.ScalarNode:
+            plain, quoted = implicit
+            return _PLAIN if plain else _QUOTED if quoted else "streamline:unsure"
+        return _COLLECTION
+
+
+_Composer: Any = None
+try:
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml: every spec is read by ruamel
+    pass
+else:
+
+    class _LibYamlComposer(CParser, _Resolver):
+        """libyaml's C parser and composer, with _Resolver's marks."""
+
+    _Composer = _LibYamlComposer
+
+
+def _compose(text: str) -> Any:
+    """The one document of text as PyYAML nodes, composed by libyaml with _Resolver's marks."""
+    composer = _Composer(text)
+    try:
+        return composer.get_single_node()
+    finally:
+        composer.dispose()
+
+
+def plain_by_libyaml(text: str) -> dict[str, Any] | None:
+    """The spec's plain data (as to_plain gives it from ruamel's document), read with libyaml's C
+    parser; None where that read might differ from ruamel's or the text is not one mapping:
+    anything not plainly written (tags, merge keys, directives, duplicate, complex or typed keys,
+    recursive aliases) and any plain scalar whose type ruamel might read otherwise (a number with
+    leading zeros, underscores or an exponent, a timestamp, ...). None also for every YAML error,
+    so that ruamel reports it with its position and hints. Aliases are copied, as to_plain does."""
+    if _Composer is None or text.startswith("%") or "\n%" in text:
+        return None  # a %YAML directive may change the scalars' types
+    try:
+        root = _compose(text)
+    except (pyyaml.YAMLError, ValueError):
+        return None
+    if not isinstance(root, pyyaml.MappingNode):
+        return None
+    try:
+        data = _plain(root, [0])
+    except (_Unsure, RecursionError):  # RecursionError: nested deeper than Python recurses
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _plain(node: Any, count: list[int], within: frozenset[int] = frozenset()) -> Any:
+    """node as plain data, the types ruamel's round-trip loader and to_plain give; or _Unsure.
+
+    within: the collections node is inside (a node among them is a recursive alias)."""
+    count[0] += 1  # an alias's node is met again: a copy each time, counted, as in to_plain
+    if count[0] > MAX_VALUES:  # ruamel reports it (SpecTooLarge)
+        raise _Unsure
+    if isinstance(node, pyyaml.ScalarNode):
+        if node.tag == _QUOTED:
+            return node.value
+        if node.tag != _PLAIN:
+            raise _Unsure
+        value: str = node.value
+        if value in _WORDS:
+            return _WORDS[value]
+        if value[:1] in _CLAIMED:
+            if _INT.fullmatch(value):
+                return int(value)
+            if _FLOAT.fullmatch(value):
+                return float(value)
+            raise _Unsure
+        return value
+    if node.tag != _COLLECTION or id(node) in within:
+        raise _Unsure
+    within = within | {id(node)}
+    if isinstance(node, pyyaml.SequenceNode):
+        return [_plain(item, count, within) for item in node.value]
+    out: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, pyyaml.ScalarNode):
+            raise _Unsure
+        key = _plain(key_node, count)
+        if not isinstance(key, str) or key in out:  # a key ruamel types, or one it refuses
+            raise _Unsure  # as a duplicate, with both positions
+        out[key] = _plain(value_node, count, within)
+    return out
 
 
 def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:

@@ -73,6 +73,13 @@ class RenderSettings:
     lake_url: str = "s3://streamline-lake"
     storage_integration: str | None = None
 
+    def check(self) -> None:
+        """Raise ValueError unless the lake URL and storage integration can enter SQL."""
+        if not _LAKE_URL_RE.match(self.lake_url):
+            raise ValueError(f"lake URL {self.lake_url!r} is not of the form s3://bucket[/prefix]")
+        if self.storage_integration is not None:
+            quote_identifier(self.storage_integration.lower())
+
     @classmethod
     def from_env(cls) -> RenderSettings:
         """Settings from STREAMLINE_LAKE_URL and STREAMLINE_STORAGE_INTEGRATION, with defaults."""
@@ -254,10 +261,7 @@ def render_feed(
 ) -> dict[str, str]:
     """Render the SQL of each step for one feed: {step: sql}."""
     settings = settings or RenderSettings()
-    if not _LAKE_URL_RE.match(settings.lake_url):
-        raise ValueError(f"lake URL {settings.lake_url!r} is not of the form s3://bucket[/prefix]")
-    if settings.storage_integration is not None:
-        quote_identifier(settings.storage_integration.lower())
+    settings.check()
     if batch_id is not None:
         check_batch_id(batch_id)
     batch = batch_id if batch_id is not None else RUNTIME_BATCH_ID

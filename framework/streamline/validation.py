@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamline import airflow_compat
 from streamline.errors import SpecError, UsageError, json_path
@@ -36,6 +36,9 @@ from streamline.schema import (
     closest,
     did_you_mean,
 )
+
+if TYPE_CHECKING:
+    from streamline.rendering import RenderSettings
 
 __all__ = [
     "IDENTIFIER_HINT",
@@ -80,6 +83,8 @@ class ValidationResult:
     files: list[str] = field(default_factory=list)
     feeds: list[Feed] = field(default_factory=list)
     errors: list[SpecError] = field(default_factory=list)
+    rendered: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    """{feed: {step: sql}} of the feeds the template check rendered (validate_specs)."""
 
     @property
     def ok(self) -> bool:
@@ -95,10 +100,13 @@ def validate_paths(
     paths: Sequence[Path] | None = None,
     base: Path | None = None,
     airflow_version: str | None = None,
+    settings: RenderSettings | None = None,
 ) -> ValidationResult:
     """Load and validate the specs at paths (files or folders; default: the project's pipelines/).
 
     With airflow_version (e.g. '2.10.3'), features that version cannot run are errors too.
+    The template check renders each feed with settings (default: RenderSettings()); what it
+    rendered is kept in result.rendered (see validate_specs).
 
     Cross-spec rules (unique names, references, prefixes) always see the whole pipelines/ folder
     as well, so validating one file still catches a clash with its neighbours; only the errors of
@@ -117,7 +125,7 @@ def validate_paths(
         unique.setdefault(path.resolve(), path)
     loaded: list[LoadedSpec] = []
     for resolved, path in unique.items():
-        spec = load_spec(path, base)
+        spec = load_spec(path, base, positions=False)  # positions when an error needs them
         if isinstance(spec, SpecError):
             if resolved in wanted:
                 result.files.append(spec.file)
@@ -126,23 +134,33 @@ def validate_paths(
         loaded.append(spec)
     # Specs that only give context claim names first, so a clash is reported in a file asked for.
     loaded.sort(key=lambda s: (s.path.resolve() in wanted, s.file))
-    feeds, errors = validate_specs(project, loaded, airflow_version)
+    feeds, errors = validate_specs(project, loaded, airflow_version, settings, result.rendered)
     keep = {s.file for s in loaded if s.path.resolve() in wanted}
     result.files.extend(keep)
     result.files.sort()
     result.errors.extend(e for e in errors if e.file in keep)
     bad = {e.file for e in result.errors}
     result.feeds = [f for f in feeds if f.spec_file in keep and f.spec_file not in bad]
+    result.rendered = _rendered_over(result.rendered, result.feeds)
     result.errors.sort()
     return result
 
 
 def validate_specs(
-    project: Project, specs: Iterable[LoadedSpec], airflow_version: str | None = None
+    project: Project,
+    specs: Iterable[LoadedSpec],
+    airflow_version: str | None = None,
+    settings: RenderSettings | None = None,
+    rendered: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[Feed], list[SpecError]]:
     """Validate loaded specs against the schema and the semantic rules; build their models.
 
     With airflow_version, features that Airflow version cannot run are errors of their spec.
+
+    The template check renders every feed with settings (default: RenderSettings()). Given a
+    rendered dict, it is filled with {feed name: {step: sql}}: each feed the check rendered as
+    render_feed(project, feed, feeds) renders it over the feeds returned (its references name the
+    same feeds), so that a loader can write that SQL instead of rendering it again.
 
     Cross-spec clashes are reported on the later spec, in the order given.
     """
@@ -181,9 +199,25 @@ def validate_specs(
     bad = {e.file for e in errors}
     every = [built[spec.file] for spec, _ in shaped]
     feeds = [f for f in every if f.spec_file not in bad]
-    errors.extend(_check_templates(project, feeds, every, {s.file: s for s, _ in shaped}))
+    specs_by_file = {s.file: s for s, _ in shaped}
+    sql: dict[str, dict[str, str]] = {}
+    errors.extend(_check_templates(project, feeds, every, specs_by_file, settings, sql))
     bad = {e.file for e in errors}
-    return [f for f in feeds if f.spec_file not in bad], errors
+    valid = [f for f in feeds if f.spec_file not in bad]
+    if rendered is not None:
+        rendered.update(_rendered_over(sql, valid))
+    return valid, errors
+
+
+def _rendered_over(sql: dict[str, dict[str, str]], feeds: list[Feed]) -> dict[str, dict[str, str]]:
+    """The SQL of each of feeds that render_feed over feeds renders the same: those whose
+    references are all among feeds (render_feed fails for the others)."""
+    names = {f.feed for f in feeds}
+    return {
+        f.feed: sql[f.feed]
+        for f in feeds
+        if f.feed in sql and all(ref.feed in names for ref in f.references)
+    }
 
 
 def _unexpected(spec: LoadedSpec, exc: Exception) -> SpecError:
@@ -572,43 +606,35 @@ def _check_reference(
     unshaped: dict[str, str],
 ) -> list[SpecError]:
     path: list[str | int] = ["references", index, "feed"]
-    line, col = spec.locate(path)
+
+    def error(message: str, hint: str | None) -> list[SpecError]:
+        line, col = spec.locate(path)  # only for an error: positions may take a parse
+        return [SpecError(spec.file, line, col, json_path(path), message, hint)]
+
     target = feeds.get(ref["feed"])
     if target is None:
         if ref["feed"] in unshaped:
-            return [
-                SpecError(
-                    spec.file,
-                    line,
-                    col,
-                    json_path(path),
-                    f"feed '{ref['feed']}' is defined in {unshaped[ref['feed']]}, which has errors",
-                    f"fix {unshaped[ref['feed']]} first",
-                )
-            ]
+            return error(
+                f"feed '{ref['feed']}' is defined in {unshaped[ref['feed']]}, which has errors",
+                f"fix {unshaped[ref['feed']]} first",
+            )
         hint = did_you_mean(ref["feed"], [*feeds, *unshaped]) or (
             "referenced feeds must be specs in the same pipelines/ folder"
         )
-        return [
-            SpecError(spec.file, line, col, json_path(path), f"no feed named '{ref['feed']}'", hint)
-        ]
+        return error(f"no feed named '{ref['feed']}'", hint)
     other, data = target
     names = [c["name"] for c in data["columns"]]
     if ref["to"] not in names:
         path = ["references", index, "to"]
-        line, col = spec.locate(path)
         hint = did_you_mean(ref["to"], names) or f"columns of '{ref['feed']}': {', '.join(names)}"
-        message = f"feed '{ref['feed']}' has no column '{ref['to']}'"
-        return [SpecError(spec.file, line, col, json_path(path), message, hint)]
+        return error(f"feed '{ref['feed']}' has no column '{ref['to']}'", hint)
     if other.file in bad and other.file != spec.file:
         first = bad[other.file]
         message = (
             f"feed '{ref['feed']}' is defined in {other.file}, which has errors (first, line "
             f"{first.line}: {first.message})"
         )
-        return [
-            SpecError(spec.file, line, col, json_path(path), message, f"fix {other.file} first")
-        ]
+        return error(message, f"fix {other.file} first")
     return []
 
 
@@ -620,21 +646,34 @@ def _overlaps(a: str, b: str) -> bool:
 
 
 def _check_templates(
-    project: Project, feeds: list[Feed], every: list[Feed], specs: dict[str, LoadedSpec]
+    project: Project,
+    feeds: list[Feed],
+    every: list[Feed],
+    specs: dict[str, LoadedSpec],
+    settings: RenderSettings | None = None,
+    rendered: dict[str, dict[str, str]] | None = None,
 ) -> list[SpecError]:
     """Every feed's templates exist and render with undefined variables treated as errors.
 
     feeds are rendered; every (including feeds with errors of their own) is what references see.
+    Given rendered, the SQL of each feed whose references see the same feeds in feeds as in
+    every goes in it (what render_feed over a subset of feeds holding those would render).
     """
     from streamline.rendering import TemplateProblem, render_feed
 
     known = {f.feed for f in every}
+    seen = {f.feed: f for f in every}  # as render_feed's context finds them: the last of a name
+    valid = {f.feed: f for f in feeds}
     errors: list[SpecError] = []
     for feed in feeds:
         if any(ref.feed not in known for ref in feed.references):
             continue  # reported as a reference error; the transform cannot be rendered without it
         try:
-            render_feed(project, feed, every)
+            sql = render_feed(project, feed, every, settings=settings)
+            if rendered is not None and all(
+                seen[ref.feed] is valid.get(ref.feed) for ref in feed.references
+            ):
+                rendered[feed.feed] = sql
         except TemplateProblem as problem:
             spec = specs[feed.spec_file]
             path: list[str | int] = ["transform", problem.field]

@@ -6,6 +6,7 @@ import itertools
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -326,3 +327,87 @@ def test_a_spec_changed_during_validation_is_not_kept_under_the_old_content(
     spec.write_text(original)
     again: dict[str, object] = {}
     assert sorted(dagloader.load_dags(again, root, tmp_path / "sql")) == ["customers", "orders"]
+
+
+def _fingerprints(found: dict[str, object]) -> dict[str, str]:
+    """Each DAG's schema fingerprint, as its claim task checks it."""
+    return {
+        name: dag.get_task("claim").op_kwargs["schema_version"]["fingerprint"]  # type: ignore[attr-defined]
+        for name, dag in found.items()
+    }
+
+
+def _sql_files(sql: Path) -> dict[str, str]:
+    return {str(path.relative_to(sql)): path.read_text() for path in sorted(sql.glob("*/*.sql"))}
+
+
+def test_a_feed_is_rendered_once_per_content_and_its_sql_kept_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first parse writes the SQL the validation's template check rendered (one render per
+    feed, not two); the next renders nothing while each feed's SQL files are in place and the
+    same, and renders again a feed whose file went missing or was changed."""
+    from streamline import dagloader, generation, rendering
+    from streamline.project import find_project
+
+    root = make_project(tmp_path)
+    sql = tmp_path / "sql"
+    rendered: list[str] = []
+    real = rendering.render_feed
+
+    def counted(project: Any, feed: Any, *args: Any, **kwargs: Any) -> dict[str, str]:
+        rendered.append(feed.feed)
+        return real(project, feed, *args, **kwargs)
+
+    monkeypatch.setattr(rendering, "render_feed", counted)
+    monkeypatch.setattr(generation, "render_feed", counted)
+
+    def parse() -> dict[str, str]:
+        found: dict[str, object] = {}
+        assert sorted(dagloader.load_dags(found, root, sql)) == ["customers", "orders"]
+        return _fingerprints(found)
+
+    first = parse()
+    assert sorted(rendered) == ["customers", "orders"]
+    files = _sql_files(sql)
+    plain = tmp_path / "plain"  # what write_feed_sql writes, as load_dags did before
+    project = find_project(root)
+    feeds = dagloader.validate_paths(project, base=root).feeds
+    fingerprints = {f.feed: generation.write_feed_sql(project, f, feeds, plain) for f in feeds}
+    assert files == _sql_files(plain) and len(files) == 6
+    assert first == fingerprints
+    rendered.clear()
+    assert parse() == first
+    assert rendered == []
+    (sql / "orders" / "load.sql").unlink()
+    (sql / "customers" / "ddl.sql").write_text("-- edited by hand\n")
+    assert parse() == first
+    assert sorted(rendered) == ["customers", "orders"]
+    assert _sql_files(sql) == files
+
+
+def test_other_render_settings_render_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept validation holds the SQL's digests for the render settings it was made with: a
+    parse with another lake URL writes SQL with that URL; an invalid one fails each feed's DAG
+    as before, naming the URL."""
+    from streamline import dagloader
+
+    root = make_project(tmp_path)
+    sql = tmp_path / "sql"
+    monkeypatch.setenv("STREAMLINE_LAKE_URL", "s3://first-lake")
+    dagloader.load_dags({}, root, sql)
+    assert "s3://first-lake" in (sql / "orders" / "ddl.sql").read_text()
+    monkeypatch.setenv("STREAMLINE_LAKE_URL", "s3://second-lake")
+    assert sorted(dagloader.load_dags({}, root, sql)) == ["customers", "orders"]
+    ddl = (sql / "orders" / "ddl.sql").read_text()
+    assert "s3://second-lake" in ddl and "s3://first-lake" not in ddl
+    monkeypatch.setenv("STREAMLINE_LAKE_URL", "not a url")
+    built, lines = _built(tmp_path, root)
+    assert built == []
+    assert [line for line in lines if "could not be built" in line] == [
+        f"pipelines/{name}.yaml:1:1: $: DAG could not be built: lake URL 'not a url' is not of "
+        "the form s3://bucket[/prefix]"
+        for name in ("customers", "orders")
+    ]

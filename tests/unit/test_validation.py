@@ -813,3 +813,24 @@ def test_invisible_characters_are_shown_escaped_in_errors() -> None:
     assert _show("x\u0085y") == "'x\\u0085y'"  # NEL
     assert _show("p\u2028q") == "'p\\u2028q'"  # line separator
     assert _show("it's é") == "'it\\'s é'"
+
+
+def test_the_template_check_keeps_the_sql_the_loader_would_render(project_dir: Path) -> None:
+    """result.rendered is each feed's SQL as render_feed renders it over result.feeds, with the
+    settings given; a feed whose references are not all among result.feeds has none (render_feed
+    would fail for it)."""
+    from streamline.rendering import RenderSettings, render_feed
+
+    for spec in (ROOT / "pipelines").glob("*.yaml"):
+        shutil.copy(spec, project_dir / "pipelines" / spec.name)
+    project = find_project(project_dir)
+    settings = RenderSettings(lake_url="s3://another-lake/prefix")
+    result = validate_paths(project, settings=settings)
+    assert result.ok and set(result.rendered) == {"customers", "orders"}
+    for feed in result.feeds:
+        assert result.rendered[feed.feed] == render_feed(
+            project, feed, result.feeds, settings=settings
+        )
+    assert "s3://another-lake/prefix" in result.rendered["orders"]["ddl"]
+    alone = validate_paths(project, [project_dir / "pipelines" / "orders.yaml"])
+    assert [f.feed for f in alone.feeds] == ["orders"] and alone.rendered == {}
