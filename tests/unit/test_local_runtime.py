@@ -327,3 +327,31 @@ def test_a_batch_id_the_api_fails_to_give_is_read_again(
     gone = Monitor(api, [feeds["customers"]])
     del api.answers[xcom]  # HTTP 404: cleared since, reported without it
     assert next((r.run_id, r.batch_id) for r in gone.poll()) == ("r1", None)
+
+
+def test_a_migrated_metadata_database_is_kept_and_copied_instead_of_migrating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline.local import airflow_config
+
+    monkeypatch.setenv("STREAMLINE_CACHE_DIR", str(tmp_path / "cache"))
+    first = {"AIRFLOW_HOME": str(tmp_path / "one")}
+    assert not airflow_config.migrated_database(first)  # nothing kept yet: migrate
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "airflow.db").write_bytes(b"migrated tables")
+    airflow_config.keep_migrated_database(first)
+
+    url = f"sqlite:///{tmp_path / 'two' / 'meta.db'}"
+    second = {"AIRFLOW_HOME": str(tmp_path / "x"), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
+    assert airflow_config.migrated_database(second)
+    assert (tmp_path / "two" / "meta.db").read_bytes() == b"migrated tables"
+    # An existing database is never overwritten, another database is migrated as before.
+    (tmp_path / "two" / "meta.db").write_bytes(b"a user's runs")
+    assert not airflow_config.migrated_database(second)
+    assert (tmp_path / "two" / "meta.db").read_bytes() == b"a user's runs"
+    postgres = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://h/airflow"}
+    assert not airflow_config.migrated_database(postgres)
+    # Other log filename templates (recorded by `db migrate`): another database.
+    other = {"AIRFLOW_HOME": str(tmp_path / "three"),
+             "AIRFLOW__LOGGING__LOG_FILENAME_TEMPLATE": "{{ ti.task_id }}.log"}  # fmt: skip
+    assert not airflow_config.migrated_database(other)

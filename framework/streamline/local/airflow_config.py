@@ -172,13 +172,84 @@ def component_argv(name: str, port: int) -> list[str]:
 
 
 def prepare_airflow(env: dict[str, str], log: Path) -> None:
-    """Migrate the metadata database and register the DAGs once, for in-process DAG runs
-    (`dag.test()`, streamline.local.worker) that would otherwise race to do it.
+    """Migrate the metadata database (migrated_database) and register the DAGs once, for
+    in-process DAG runs (`dag.test()`, streamline.local.worker) that would otherwise race to do it.
 
     Raises subprocess.CalledProcessError when either command fails (its output is in log).
     """
     with log.open("wb") as out:
-        for command in (["db", "migrate"], ["dags", "reserialize"]):
-            subprocess.run(
-                airflow_argv(*command), env=env, stdout=out, stderr=subprocess.STDOUT, check=True
-            )
+        if not migrated_database(env):
+            subprocess.run(airflow_argv("db", "migrate"), env=env, stdout=out,
+                           stderr=subprocess.STDOUT, check=True)  # fmt: skip
+            keep_migrated_database(env)
+        subprocess.run(airflow_argv("dags", "reserialize"), env=env, stdout=out,
+                       stderr=subprocess.STDOUT, check=True)  # fmt: skip
+
+
+def database_cache() -> Path:
+    """Where migrated metadata databases are kept: <cache_dir>/airflow-db."""
+    from streamline.local import cache_dir
+
+    return cache_dir() / "airflow-db"
+
+
+def _sqlite_path(env: dict[str, str]) -> Path | None:
+    """The SQLite file of env's metadata database (AIRFLOW_HOME/airflow.db by default); None for
+    another database."""
+    url = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if url is None:
+        return Path(env.get("AIRFLOW_HOME", Path.home() / "airflow")) / "airflow.db"
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
+
+
+def _database_key(env: dict[str, str]) -> str:
+    """What a migrated database depends on: Airflow's and its providers' versions (each may add
+    migrations or tables) and the log filename templates `db migrate` records."""
+    import hashlib
+    import importlib.metadata
+
+    parts = sorted(
+        f"{d.metadata['Name']}=={d.version}"
+        for d in importlib.metadata.distributions()
+        if (d.metadata["Name"] or "").lower().replace("_", "-").startswith("apache-airflow")
+    )
+    parts += sorted(f"{k}={v}" for k, v in env.items() if k.startswith("AIRFLOW__LOGGING__"))
+    parts.append(sys.version.split()[0])
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def migrated_database(env: dict[str, str]) -> bool:
+    """Put a copy of a database this Airflow migrated before (keep_migrated_database) where env
+    wants a new SQLite metadata database, instead of running `airflow db migrate` (10-20 s here,
+    at every start of the local runtime or the test stack); False when there is none to copy,
+    or the database exists already or is not SQLite (then migrate)."""
+    import shutil
+
+    target = _sqlite_path(env)
+    cached = database_cache() / f"{_database_key(env)}.db"
+    if target is None or target.exists() or not cached.is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(cached, partial)
+    os.replace(partial, target)
+    return True
+
+
+def keep_migrated_database(env: dict[str, str]) -> None:
+    """Keep a copy of env's freshly migrated SQLite metadata database for migrated_database
+    (written whole with os.replace; a failure to keep it is not an error)."""
+    import shutil
+
+    source = _sqlite_path(env)
+    if source is None or not source.is_file():
+        return
+    cache = database_cache()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = cache / f"{_database_key(env)}.{os.getpid()}.partial"
+        shutil.copyfile(source, partial)
+        os.replace(partial, cache / f"{_database_key(env)}.db")
+    except OSError:
+        pass

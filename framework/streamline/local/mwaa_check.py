@@ -37,6 +37,7 @@ from typing import Any
 
 from streamline.dagconfig import TASKS
 from streamline.errors import StreamlineError
+from streamline.local import cache_dir
 from streamline.migrations import canonical_type
 from streamline.model import Column, Feed
 from streamline.mwaa import MwaaTarget, target_requirements
@@ -48,7 +49,6 @@ WAREHOUSE_TASKS = ("load", "transform", "finalize")
 the probe leaves its schema version check out, as it does where the warehouse is stopped)."""
 PROBE_MARK = "STREAMLINE-PROBE-RESULT "
 PROBE_TIMEOUT_SECONDS = 900
-CACHE_ENV = "STREAMLINE_CACHE_DIR"
 SAMPLE_ROWS = 3
 SAMPLE_TIME = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 _ENCODINGS = {"UTF8": "utf-8", "ISO-8859-1": "latin-1", "WINDOWS1252": "cp1252"}
@@ -103,14 +103,6 @@ class ProbeResult:
 
 
 # ---- the target environment ----------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where target environments are kept: $STREAMLINE_CACHE_DIR, else ~/.cache/streamline."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "streamline"
 
 
 def find_uv() -> str:

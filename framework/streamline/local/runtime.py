@@ -276,9 +276,12 @@ def _start(
                  stack.sqs_url_prefix)  # fmt: skip
         port = options.port or free_port()
         env = airflow_config.airflow_env(stack, project, workdir, dags, port, options.parallelism)
-        migrate = airflow_config.airflow_argv("db", "migrate")
-        if not run_step(migrate, env, logs / "airflow-migrate.log", stopping, "airflow db migrate"):
-            return 0
+        if not airflow_config.migrated_database(env):
+            migrate = airflow_config.airflow_argv("db", "migrate")
+            log = logs / "airflow-migrate.log"
+            if not run_step(migrate, env, log, stopping, "airflow db migrate"):
+                return 0
+            airflow_config.keep_migrated_database(env)
         console.print(
             f"stack provisioned and metadata db migrated ({time.monotonic() - started:.0f} s); "
             "starting Airflow..."
