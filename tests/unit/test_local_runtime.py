@@ -342,7 +342,8 @@ def test_a_migrated_metadata_database_is_kept_and_copied_instead_of_migrating(
     airflow_config.keep_migrated_database(first)
 
     url = f"sqlite:///{tmp_path / 'two' / 'meta.db'}"
-    second = {"AIRFLOW_HOME": str(tmp_path / "x"), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
+    second = {"AIRFLOW_HOME": str(tmp_path / "x"), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+              "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(tmp_path / "logs")}  # fmt: skip
     assert airflow_config.migrated_database(second)
     assert (tmp_path / "two" / "meta.db").read_bytes() == b"migrated tables"
     # An existing database is never overwritten, another database is migrated as before.

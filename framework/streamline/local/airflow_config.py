@@ -214,7 +214,11 @@ def _database_key(env: dict[str, str]) -> str:
         for d in importlib.metadata.distributions()
         if (d.metadata["Name"] or "").lower().replace("_", "-").startswith("apache-airflow")
     )
-    parts += sorted(f"{k}={v}" for k, v in env.items() if k.startswith("AIRFLOW__LOGGING__"))
+    parts += sorted(
+        f"{k}={v}"
+        for k, v in env.items()
+        if k.startswith("AIRFLOW__LOGGING__") and k.endswith("_TEMPLATE")  # not the folders
+    )
     parts.append(sys.version.split()[0])
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
