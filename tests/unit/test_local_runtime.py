@@ -356,3 +356,34 @@ def test_a_migrated_metadata_database_is_kept_and_copied_instead_of_migrating(
     other = {"AIRFLOW_HOME": str(tmp_path / "three"),
              "AIRFLOW__LOGGING__LOG_FILENAME_TEMPLATE": "{{ ti.task_id }}.log"}  # fmt: skip
     assert not airflow_config.migrated_database(other)
+
+
+def test_forked_tasks_share_one_warm_botocore_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    import botocore.session
+
+    from streamline.local import warmup
+
+    monkeypatch.setattr(
+        botocore.session.Session,
+        "_register_data_loader",
+        botocore.session.Session._register_data_loader,
+    )  # put back after
+    warmup.share_botocore_loader(("s3",))
+    warmup.share_botocore_loader(("s3",))  # idempotent
+    one = boto3.session.Session(region_name="us-east-1")._session.get_component("data_loader")
+    two = boto3.session.Session(region_name="us-east-1")._session.get_component("data_loader")
+    assert one is two
+    # The S3 model was read before: a new client reads nothing from disk.
+    opened: list[str] = []
+    reader = one.file_loader
+    monkeypatch.setattr(reader, "load_file", lambda path: opened.append(path))
+    boto3.session.Session(region_name="us-east-1").client(
+        "s3", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    assert opened == []
+    # Sessions reading models from another data path get a loader of their own.
+    other = botocore.session.Session()
+    other.set_config_variable("data_path", "/elsewhere")
+    assert other.get_component("data_loader") is not one
+    assert "/elsewhere" in other.get_component("data_loader").search_paths
