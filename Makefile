@@ -54,9 +54,12 @@ MWAA_VERSIONS := 2.10.3 2.11.2 3.0.6 3.3.1
 check-mwaa: install
 	PATH="$(dir $(UV)):$$PATH" .ci/mwaa-matrix $(MWAA_VERSIONS)
 
+# The benchmark suite (benchmarks/README.md, docs/benchmarks.md): tables, goals met / not met, a
+# JSON record and a PNG plot per script in .scratch/bench (or $STREAMLINE_BENCH_OUT). About 35 min.
 bench: install
 	$(UV) run --locked python benchmarks/parse_time.py
 	$(UV) run --locked python benchmarks/capacity.py
+	$(UV) run --locked python benchmarks/latency.py
 
 clean:
 	rm -rf .scratch build
