@@ -28,7 +28,6 @@ import importlib
 import importlib.metadata
 import logging
 import os
-import platform
 import pstats
 import random
 import shutil
@@ -540,27 +539,10 @@ def library_of(filename: str) -> str:
 # --- report --------------------------------------------------------------------------------------
 
 
-def machine_facts() -> str:
-    """CPU, Python and library versions, on one line."""
-    import airflow
-
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "?"
-    versions = {
-        name: importlib.metadata.version(name)
-        for name in ("dag-factory", "jsonschema", "ruamel.yaml", "jinja2", "PyYAML")
-    }
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, Airflow {airflow.__version__}, "
-        + ", ".join(f"{name} {version}" for name, version in versions.items())
-    )
+def parse_libraries() -> str:
+    """The versions of the libraries a parse runs beside records.machine()'s."""
+    names = ("jsonschema", "ruamel.yaml", "jinja2", "PyYAML")
+    return ", ".join(f"{name} {importlib.metadata.version(name)}" for name in names)
 
 
 def report(console: Console, results: Sequence[SizeResult], repeat: str) -> None:
@@ -771,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_seconds = import_stack()
     logging.disable(logging.INFO)
     record = records.Record("parse_time", vars(args), out=records.out_dir(args.out))
-    console.print(f"[bold]Machine:[/] {machine_facts()}")
+    console.print(f"[bold]Machine:[/] {records.machine_line(record.machine)}; {parse_libraries()}")
     console.print(
         f"One-off import of Airflow, providers, dag-factory, StreamLine: {import_seconds:.2f} s"
     )
@@ -807,7 +789,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sizes": [result.figures() for result in results],
     }
     judge(record, results)
-    machine = machine_facts().split(", jsonschema")[0]  # CPUs, OS, Python, Airflow, dag-factory
+    facts, versions = record.machine, record.machine["versions"]
+    machine = (
+        f"{facts['cpus']} CPUs, Python {facts['python']}, Airflow {versions['apache-airflow']}, "
+        f"dag-factory {versions['dag-factory']}"
+    )
     plot(record.plot_path(), results, f"parse_time {record.started}: {machine}")
     record.finish(console)
     console.print(f"Total wall time: {time.perf_counter() - started:.1f} s")

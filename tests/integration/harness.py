@@ -461,6 +461,15 @@ def customer(customer_id: int, tier: str, updated: str) -> str:
     )
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def worker_env(stack_env: dict[str, str], plan: Path) -> dict[str, str]:
     """The worker's environment: the stack's, plus the fault plan hook on PYTHONPATH."""
     env = {**os.environ, **stack_env, "STREAMLINE_FAULT_PLAN": str(plan)}

@@ -16,17 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import process_alive
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_latency_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
@@ -55,6 +48,6 @@ def test_latency_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         assert any(name.startswith("sustained p50") for name in goals), goals
         assert all(g["met"] in (True, False) for g in goals.values()), goals
         pids = json.loads((workdir / "sustained" / "runtime" / "pids.json").read_text())
-        assert not [name for name, pid in pids["children"].items() if _alive(pid)], pids
+        assert not [name for name, pid in pids["children"].items() if process_alive(pid)], pids
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

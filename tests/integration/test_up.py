@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from harness import process_alive
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +38,6 @@ def _feeds_with_a_batch(journal: Path) -> set[str]:
         for r in runs
         if r["state"] == "success" and r["batch_id"] and r["rows"] > 0 and r.get("latency_p50")
     }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _group_alive(pgid: int) -> bool:
@@ -73,7 +66,7 @@ def _stop(up: subprocess.Popen[bytes], workdir: Path) -> None:
         if pgid != os.getpgid(0) and _group_alive(pgid):
             os.killpg(pgid, signal.SIGKILL)
     for pid in pids.get("children", {}).values():  # moto and the warehouse: in up's group
-        if _alive(pid):
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -147,7 +140,7 @@ def test_up_runs_batches_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     assert {"api-server", "scheduler", "dag-processor", "triggerer", "moto", "warehouse"} <= set(
         children
     )
-    still = {name: pid for name, pid in children.items() if _alive(pid)}
+    still = {name: pid for name, pid in children.items() if process_alive(pid)}
     groups = [pgid for pgid in pids["groups"] if _group_alive(pgid)]  # type: ignore[attr-defined]
     assert not still and not groups, f"left running: {still}, process groups {groups}"
     text = output.read_text(errors="replace")
