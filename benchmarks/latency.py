@@ -88,13 +88,11 @@ def pregenerate(folder: Path, mbps: float, seconds: float, seed: int) -> Replay:
     from streamline_edge.targets import LocalTarget
 
     class Quiet(FakeClock):
-        """FakeClock that keeps no list of sleeps (millions here) and moves at least 1 ns per
-        sleep: FakeClock rounds to whole ns, and a wait of under half a ns to a flush deadline
-        would otherwise never pass."""
+        """FakeClock that keeps no list of its sleeps (millions here)."""
 
         def sleep(self, s: float) -> None:
             if s > 0:
-                self.advance(max(s, 1e-9))
+                self.advance(max(s, 1e-9))  # at least 1 ns, as FakeClock.sleep
 
     origin = float(int(time.time()))
     clock = Quiet(start=origin)

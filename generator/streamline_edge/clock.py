@@ -64,10 +64,12 @@ class FakeClock:
         return self._elapsed_ns / 1e9
 
     def sleep(self, seconds: float) -> None:
-        """Record the wait and move time forward by it, at once."""
+        """Record the wait and move time forward by it, at once: by at least 1 ns, as a real
+        sleep always takes some time (a wait of under half a ns would otherwise round to nothing,
+        and a caller waiting for a deadline that close would wait forever)."""
         self.sleeps.append(seconds)
         if seconds > 0:
-            self._elapsed_ns += round(seconds * 1e9)
+            self._elapsed_ns += max(1, round(seconds * 1e9))
 
     def advance(self, seconds: float) -> None:
         """Move time forward without recording a sleep (time spent working)."""

@@ -360,6 +360,19 @@ def test_mbps_paces_bytes(tmp_path: Path) -> None:
     assert sum(clock.sleeps) == pytest.approx(3.0)
 
 
+def test_a_paced_run_on_the_fake_clock_ends(tmp_path: Path) -> None:
+    # Two feeds paced by bytes and flushed each second: a wait can fall within half a ns of a
+    # flush deadline, which a sleep rounded to whole ns never reached (the run spun forever).
+    clock = FakeClock()
+    clock.sleep(1e-10)
+    assert clock.monotonic() > 0  # a sleep always moves time
+    config = GeneratorConfig(out=str(tmp_path), feeds="customers,orders", mbps=0.1, duration=8.0,
+                             flush_seconds=1.0, seed=12)  # fmt: skip
+    stats = run(config, clock=FakeClock(start=1_764_562_000.0))
+    assert stats.elapsed_seconds == pytest.approx(8.0)
+    assert stats.delivery.objects == 16
+
+
 def test_waits_are_cut_short_to_flush_buffers_on_time(tmp_path: Path) -> None:
     clock = FakeClock()
     config = GeneratorConfig(
