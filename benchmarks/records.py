@@ -154,7 +154,8 @@ class Record:
         data.pop("out")
         for goal, saved in zip(self.goals, data["goals"], strict=True):
             saved["met"] = goal.met
-        path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(_no_nan(data), indent=2, default=str, allow_nan=False)
+        path.write_text(text + "\n", encoding="utf-8")
         return path
 
     def finish(self, console: Console) -> Path:
@@ -165,6 +166,17 @@ class Record:
         shown = f" and {plot}" if plot.exists() else ""
         console.print(f"record: {path}{shown}", highlight=False)
         return path
+
+
+def _no_nan(value: Any) -> Any:
+    """value with every NaN or infinity as None (null): JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def figure(value: float | None, unit: str) -> str:
