@@ -329,36 +329,76 @@ def test_a_batch_id_the_api_fails_to_give_is_read_again(
     assert next((r.run_id, r.batch_id) for r in gone.poll()) == ("r1", None)
 
 
+def _migrated(path: Path, version: str = "d2f4e1b3c5a7") -> None:
+    """A stand-in for a database `airflow db migrate` made: SQLite with its migration version."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES (?)", (version,))
+    conn.close()
+
+
 def test_a_migrated_metadata_database_is_kept_and_copied_instead_of_migrating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import sqlite3
+
     from streamline.local import airflow_config
 
     monkeypatch.setenv("STREAMLINE_CACHE_DIR", str(tmp_path / "cache"))
     first = {"AIRFLOW_HOME": str(tmp_path / "one")}
     assert not airflow_config.migrated_database(first)  # nothing kept yet: migrate
-    (tmp_path / "one").mkdir()
-    (tmp_path / "one" / "airflow.db").write_bytes(b"migrated tables")
+    _migrated(tmp_path / "one" / "airflow.db")
     airflow_config.keep_migrated_database(first)
 
     url = f"sqlite:///{tmp_path / 'two' / 'meta.db'}"
     second = {"AIRFLOW_HOME": str(tmp_path / "x"), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
               "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(tmp_path / "logs")}  # fmt: skip
     assert airflow_config.migrated_database(second)
-    assert (tmp_path / "two" / "meta.db").read_bytes() == b"migrated tables"
-    # An existing database is never overwritten, another database is migrated as before.
-    (tmp_path / "two" / "meta.db").write_bytes(b"a user's runs")
+    with sqlite3.connect(tmp_path / "two" / "meta.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("d2f4e1b3c5a7",)
+        ]
+    conn.close()
+    # An existing database (or its journal) is never overwritten; another database migrates.
     assert not airflow_config.migrated_database(second)
-    assert (tmp_path / "two" / "meta.db").read_bytes() == b"a user's runs"
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "airflow.db-wal").write_bytes(b"a journal")
+    assert not airflow_config.migrated_database({"AIRFLOW_HOME": str(tmp_path / "three")})
     postgres = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://h/airflow"}
     assert not airflow_config.migrated_database(postgres)
-    # Other log filename templates (recorded by `db migrate`): another database.
-    other = {"AIRFLOW_HOME": str(tmp_path / "three"),
-             "AIRFLOW__LOGGING__LOG_FILENAME_TEMPLATE": "{{ ti.task_id }}.log"}  # fmt: skip
-    assert not airflow_config.migrated_database(other)
+    # Settings `db migrate` writes into the database key another copy.
+    for other in ({"AIRFLOW__LOGGING__LOG_FILENAME_TEMPLATE": "{{ ti.task_id }}.log"},
+                  {"AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT": "4"}):  # fmt: skip
+        assert not airflow_config.migrated_database({"AIRFLOW_HOME": str(tmp_path / "4"), **other})
 
 
-def test_forked_tasks_share_one_warm_botocore_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_migrated_database_that_is_not_sound_is_neither_kept_nor_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamline.local import airflow_config
+
+    monkeypatch.setenv("STREAMLINE_CACHE_DIR", str(tmp_path / "cache"))
+    env = {"AIRFLOW_HOME": str(tmp_path / "one")}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "airflow.db").write_bytes(b"")  # a migrate that never ran
+    airflow_config.keep_migrated_database(env)
+    assert not list((tmp_path / "cache").glob("**/*"))[1:]  # nothing kept (the folder at most)
+    _migrated(tmp_path / "good.db")
+    kept = airflow_config.database_cache() / f"{airflow_config._database_key(env)}.db"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes((tmp_path / "good.db").read_bytes()[:1000])  # cut short
+    target = {"AIRFLOW_HOME": str(tmp_path / "two")}
+    assert not airflow_config.migrated_database(target)  # migrate instead
+    assert not kept.exists()  # and the broken copy is gone for the next start
+    assert not list((tmp_path / "two").glob("*"))  # no partial file left
+
+
+def test_new_botocore_sessions_start_with_the_warm_service_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import boto3
     import botocore.session
 
@@ -373,17 +413,18 @@ def test_forked_tasks_share_one_warm_botocore_loader(monkeypatch: pytest.MonkeyP
     warmup.share_botocore_loader(("s3",))  # idempotent
     one = boto3.session.Session(region_name="us-east-1")._session.get_component("data_loader")
     two = boto3.session.Session(region_name="us-east-1")._session.get_component("data_loader")
-    assert one is two
-    # The S3 model was read before: a new client reads nothing from disk.
+    assert one is not two and one.search_paths is not two.search_paths  # each its own paths
+    assert len(two.search_paths) == len(one.search_paths)  # boto3 appends to its own only
+    # The S3 model was read by the warm-up: a new session's client reads nothing from disk.
+    session = boto3.session.Session(region_name="us-east-1")
     opened: list[str] = []
-    reader = one.file_loader
+    reader = session._session.get_component("data_loader").file_loader
     monkeypatch.setattr(reader, "load_file", lambda path: opened.append(path))
-    boto3.session.Session(region_name="us-east-1").client(
-        "s3", aws_access_key_id="a", aws_secret_access_key="b"
-    )
-    assert opened == []
-    # Sessions reading models from another data path get a loader of their own.
+    session.client("s3", aws_access_key_id="a", aws_secret_access_key="b")
+    models = ("service-2", "endpoint-rule-set-1", "paginators-1")  # not the optional extras
+    assert not [p for p in opened if p.endswith(models)], opened
+    # Sessions reading models from another data path start from nothing.
     other = botocore.session.Session()
     other.set_config_variable("data_path", "/elsewhere")
-    assert other.get_component("data_loader") is not one
     assert "/elsewhere" in other.get_component("data_loader").search_paths
+    assert not [k for k in other.get_component("data_loader")._cache if "s3" in str(k)]

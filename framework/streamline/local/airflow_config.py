@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 from streamline.local.stack import Stack
@@ -203,9 +204,15 @@ def _sqlite_path(env: dict[str, str]) -> Path | None:
     return Path(url[len(prefix) :]) if url.startswith(prefix) else None
 
 
+KEYED_SETTINGS = ("AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT",)
+"""Settings `airflow db migrate` writes into the database (the default pool's slots), besides the
+log filename templates."""
+
+
 def _database_key(env: dict[str, str]) -> str:
     """What a migrated database depends on: Airflow's and its providers' versions (each may add
-    migrations or tables) and the log filename templates `db migrate` records."""
+    migrations or tables), the Python, and the settings `db migrate` writes into it (the log
+    filename templates, KEYED_SETTINGS)."""
     import hashlib
     import importlib.metadata
 
@@ -217,43 +224,73 @@ def _database_key(env: dict[str, str]) -> str:
     parts += sorted(
         f"{k}={v}"
         for k, v in env.items()
-        if k.startswith("AIRFLOW__LOGGING__") and k.endswith("_TEMPLATE")  # not the folders
+        if (k.startswith("AIRFLOW__LOGGING__") and k.endswith("_TEMPLATE")) or k in KEYED_SETTINGS
     )
     parts.append(sys.version.split()[0])
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def _sound(path: Path) -> bool:
+    """Whether path is a whole SQLite database that `airflow db migrate` finished: SQLite's
+    quick_check passes and the migration version is recorded."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            checked = conn.execute("PRAGMA quick_check").fetchone()
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return checked == ("ok",) and version is not None
+    except sqlite3.Error:
+        return False
+
+
 def migrated_database(env: dict[str, str]) -> bool:
     """Put a copy of a database this Airflow migrated before (keep_migrated_database) where env
     wants a new SQLite metadata database, instead of running `airflow db migrate` (10-20 s here,
-    at every start of the local runtime or the test stack); False when there is none to copy,
-    or the database exists already or is not SQLite (then migrate)."""
+    at every start of the local runtime or the test stack). False, and migrate, when there is none
+    to copy, when the database (or a journal of it) exists already or is not SQLite, or when the
+    copy is not sound (_sound: truncated, empty, unreadable): a copy that is not sound is removed
+    from the cache, with a warning naming it."""
     import shutil
 
     target = _sqlite_path(env)
     cached = database_cache() / f"{_database_key(env)}.db"
-    if target is None or target.exists() or not cached.is_file():
+    if target is None or not cached.is_file():
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if any(target.with_name(target.name + end).exists() for end in ("", "-wal", "-shm")):
+        return False
     partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(cached, partial)
-    os.replace(partial, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, partial)
+        if not _sound(partial):
+            print(f"warning: {cached} is not a sound metadata database: removed, migrating",
+                  file=sys.stderr)  # fmt: skip
+            cached.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+            return False
+        os.replace(partial, target)
+    except OSError:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
+        return False
     return True
 
 
 def keep_migrated_database(env: dict[str, str]) -> None:
-    """Keep a copy of env's freshly migrated SQLite metadata database for migrated_database
-    (written whole with os.replace; a failure to keep it is not an error)."""
+    """Keep a copy of env's freshly migrated SQLite metadata database for migrated_database when
+    it is sound (written whole with os.replace; a failure to keep it is not an error)."""
     import shutil
 
     source = _sqlite_path(env)
-    if source is None or not source.is_file():
+    if source is None or not source.is_file() or not _sound(source):
         return
     cache = database_cache()
+    partial = cache / f"{_database_key(env)}.{os.getpid()}.partial"
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        partial = cache / f"{_database_key(env)}.{os.getpid()}.partial"
         shutil.copyfile(source, partial)
         os.replace(partial, cache / f"{_database_key(env)}.db")
     except OSError:
-        pass
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)

@@ -283,7 +283,7 @@ def _start(
                 return 0
             airflow_config.keep_migrated_database(env)
         console.print(
-            f"stack provisioned and metadata db migrated ({time.monotonic() - started:.0f} s); "
+            f"stack provisioned and metadata db ready ({time.monotonic() - started:.0f} s); "
             "starting Airflow..."
         )
         api_url = airflow_config.api_url(port)

@@ -8,8 +8,8 @@ done, its validators built and its templates compiled: its parse takes about 0.1
 here, on each of a batch's task processes. Nothing is kept but those warm caches; a DAG file that
 fails is logged and left to the task's own parse, which reports it.
 
-It also has every botocore session of the forkserver and its forks read AWS's service models
-through one loader, warmed here (share_botocore_loader).
+It also has every new botocore session of the forkserver and its forks start with AWS's service
+models decoded here (share_botocore_loader).
 """
 
 from __future__ import annotations
@@ -41,32 +41,42 @@ WARM_SERVICES = ("s3", "secretsmanager", "sqs", "sts")
 """The AWS services a task's hooks and the Secrets Manager backend make clients for."""
 
 
+SHARED_ENTRIES = ("load_data_with_path", "load_data")
+"""The entries of a botocore loader's cache a new session's loader starts with: decoded model
+files by name (not the lists of available services, which depend on a loader's search paths)."""
+
+
 def share_botocore_loader(services: tuple[str, ...] = WARM_SERVICES) -> None:
-    """Give every botocore session of this process one data loader per data path, its service
-    models read once here; idempotent.
+    """Have every new botocore session of this process start with the service models read here
+    (decoded once, in the forkserver, then inherited by each fork); idempotent.
 
     Each Airflow hook and the secrets backend make a boto3 session of their own, and each new
     session reads and decodes the service models (JSON: endpoints, partitions, the service's
     API, paginators) through a new `botocore.loaders.Loader`, whose cache is its own: 0.1-0.25 s
     per client in a fresh task process here, about 0.4 s a task (an S3 client, then a Secrets
-    Manager client to look up the Snowflake connection). Forked from a process whose loader has
-    read them, a task makes each client in about 0.02 s. The loader only reads files shipped with
-    botocore (or AWS_DATA_PATH's, whose sessions get a loader of their own), so sharing it shares
-    no credentials, configuration or connection: https://docs.aws.amazon.com/botocore/latest/reference/loaders.html
+    Manager client to look up the Snowflake connection). Each session still gets a loader of its
+    own (its own search paths, which boto3 appends to, and its own list of services); the loader
+    starts with the decoded model files (SHARED_ENTRIES) of the first loader of its data path,
+    warmed here, and a forked task makes each client in about 0.02 s. A model file of the same
+    name added later in another search path (`~/.aws/models`, AWS_DATA_PATH) is not read by
+    these sessions. https://docs.aws.amazon.com/botocore/latest/reference/loaders.html
     """
     import botocore.loaders
     import botocore.session
 
     if getattr(botocore.session.Session._register_data_loader, "shared", False):
         return
-    loaders: dict[object, botocore.loaders.Loader] = {}
+    warm: dict[object, botocore.loaders.Loader] = {}
 
     def register(session: botocore.session.Session) -> None:
         def loader() -> botocore.loaders.Loader:
             path = session.get_config_variable("data_path")
-            if path not in loaders:
-                loaders[path] = botocore.loaders.create_loader(path)
-            return loaders[path]
+            fresh = botocore.loaders.create_loader(path)
+            first = warm.setdefault(path, fresh)
+            if first is not fresh:
+                cache = first._cache  # botocore.loaders.instance_cache keeps it there
+                fresh._cache.update((k, v) for k, v in cache.items() if k[0] in SHARED_ENTRIES)
+            return fresh
 
         session._components.lazy_register_component("data_loader", loader)
 
