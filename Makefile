@@ -55,7 +55,7 @@ check-mwaa: install
 	PATH="$(dir $(UV)):$$PATH" .ci/mwaa-matrix $(MWAA_VERSIONS)
 
 # The benchmark suite (benchmarks/README.md, docs/benchmarks.md): tables, goals met / not met, a
-# JSON record and a PNG plot per script in .scratch/bench (or $STREAMLINE_BENCH_OUT). About 35 min.
+# JSON record and a PNG plot per script in .scratch/bench (or $STREAMLINE_BENCH_OUT). About 21 min.
 bench: install
 	$(UV) run --locked python benchmarks/parse_time.py
 	$(UV) run --locked python benchmarks/capacity.py

@@ -723,7 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Eight uploads at once, each in parts: urllib3 warns that it closes the spare connections.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    record = Record("capacity", arguments, out=out_dir(args.out))
+    record = Record("capacity", arguments, out=out_dir(args.out), quick=args.quick)
     stamp = record.stem.split("-", 1)[1]
     workdir = (args.workdir or REPO / ".scratch" / f"capacity-{stamp}").resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -372,6 +372,10 @@ def _measure(runtime: Any, outcome: Outcome, replay: Replay | None) -> int:
     offset = 0.0
     if replay is not None:  # the events' updated_at are simulated times: take the offset off
         offset = streaming.outcome["started"] - replay.origin
+        runtime.console.print(
+            f"the table above counts from the events' simulated times: the figures below take "
+            f"off the replay's offset of {offset:.1f} s (its start minus the simulated clock's)"
+        )
         outcome.replay_late_max = round(max(late, default=0.0), 3)
     runs = [r for s in summaries for r in s.runs]
     outcome.latencies = [lat - offset for s in summaries for lat in s.latencies]
@@ -556,7 +560,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="sustained 0.1 MB/s for 8 s and firehose 2 s: proves it runs",
+        help="sustained 0.1 MB/s for 8 s and firehose 2 s (over --scenarios, --mbps, --duration "
+        "and --firehose-seconds): proves it runs, judges no goal",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -575,8 +580,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
     warnings.simplefilter("ignore")
     logging.getLogger("snowflake.connector").setLevel(logging.WARNING)  # a line per login
+    logging.getLogger("botocore.credentials").setLevel(logging.WARNING)  # a line per client
     console = records.console()
-    record = records.Record("latency", {k: str(v) for k, v in vars(args).items()})
+    record = records.Record("latency", vars(args), quick=args.quick)
     if args.out:
         record.out = Path(args.out)
     console.print(f"[bold]Machine:[/] {records.machine_line(record.machine)}")

@@ -125,6 +125,9 @@ class Record:
     figures: dict[str, Any] = field(default_factory=dict)
     goals: list[Goal] = field(default_factory=list)
     out: Path = field(default_factory=out_dir)
+    quick: bool = False
+    """A quick run (--quick) proves the script runs and measures too little to judge: its goals
+    are recorded as not measured, the value it saw only in the note."""
 
     @property
     def stem(self) -> str:
@@ -136,7 +139,11 @@ class Record:
         self, name: str, measured: float | None, op: str, target: float, *, unit: str = "",
         note: str = "",
     ) -> Goal:  # fmt: skip
-        """Add a goal and return it."""
+        """Add a goal and return it (not measured in a quick run)."""
+        if self.quick:
+            seen = figure(measured, unit)
+            note = f"quick run, too little to judge (saw {seen})" + (f"; {note}" if note else "")
+            measured = None
         added = Goal(name, measured, op, target, unit, note)
         self.goals.append(added)
         return added
@@ -152,6 +159,7 @@ class Record:
         path = self.out / f"{self.stem}.json"
         data = asdict(self)
         data.pop("out")
+        data.pop("quick")
         for goal, saved in zip(self.goals, data["goals"], strict=True):
             saved["met"] = goal.met
         text = json.dumps(_no_nan(data), indent=2, default=str, allow_nan=False)

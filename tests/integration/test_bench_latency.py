@@ -46,7 +46,9 @@ def test_latency_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         assert data["figures"]["firehose"]["events"] > 0
         goals = {g["name"]: g for g in data["goals"]}
         assert any(name.startswith("sustained p50") for name in goals), goals
-        assert all(g["met"] in (True, False) for g in goals.values()), goals
+        # A quick run judges no goal: each is recorded, not measured, what it saw in the note.
+        assert all(g["met"] is None and "quick" in g["note"] for g in goals.values()), goals
+        assert data["arguments"]["quick"] is True and data["arguments"]["mbps"] == 0.1
         pids = json.loads((workdir / "sustained" / "runtime" / "pids.json").read_text())
         assert not [name for name, pid in pids["children"].items() if process_alive(pid)], pids
     finally:

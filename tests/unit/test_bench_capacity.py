@@ -32,6 +32,8 @@ def test_capacity_runs_in_quick_mode(tmp_path: Path) -> None:
         assert set(run["tasks"]) == {"detect", "claim", "load", "transform", "finalize"}
         assert run["batch_s"] > 0 and run["duckdb_s"] and run["ratio"] > 0
     assert len(record["goals"]) == 2
-    assert all(goal["met"] in (True, False) and goal["target"] == 0.5 for goal in record["goals"])
+    # A quick run judges no goal: each is recorded, not measured, what it saw in the note.
+    assert all(g["met"] is None and g["target"] == 0.5 and "quick" in g["note"]
+               for g in record["goals"])  # fmt: skip
     assert record_path.with_suffix(".png").stat().st_size > 0
     assert not workdir.exists()  # without --keep the stack's folder, data and logs are gone
