@@ -696,8 +696,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="DuckDB reads per shape, median reported (default 3; the DAG runs once)")
     add("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     add("--quick", action="store_true",
-        help="1 MiB as 2 objects in both shapes, one DuckDB read: proves it runs")
-    add("--out", help="folder for the record and plot (default .scratch/bench)")
+        help="1 MiB as 2 objects in both shapes, one DuckDB read (over --sizes, --object-mib, "
+             "--large-objects and --repeat): proves it runs, judges no goal")
+    add("--out", help="folder for the record and plot (default $STREAMLINE_BENCH_OUT, else "
+                      ".scratch/bench)")
     add("--workdir", type=Path, help="stack, data and logs (default: a new folder in .scratch)")
     add("--keep", action="store_true", help="keep the workdir (logs, CSV)")
     add("--seed", type=int, default=SEED)
