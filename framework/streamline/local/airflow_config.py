@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -179,12 +180,25 @@ def prepare_airflow(env: dict[str, str], log: Path) -> None:
     Raises subprocess.CalledProcessError when either command fails (its output is in log).
     """
     with log.open("wb") as out:
-        if not migrated_database(env):
-            subprocess.run(airflow_argv("db", "migrate"), env=env, stdout=out,
-                           stderr=subprocess.STDOUT, check=True)  # fmt: skip
-            keep_migrated_database(env)
-        subprocess.run(airflow_argv("dags", "reserialize"), env=env, stdout=out,
-                       stderr=subprocess.STDOUT, check=True)  # fmt: skip
+
+        def run(argv: list[str]) -> bool:
+            subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+            return True
+
+        migrate_database(env, run)
+        run(airflow_argv("dags", "reserialize"))
+
+
+def migrate_database(env: dict[str, str], run: Callable[[list[str]], bool]) -> bool:
+    """Bring env's metadata database to this Airflow's schema: a copy of one migrated before
+    (migrated_database), else `airflow db migrate` through run (False: it did not finish), whose
+    result is kept for the next time (keep_migrated_database). False when run returned False."""
+    if migrated_database(env):
+        return True
+    if not run(airflow_argv("db", "migrate")):
+        return False
+    keep_migrated_database(env)
+    return True
 
 
 def database_cache() -> Path:

@@ -276,12 +276,12 @@ def _start(
                  stack.sqs_url_prefix)  # fmt: skip
         port = options.port or free_port()
         env = airflow_config.airflow_env(stack, project, workdir, dags, port, options.parallelism)
-        if not airflow_config.migrated_database(env):
-            migrate = airflow_config.airflow_argv("db", "migrate")
-            log = logs / "airflow-migrate.log"
-            if not run_step(migrate, env, log, stopping, "airflow db migrate"):
-                return 0
-            airflow_config.keep_migrated_database(env)
+
+        def migrate(argv: list[str]) -> bool:  # False when stopped first
+            return run_step(argv, env, logs / "airflow-migrate.log", stopping, "airflow db migrate")
+
+        if not airflow_config.migrate_database(env, migrate):
+            return 0
         console.print(
             f"stack provisioned and metadata db ready ({time.monotonic() - started:.0f} s); "
             "starting Airflow..."
