@@ -507,12 +507,13 @@ def _hooks() -> tuple[Any, Any]:
     """The connections the DAGs use, by conn id: S3 clients and Snowflake hooks, made once each."""
     from functools import cache
 
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    from streamline.tasks import s3_client
 
     @cache
     def s3(conn_id: str) -> Any:
-        return S3Hook(aws_conn_id=conn_id).get_conn()
+        return s3_client(conn_id)
 
     @cache
     def warehouse(conn_id: str) -> Any:

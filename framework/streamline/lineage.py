@@ -289,11 +289,11 @@ class LineageMixin:
         if manifest is None and _needs(config, "files"):
             # The step did not hand its batch over (it failed first): read it from the lake.
             from streamline.lake import batch_manifest
-            from streamline.tasks import _s3_client
+            from streamline.tasks import s3_client
 
             layout = LakeLayout(config["prefix"])
             manifest = batch_manifest(
-                _s3_client(config["aws_conn_id"]), config["bucket"], layout, batch_id
+                s3_client(config["aws_conn_id"]), config["bucket"], layout, batch_id
             )
             if manifest is None:  # nothing was claimed: the run has no batch
                 return None

@@ -25,9 +25,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-
 from streamline.model import FIXED_TYPES, FLOAT_TYPES, INTEGER_TYPES, TEXT_TYPES
 from streamline.rendering import quote_identifier, schema_fingerprint
 
@@ -127,6 +124,11 @@ class Change:
 
 def desired_tables(ddl: str) -> dict[str, list[ColumnState]]:
     """{table: columns} of every CREATE TABLE in rendered DDL (table as it appears quoted)."""
+    # Imported here: sqlglot takes about 0.35 s to import, and every DAG run's claim imports
+    # this module (schema_versions.check_version) without parsing any DDL.
+    import sqlglot
+    from sqlglot import exp
+
     tables: dict[str, list[ColumnState]] = {}
     for statement in sqlglot.parse(ddl, read="snowflake"):
         if not isinstance(statement, exp.Create) or statement.kind != "TABLE":

@@ -172,7 +172,7 @@ def test_the_python_steps_read_the_batch_from_its_manifest(
 ) -> None:
     from streamline import lake
 
-    monkeypatch.setattr("streamline.tasks._s3_client", lambda aws_conn_id: s3)
+    monkeypatch.setattr("streamline.tasks.s3_client", lambda aws_conn_id: s3)
     layout = LakeLayout("orders")
     done = replace(FINISHED, run_id="run")
     s3.put_object(Bucket=LAKE_BUCKET, Key=layout.manifest(lake.PROCESSED, BATCH),
@@ -204,7 +204,7 @@ def test_claim_and_finalize_hand_their_manifest_over_and_load_its_copy_rows(
     orders: Feed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the step did is its lineage: no S3 read after the task (the provider waits for it)."""
-    monkeypatch.setattr("streamline.tasks._s3_client", _no_s3)
+    monkeypatch.setattr("streamline.tasks.s3_client", _no_s3)
     configs = _configs(orders)
     claim = lineage.LineagePythonOperator(
         task_id="claim", python_callable=lambda: None, lineage=configs["claim"]

@@ -75,11 +75,12 @@ def warm_up(dag: Any, bucket: str) -> None:
 
     Without this, the first batch of a fresh worker spends seconds importing and connecting.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
+    from streamline.tasks import s3_client
+
     aws_conn_id = dag.get_task("detect").op_kwargs["aws_conn_id"]
-    S3Hook(aws_conn_id=aws_conn_id).get_conn().list_objects_v2(Bucket=bucket, MaxKeys=1)
+    s3_client(aws_conn_id).list_objects_v2(Bucket=bucket, MaxKeys=1)
     SnowflakeHook(snowflake_conn_id=dag.get_task("load").conn_id).get_first("SELECT 1")
     # dag.test() runs tasks through Airflow's task runner and execution API, in process: their
     # modules take about 7 s to import and the API's app about 3 s to build the first time.
