@@ -35,6 +35,7 @@ from streamline.rendering import quote_identifier, quote_table
 if TYPE_CHECKING:
     from types import FrameType
 
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from mypy_boto3_s3 import S3Client
 
     from streamline.gates import CheckResult
@@ -73,27 +74,46 @@ def _caller_class(target_function_name: str) -> str | None:
     What the Amazon provider's AwsGenericHook._find_operator_class_name returns for the user agent
     it sends to AWS ("Caller/<operator class>"), found by walking the frames themselves: the
     provider calls inspect.stack(), which reads the source file of every frame on the stack, about
-    0.2 s in a fresh task process (measured: benchmarks/latency.py, py-spy; provider 9.39.0).
+    0.2 s in a fresh task process (measured: benchmarks/latency.py, py-spy; provider 9.39.0; the
+    same method in every provider MWAA pins, 9.0.0 up).
     The provider's method: https://github.com/apache/airflow/blob/main/providers/amazon/src/airflow/providers/amazon/aws/hooks/base_aws.py
     """
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == target_function_name:
             # KeyError without a `self`, as the provider's (its caller then says "Unknown").
-            return type(frame.f_locals["self"]).__name__
+            return str(frame.f_locals["self"].__class__.__name__)
+        frame = frame.f_back
+    return None
+
+
+def _executor_class() -> str | None:
+    """AwsGenericHook._find_executor_class_name without inspect.stack(): the provider's fallback
+    when no operator called the hook (a callback, the CLI). The last class among the globals of
+    the innermost frame whose globals hold a class named BaseExecutor, or None."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        classes = [name for name, value in frame.f_globals.items() if isinstance(value, type)]
+        if "BaseExecutor" in classes:
+            return classes[-1]
         frame = frame.f_back
     return None
 
 
 @cache
-def _s3_hook_class() -> type:
+def _s3_hook_class() -> type[S3Hook]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     class StreamlineS3Hook(S3Hook):
         """S3Hook, with the caller of the hook found without inspect.stack() (_caller_class)."""
 
         _find_operator_class_name = staticmethod(_caller_class)
+        _find_executor_class_name = staticmethod(_executor_class)
 
+    # The hook logs as the provider's S3Hook (its logger is named after the class), so logging
+    # settings and log searches aimed at the provider's hook still apply.
+    StreamlineS3Hook.__module__ = S3Hook.__module__
+    StreamlineS3Hook.__name__ = StreamlineS3Hook.__qualname__ = S3Hook.__name__
     return StreamlineS3Hook
 
 
