@@ -53,12 +53,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from records import REPO, Record, console, out_dir, pyplot
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from streamline.local.worker import ServedResults
 
 MIB = 1024**2
 DEFAULT_SIZES = (10, 100, 500)
@@ -168,27 +171,24 @@ class Worker:
     """One `streamline.local.worker --serve` process: a DAG run per line sent."""
 
     process: subprocess.Popen[bytes]
-    results: Path
-    seen: int = 0
+    results: ServedResults
 
     @classmethod
     def start(cls, env: dict[str, str], dags: Path, dag_id: str, bucket: str, prefix: str,
               workdir: Path) -> Worker:  # fmt: skip
+        from streamline.local.worker import ServedResults, serve_argv
+
         results, ready = workdir / "results.jsonl", workdir / "worker.ready"
         results.unlink(missing_ok=True)
         ready.unlink(missing_ok=True)
         log = (workdir / "worker.log").open("ab")
-        command = [
-            sys.executable, "-m", "streamline.local.worker", "--serve",
-            "--dags-folder", str(dags), "--dag-id", dag_id, "--bucket", bucket,
-            "--prefix", prefix, "--results", str(results), "--ready-file", str(ready),
-        ]  # fmt: skip
         process = subprocess.Popen(
-            command, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log,
+            serve_argv(dags, dag_id, bucket, prefix, results, ready), env=env,
+            stdin=subprocess.PIPE, stdout=log, stderr=log,
             start_new_session=True,  # Ctrl-C reaches this script, which stops it by PID
         )  # fmt: skip
         log.close()
-        worker = cls(process, results)
+        worker = cls(process, ServedResults(results))
         deadline = time.monotonic() + READY_TIMEOUT
         while not ready.exists():
             if process.poll() is not None:
@@ -204,14 +204,14 @@ class Worker:
     def run(self, timeout: float) -> dict[str, Any]:
         """One DAG run now; the worker's summary of it."""
         assert self.process.stdin is not None
-        self.process.stdin.write(b'{"conf": null}\n')
+        from streamline.local.worker import serve_request
+
+        self.process.stdin.write(serve_request())
         self.process.stdin.flush()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lines = self.results.read_text().splitlines() if self.results.exists() else []
-            if len(lines) > self.seen:
-                self.seen += 1
-                summary: dict[str, Any] = json.loads(lines[self.seen - 1])
+            summary = self.results.next()
+            if summary is not None:
                 return summary
             if self.process.poll() is not None:
                 raise BenchmarkFailure(f"the worker exited with {self.process.returncode}")

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from streamline.layout import LEDGER_COLUMNS
 from streamline.local.stack import Stack
+from streamline.local.worker import ServedResults, serve_argv, serve_request
 from streamline.model import Feed
 from streamline.project import Project, find_project
 from streamline.rendering import quote_identifier, quote_table
@@ -80,8 +81,7 @@ class Worker:
     feed: str
     name: str = ""
     process: subprocess.Popen[bytes] | None = None
-    results: Path = Path()
-    seen: int = 0
+    results: ServedResults = field(default_factory=lambda: ServedResults(Path()))
     starts: int = 0
 
     def ensure(self) -> None:
@@ -89,16 +89,12 @@ class Worker:
             return
         spec = self.local.feeds[self.feed]
         name = self.name or self.feed
-        self.results = self.local.workdir / f"results-{name}-{self.starts}.jsonl"
-        ready = self.results.with_suffix(".ready")
-        self.seen = 0
+        results = self.local.workdir / f"results-{name}-{self.starts}.jsonl"
+        self.results = ServedResults(results)
+        ready = results.with_suffix(".ready")
         log = (self.local.workdir / f"worker-{name}.log").open("ab")
-        command = [
-            sys.executable, "-m", "streamline.local.worker", "--serve",
-            "--dags-folder", str(self.local.dags), "--dag-id", spec.dag.dag_id,
-            "--bucket", self.local.stack.bucket, "--prefix", spec.source.prefix,
-            "--results", str(self.results), "--ready-file", str(ready),
-        ]  # fmt: skip
+        command = serve_argv(self.local.dags, spec.dag.dag_id, self.local.stack.bucket,
+                             spec.source.prefix, results, ready)  # fmt: skip
         self.process = subprocess.Popen(
             command, env=self.local.env, stdin=subprocess.PIPE, stdout=log, stderr=log
         )
@@ -113,8 +109,7 @@ class Worker:
         """Start a run with conf; reload: parse the dags folder again first (a spec was edited)."""
         self.ensure()
         assert self.process is not None and self.process.stdin is not None
-        request = {"conf": conf, **({"reload": True} if reload else {})}
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        self.process.stdin.write(serve_request(conf, reload=reload))
         self.process.stdin.flush()
 
     def receive(self) -> dict[str, Any] | None:
@@ -122,10 +117,8 @@ class Worker:
         assert self.process is not None
         deadline = time.monotonic() + RUN_TIMEOUT
         while time.monotonic() < deadline:
-            lines = self.results.read_text().splitlines() if self.results.exists() else []
-            if len(lines) > self.seen:
-                self.seen += 1
-                summary: dict[str, Any] = json.loads(lines[self.seen - 1])
+            summary = self.results.next()
+            if summary is not None:
                 return summary
             if self.process.poll() is not None:
                 return None

@@ -22,6 +22,45 @@ from streamline.layout import CLAIM_TASK, XCOM_BATCH_ID, LakeLayout
 IDLE_POLL_SECONDS = 0.25
 
 
+# --- the client side of --serve (the integration harness, benchmarks/capacity.py) ----------------
+
+
+def serve_argv(
+    dags_folder: Path, dag_id: str, bucket: str, prefix: str, results: Path, ready_file: Path
+) -> list[str]:
+    """The command line of a worker that warms up, touches ready_file, then runs the DAG once per
+    request line on its stdin (serve_request), appending each run's summary to results."""
+    return [
+        sys.executable, "-m", "streamline.local.worker", "--serve",
+        "--dags-folder", str(dags_folder), "--dag-id", dag_id, "--bucket", bucket,
+        "--prefix", prefix, "--results", str(results), "--ready-file", str(ready_file),
+    ]  # fmt: skip
+
+
+def serve_request(conf: dict[str, Any] | None = None, *, reload: bool = False) -> bytes:
+    """One request line for a --serve worker: a DAG run with conf; reload: parse the dags folder
+    again first (a spec was edited)."""
+    request = {"conf": conf, **({"reload": True} if reload else {})}
+    return (json.dumps(request) + "\n").encode()
+
+
+class ServedResults:
+    """A --serve worker's results file, read in order: each finished run's summary (run_once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen = 0
+
+    def next(self) -> dict[str, Any] | None:
+        """The summary of the next run the worker finished, or None while there is none yet."""
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        if len(lines) <= self.seen:
+            return None
+        self.seen += 1
+        summary: dict[str, Any] = json.loads(lines[self.seen - 1])
+        return summary
+
+
 def _task_times(dag_run: Any) -> dict[str, dict[str, str | None]]:
     times = {}
     for ti in dag_run.get_task_instances():
