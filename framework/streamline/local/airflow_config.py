@@ -299,12 +299,12 @@ def keep_migrated_database(env: dict[str, str]) -> None:
     source = _sqlite_path(env)
     if source is None or not source.is_file() or not _sound(source):
         return
-    cache = database_cache()
-    partial = cache / f"{_database_key(env)}.{os.getpid()}.partial"
+    cache, key = database_cache(), _database_key(env)  # the key reads every installed package
+    partial = cache / f"{key}.{os.getpid()}.partial"
     try:
         cache.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, partial)
-        os.replace(partial, cache / f"{_database_key(env)}.db")
+        os.replace(partial, cache / f"{key}.db")
     except OSError:
         with suppress(OSError):
             partial.unlink(missing_ok=True)

@@ -57,7 +57,7 @@ def share_botocore_loader(services: tuple[str, ...] = WARM_SERVICES) -> None:
     Manager client to look up the Snowflake connection). Each session still gets a loader of its
     own (its own search paths, which boto3 appends to, and its own list of services); the loader
     starts with the decoded model files (SHARED_ENTRIES) of the first loader of its data path,
-    warmed here, and a forked task makes each client in about 0.02 s. A model file of the same
+    warmed here, and a forked task makes each client in about 0.03-0.06 s. A model file of the same
     name added later in another search path (`~/.aws/models`, AWS_DATA_PATH) is not read by
     these sessions. https://docs.aws.amazon.com/botocore/latest/reference/loaders.html
     """
